@@ -1,0 +1,54 @@
+/**
+ * One error class for expected outcomes, with a string `code` to switch on.
+ *
+ * Codes that cross the wire are exactly the SPIKE v1 codes (spec/spike-api.md §3, §8, §9);
+ * the others are local (identity, configuration). Messages never carry secret material:
+ * callers pass fixed text, and decryption failures always use the same message.
+ * Programmer mistakes throw built-in `TypeError` / `RangeError` instead (STYLE.md rule 8).
+ */
+
+export type SpikeErrorCode =
+  // wire codes (spike-api.md §3, §8, §9)
+  | 'api_bad_request'
+  | 'access_unauthorized'
+  | 'api_not_found'
+  | 'api_internal_error'
+  | 'state_not_ready'
+  | 'state_already_initialized'
+  | 'crypto_cipher_verification_failed'
+  | 'crypto_failed_to_read_version'
+  | 'crypto_unsupported_version'
+  | 'crypto_failed_to_read_nonce'
+  | 'crypto_decryption_failed'
+  | 'net_peer_connection'
+  // identity (spec/spiffe.md)
+  | 'spiffe_invalid_id'
+  | 'spiffe_invalid_trust_domain'
+  | 'spiffe_invalid_address'
+  | 'svid_invalid'
+  | 'svid_untrusted'
+  | 'svid_unauthorized'
+  | 'workload_api_error'
+  | 'workload_api_timeout'
+  // local
+  | 'config_invalid';
+
+export class SpikeError extends Error {
+  override readonly name = 'SpikeError';
+  readonly code: SpikeErrorCode;
+
+  constructor(code: SpikeErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** True for any `SpikeError`, also across duplicate module copies (checks the shape, not the class). */
+export function isSpikeError(value: unknown): value is SpikeError {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { name?: unknown }).name === 'SpikeError' &&
+    typeof (value as { code?: unknown }).code === 'string'
+  );
+}
