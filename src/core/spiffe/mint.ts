@@ -60,7 +60,10 @@ export async function createRootAuthority(
     signingAlgorithm: SIGN,
     extensions: [
       new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
       new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${trustDomain}` }]),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
@@ -76,7 +79,7 @@ export async function createIntermediateAuthority(
 ): Promise<Authority> {
   const now = options.now ?? new Date();
   const keys = await generateKeyPair();
-  const issuerCert = new x509.X509Certificate(issuer.certificate);
+  const issuerCert = new x509.X509Certificate(issuer.certificate.slice());
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject: `CN=${trustDomain} intermediate`,
@@ -88,7 +91,10 @@ export async function createIntermediateAuthority(
     signingAlgorithm: SIGN,
     extensions: [
       new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
       new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${trustDomain}` }]),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey),
@@ -112,7 +118,7 @@ export async function issueX509Svid(
 ): Promise<MintedLeaf> {
   const now = options.now ?? new Date();
   const keys = await generateKeyPair();
-  const issuerCert = new x509.X509Certificate(issuer.certificate);
+  const issuerCert = new x509.X509Certificate(issuer.certificate.slice());
   const serial = randomSerial();
   const notAfter = new Date(now.getTime() + (options.ttlSeconds ?? 3600) * 1000);
   const cert = await x509.X509CertificateGenerator.create({
