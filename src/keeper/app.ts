@@ -1,0 +1,299 @@
+/**
+ * The Keeper: holds one Shamir shard of the Nexus root key, in memory only, and answers the two
+ * Keeper routes (spike-api.md §9 "Keeper routes", §3 envelope conventions, §12 health and the
+ * 4 KiB body cap; ARCHITECTURE.md "The flows that matter").
+ *
+ * Invariants:
+ * - Shards live in this process's memory only, as bytes that are zeroed when replaced, dropped or
+ *   wiped; they are never written to disk and never logged. Log lines carry the route, the caller,
+ *   the index and the generation id, never the shard, the KCV or a request body.
+ * - The Keeper keeps the latest envelope and the one before it from another generation: an
+ *   envelope of the current generation replaces the current one; any other demotes the current
+ *   one to `previous` (and the old previous is zeroed).
+ * - Callers: nexus or bootstrap may contribute, only nexus may read. The peer ID comes from
+ *   `peerOf(request)` (the transport's verified ID, never a header), is re-checked against the
+ *   wire pattern of spike-api.md §2 and matched against the trust roots (§1).
+ *
+ * Processing order (spike-api.md §3): GET /health and /ready; method ≠ POST → 400; exact path
+ * (and `action` absent or empty) → else 400; body (≤ 4 KiB, streamed) and JSON → 400;
+ * authorisation → 401; envelope validation → 400; execute.
+ */
+import { Elysia } from 'elysia';
+import { fromHex, toHex, zero } from '../core/bytes.ts';
+import { isSpikeError } from '../core/errors.ts';
+import { decodeGoJson, type GoJsonResult, type GoJsonSchema } from '../core/http/go-json.ts';
+import type { Logger } from '../core/log.ts';
+import { parseShardEnvelope, type ShardEnvelope } from '../core/shamir/shards.ts';
+import { hasRole, isWirePeerId } from '../core/spike/roles.ts';
+
+/** Keeper request body cap in bytes (spike-api.md §12 "Limits"). */
+export const KEEPER_MAX_BODY_BYTES = 4096;
+
+/** What the Keeper needs of a logger (src/core/log.ts); fields never hold secret material. */
+export type KeeperLogger = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+
+export interface KeeperAppOptions {
+  /** The verified SPIFFE ID of the request's peer (the mTLS transport's `peerOf`). */
+  readonly peerOf: (request: Request) => string | undefined;
+  /** Trust domains of the roles allowed to call (`SPIKE_TRUST_ROOT_NEXUS`, `..._BOOTSTRAP`). */
+  readonly trustRoots: { readonly nexus: readonly string[]; readonly bootstrap: readonly string[] };
+  readonly log?: KeeperLogger;
+}
+
+export interface KeeperApp {
+  /** Serves one request (the Web-standard handler the transport calls). */
+  handle(request: Request): Promise<Response>;
+  /** True while a shard is held (what `/ready` reports). */
+  holding(): boolean;
+  /** Zeroes and drops every held shard (on shutdown). */
+  wipe(): void;
+}
+
+/** A held envelope, with the share as bytes so that it can be zeroed. */
+interface HeldShard {
+  readonly index: number;
+  readonly generation: string;
+  readonly kcv: string;
+  readonly shard: Uint8Array;
+}
+
+const JSON_HEADERS: Readonly<Record<string, string>> = {
+  'Content-Type': 'application/json',
+  'Cache-Control': 'no-store, no-cache, must-revalidate, private',
+  Pragma: 'no-cache',
+  Expires: '0',
+};
+
+function json(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), { status, headers: JSON_HEADERS });
+}
+
+const ROUTES: ReadonlyMap<string, 'GET' | 'POST'> = new Map([
+  ['/health', 'GET'],
+  ['/ready', 'GET'],
+  ['/v1/store/contribute', 'POST'],
+  ['/v1/store/shard', 'POST'],
+]);
+
+/** The origin of the requests Elysia sees (see `handle`). */
+const ORIGIN = 'http://localhost';
+
+const NOOP_LOGGER: KeeperLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** A decoded body, or why it was refused (never the body itself). */
+type BodyResult<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+/** The envelope as a Go struct (spike-api.md §9), decoded before `parseShardEnvelope` checks it. */
+const ENVELOPE_SCHEMA = {
+  version: 'int',
+  index: 'int',
+  generation: 'string',
+  kcv: 'string',
+  shard: 'string',
+} as const satisfies GoJsonSchema;
+
+/**
+ * Reads at most `KEEPER_MAX_BODY_BYTES` of the streamed body and decodes it with Go
+ * `encoding/json` semantics (spike-api.md §3 "Request JSON"). A larger body is refused as soon as
+ * the cap is crossed (the stream is cancelled, not drained, and not awaited: a hostile stream may
+ * never settle), whatever `Content-Length` says. Unlike the shared `readBodyCapped`, every chunk
+ * and the assembled bytes are zeroed once decoded, since they may hold a shard.
+ */
+async function readBody<S extends GoJsonSchema>(
+  request: Request,
+  schema: S,
+): Promise<BodyResult<GoJsonResult<S>>> {
+  const declared = request.headers.get('content-length');
+  if (declared !== null && Number(declared) > KEEPER_MAX_BODY_BYTES) {
+    request.body?.cancel().catch(() => undefined);
+    return { ok: false, reason: 'body too large' };
+  }
+  const buffer = new Uint8Array(KEEPER_MAX_BODY_BYTES);
+  let length = 0;
+  try {
+    if (request.body !== null) {
+      const reader = request.body.getReader();
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          if (length + value.length > KEEPER_MAX_BODY_BYTES) {
+            zero(value);
+            reader.cancel().catch(() => undefined);
+            return { ok: false, reason: 'body too large' };
+          }
+          buffer.set(value, length);
+          length += value.length;
+          zero(value);
+        }
+      } catch {
+        return { ok: false, reason: 'body could not be read' };
+      }
+    }
+    try {
+      return { ok: true, value: decodeGoJson(buffer.subarray(0, length), schema) };
+    } catch (error) {
+      // The decoder's messages name at most a field, never a value.
+      return { ok: false, reason: isSpikeError(error) ? error.message : 'invalid JSON' };
+    }
+  } finally {
+    zero(buffer);
+  }
+}
+
+function toEnvelope(held: HeldShard): ShardEnvelope {
+  return {
+    version: 1,
+    index: held.index,
+    generation: held.generation,
+    kcv: held.kcv,
+    shard: toHex(held.shard),
+  };
+}
+
+/**
+ * Creates the Keeper app (spike-api.md §9 "Keeper routes", §12): `POST /v1/store/contribute`
+ * (nexus, bootstrap), `POST /v1/store/shard` (nexus), `GET /health`, `GET /ready`.
+ */
+export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
+  const log = options.log ?? NOOP_LOGGER;
+  const nexusRoots = [...options.trustRoots.nexus];
+  const bootstrapRoots = [...options.trustRoots.bootstrap];
+  let current: HeldShard | undefined;
+  let previous: HeldShard | undefined;
+
+  const originals = new WeakMap<Request, Request>();
+
+  /** The caller's ID when it has one of `roles`, otherwise `undefined` (→ 401). */
+  function authorise(
+    request: Request,
+    route: string,
+    roles: readonly ('nexus' | 'bootstrap')[],
+  ): string | undefined {
+    const id = options.peerOf(originals.get(request) ?? request);
+    if (id === undefined || !isWirePeerId(id)) {
+      log.warn('request denied: no valid peer ID', { route });
+      return undefined;
+    }
+    const allowed = roles.some((role) =>
+      hasRole(id, role, role === 'nexus' ? nexusRoots : bootstrapRoots),
+    );
+    if (!allowed) {
+      log.warn('request denied', { route, caller: id });
+      return undefined;
+    }
+    return id;
+  }
+
+  async function contribute(request: Request): Promise<Response> {
+    const route = '/v1/store/contribute';
+    const body = await readBody(request, ENVELOPE_SCHEMA);
+    if (!body.ok) {
+      log.debug('bad request', { route, reason: body.reason });
+      return json(400, { err: 'api_bad_request' });
+    }
+    const caller = authorise(request, route, ['nexus', 'bootstrap']);
+    if (caller === undefined) return json(401, { err: 'access_unauthorized' });
+    let envelope: ShardEnvelope;
+    try {
+      envelope = parseShardEnvelope(body.value);
+    } catch (error) {
+      // parseShardEnvelope's messages name the field, never its value.
+      const reason = isSpikeError(error) ? error.message : 'invalid shard envelope';
+      log.info('shard refused', { route, caller, reason });
+      return json(400, { err: 'api_bad_request' });
+    }
+    const held: HeldShard = {
+      index: envelope.index,
+      generation: envelope.generation,
+      kcv: envelope.kcv,
+      shard: fromHex(envelope.shard),
+    };
+    if (current !== undefined && current.generation === held.generation) {
+      zero(current.shard);
+    } else {
+      if (previous !== undefined) zero(previous.shard);
+      previous = current;
+    }
+    current = held;
+    log.info('shard stored', {
+      route,
+      caller,
+      index: held.index,
+      generation: held.generation,
+      previous: previous !== undefined,
+    });
+    return json(200, {});
+  }
+
+  async function shard(request: Request): Promise<Response> {
+    const route = '/v1/store/shard';
+    // The request is `{}`: any JSON object (or `null`) decodes into Go's empty struct.
+    const body = await readBody(request, {});
+    if (!body.ok) {
+      log.debug('bad request', { route, reason: body.reason });
+      return json(400, { shards: null, err: 'api_bad_request' });
+    }
+    const caller = authorise(request, route, ['nexus']);
+    if (caller === undefined) return json(401, { shards: null, err: 'access_unauthorized' });
+    if (current === undefined) {
+      log.debug('no shard held', { route, caller });
+      return json(404, { shards: null, err: 'api_not_found' });
+    }
+    const shards = [toEnvelope(current)];
+    if (previous !== undefined) shards.push(toEnvelope(previous));
+    log.debug('shards served', { route, caller, count: shards.length });
+    return json(200, { shards });
+  }
+
+  const app = new Elysia({ strictPath: true })
+    // Method, exact path and `action` are checked here, in the order of spike-api.md §3, so
+    // that Elysia only ever sees routable requests.
+    .onRequest(({ request }) => {
+      const url = new URL(request.url);
+      const method = ROUTES.get(url.pathname);
+      if (method === 'GET' && request.method === 'GET') return;
+      const action = url.searchParams.get('action');
+      const routed = request.method === 'POST' && method === 'POST' && !action;
+      return routed ? undefined : json(400, { err: 'api_bad_request' });
+    })
+    .get('/health', () => json(200, { status: 'ok' }))
+    .get('/ready', () =>
+      current !== undefined
+        ? json(200, { status: 'ready' })
+        : json(503, { status: 'not_ready', err: 'state_not_ready' }),
+    )
+    .post('/v1/store/contribute', ({ request }) => contribute(request), { parse: 'none' })
+    .post('/v1/store/shard', ({ request }) => shard(request), { parse: 'none' })
+    .onError(({ code }) => {
+      if (code === 'NOT_FOUND') return json(400, { err: 'api_bad_request' });
+      log.error('request failed', { code: String(code) });
+      return json(500, { err: 'api_internal_error' });
+    });
+
+  return {
+    async handle(request) {
+      // Elysia finds the path by its position in the URL string, which a short Host header
+      // shifts; it is handed a copy under a fixed origin (same method, headers and body stream).
+      // The copy maps back to the transport's Request, the key of the verified peer ID.
+      const url = new URL(request.url);
+      const routed = new Request(`${ORIGIN}${url.pathname}${url.search}`, {
+        method: request.method,
+        headers: request.headers,
+        body: request.body,
+        signal: request.signal,
+        duplex: 'half',
+      } as RequestInit);
+      originals.set(routed, request);
+      return app.handle(routed);
+    },
+    holding() {
+      return current !== undefined;
+    },
+    wipe() {
+      zero(current?.shard, previous?.shard);
+      current = undefined;
+      previous = undefined;
+    },
+  };
+}
