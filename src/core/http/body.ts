@@ -1,0 +1,64 @@
+/**
+ * Reading a request body under a byte cap (spec/spike-api.md §12 "Limits"), without ever holding
+ * more than the cap in memory.
+ *
+ * A declared `Content-Length` above the cap is refused before reading anything. Otherwise the body
+ * stream is read chunk by chunk and cancelled as soon as the running total passes the cap, so a
+ * client that streams forever costs at most `cap` bytes and is refused with a 400
+ * (`api_bad_request`, not 413: the Go SDK would report 413 as a connection failure).
+ *
+ * Portable: Web Streams only.
+ */
+import { isSpikeError, SpikeError } from '../errors.ts';
+
+function tooLarge(): SpikeError {
+  return new SpikeError('api_bad_request', 'request body too large');
+}
+
+/**
+ * Reads `request`'s body, at most `maxBytes` bytes. A missing body reads as empty.
+ *
+ * @throws SpikeError `api_bad_request` when the body (declared or actual) exceeds `maxBytes`, or
+ *   when reading it fails (a client that hangs up mid-body).
+ * @throws RangeError when `maxBytes` is not a non-negative safe integer.
+ */
+export async function readBodyCapped(request: Request, maxBytes: number): Promise<Uint8Array> {
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) {
+    throw new RangeError('maxBytes must be a non-negative integer');
+  }
+  const declared = request.headers.get('content-length');
+  if (declared !== null && /^[0-9]+$/.test(declared.trim()) && Number(declared.trim()) > maxBytes) {
+    throw tooLarge();
+  }
+  const stream = request.body;
+  if (stream === null) return new Uint8Array(0);
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > maxBytes) {
+        // Stop the producer; do not wait for it (a hostile stream may never settle).
+        reader.cancel().catch(() => undefined);
+        throw tooLarge();
+      }
+      chunks.push(value);
+    }
+  } catch (error) {
+    if (isSpikeError(error)) throw error;
+    throw new SpikeError('api_bad_request', 'request body could not be read', { cause: error });
+  } finally {
+    reader.releaseLock();
+  }
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}

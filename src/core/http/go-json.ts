@@ -1,0 +1,443 @@
+/**
+ * Request bodies decoded the way Go's `encoding/json` decodes them into a struct
+ * (spec/spike-api.md §3 "Request JSON"), so that every SPIKE client sees the same answers from
+ * us as from the Go Nexus.
+ *
+ * What differs from `JSON.parse`, and why it matters on the wire:
+ * - keys match struct fields case-insensitively (Unicode simple folding, so `ſ` matches `s` and
+ *   the Kelvin sign matches `k`); unknown keys are ignored; when a field appears twice the later
+ *   value wins, in document order;
+ * - the top-level value must be an object or `null` (`null` leaves every field at its zero value);
+ *   an empty body is a syntax error;
+ * - a JSON `null` leaves a string or integer field unchanged and resets a map, slice or bytes
+ *   field to nil; a second object for a map field merges into the first;
+ * - integer fields accept only integer literals in range (no fraction, exponent or string);
+ * - bytes are standard base64 with padding (CR and LF ignored), or an array of 0..255;
+ * - lone UTF-16 surrogate escapes decode to U+FFFD, a byte-order mark is a syntax error, and
+ *   nesting deeper than 10,000 is refused.
+ *
+ * Every failure is `SpikeError('api_bad_request')` naming at most the schema field, never the
+ * rejected value. Portable: no runtime APIs.
+ */
+import { fromBase64 } from '../bytes.ts';
+import { SpikeError } from '../errors.ts';
+
+/** Go field types used by the SPIKE request structs. */
+export type GoJsonKind =
+  | 'string'
+  | 'int'
+  | 'uint8'
+  | 'bytes'
+  | 'stringMap'
+  | 'intSlice'
+  | 'stringSlice';
+
+/** A request struct: field name (its JSON tag) → Go type. */
+export type GoJsonSchema = Readonly<Record<string, GoJsonKind>>;
+
+/** The TypeScript value of one Go field kind; nil maps, slices and bytes are `null`. */
+export type GoJsonValue<K extends GoJsonKind> = K extends 'string'
+  ? string
+  : K extends 'int' | 'uint8'
+    ? number
+    : K extends 'bytes'
+      ? Uint8Array | null
+      : K extends 'stringMap'
+        ? Record<string, string> | null
+        : K extends 'intSlice'
+          ? number[] | null
+          : K extends 'stringSlice'
+            ? string[] | null
+            : never;
+
+/** The decoded struct: every schema field present, zero-valued when absent. */
+export type GoJsonResult<S extends GoJsonSchema> = { -readonly [F in keyof S]: GoJsonValue<S[F]> };
+
+/** Go's decoder limit on nesting (encoding/json `maxNestingDepth`). */
+export const MAX_NESTING_DEPTH = 10_000;
+
+type Node =
+  | { readonly t: 'object'; readonly entries: [string, Node][] }
+  | { readonly t: 'array'; readonly items: Node[] }
+  | { readonly t: 'string'; readonly v: string }
+  | { readonly t: 'number'; readonly raw: string }
+  | { readonly t: 'bool'; readonly v: boolean }
+  | { readonly t: 'null' };
+
+function syntaxError(): SpikeError {
+  return new SpikeError('api_bad_request', 'request body is not valid JSON');
+}
+
+function typeError(field: string): SpikeError {
+  return new SpikeError('api_bad_request', `request field "${field}" has the wrong type`);
+}
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const INTEGER_LITERAL = /^-?[0-9]+$/;
+
+class Parser {
+  readonly #s: string;
+  #i = 0;
+  #depth = 0;
+
+  constructor(s: string) {
+    this.#s = s;
+  }
+
+  parseDocument(): Node {
+    this.#ws();
+    const node = this.#value();
+    this.#ws();
+    if (this.#i !== this.#s.length) throw syntaxError();
+    return node;
+  }
+
+  #ws(): void {
+    const s = this.#s;
+    while (this.#i < s.length) {
+      const c = s.charCodeAt(this.#i);
+      if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) return;
+      this.#i++;
+    }
+  }
+
+  #value(): Node {
+    const c = this.#s[this.#i];
+    switch (c) {
+      case '{':
+        return this.#object();
+      case '[':
+        return this.#array();
+      case '"':
+        return { t: 'string', v: this.#string() };
+      case 't':
+        return this.#literal('true', { t: 'bool', v: true });
+      case 'f':
+        return this.#literal('false', { t: 'bool', v: false });
+      case 'n':
+        return this.#literal('null', { t: 'null' });
+      default:
+        if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) return this.#number();
+        throw syntaxError();
+    }
+  }
+
+  #literal(word: string, node: Node): Node {
+    if (!this.#s.startsWith(word, this.#i)) throw syntaxError();
+    this.#i += word.length;
+    return node;
+  }
+
+  #enter(): void {
+    if (++this.#depth > MAX_NESTING_DEPTH) throw syntaxError();
+  }
+
+  #object(): Node {
+    this.#enter();
+    this.#i++; // {
+    const entries: [string, Node][] = [];
+    this.#ws();
+    if (this.#s[this.#i] === '}') {
+      this.#i++;
+      this.#depth--;
+      return { t: 'object', entries };
+    }
+    for (;;) {
+      this.#ws();
+      if (this.#s[this.#i] !== '"') throw syntaxError();
+      const key = this.#string();
+      this.#ws();
+      if (this.#s[this.#i] !== ':') throw syntaxError();
+      this.#i++;
+      this.#ws();
+      entries.push([key, this.#value()]);
+      this.#ws();
+      const c = this.#s[this.#i++];
+      if (c === '}') break;
+      if (c !== ',') throw syntaxError();
+    }
+    this.#depth--;
+    return { t: 'object', entries };
+  }
+
+  #array(): Node {
+    this.#enter();
+    this.#i++; // [
+    const items: Node[] = [];
+    this.#ws();
+    if (this.#s[this.#i] === ']') {
+      this.#i++;
+      this.#depth--;
+      return { t: 'array', items };
+    }
+    for (;;) {
+      this.#ws();
+      items.push(this.#value());
+      this.#ws();
+      const c = this.#s[this.#i++];
+      if (c === ']') break;
+      if (c !== ',') throw syntaxError();
+    }
+    this.#depth--;
+    return { t: 'array', items };
+  }
+
+  #number(): Node {
+    const s = this.#s;
+    const start = this.#i;
+    if (s[this.#i] === '-') this.#i++;
+    if (s[this.#i] === '0') {
+      this.#i++;
+    } else if (this.#digits() === 0) {
+      throw syntaxError();
+    }
+    if (s[this.#i] === '.') {
+      this.#i++;
+      if (this.#digits() === 0) throw syntaxError();
+    }
+    if (s[this.#i] === 'e' || s[this.#i] === 'E') {
+      this.#i++;
+      if (s[this.#i] === '+' || s[this.#i] === '-') this.#i++;
+      if (this.#digits() === 0) throw syntaxError();
+    }
+    return { t: 'number', raw: s.slice(start, this.#i) };
+  }
+
+  #digits(): number {
+    const start = this.#i;
+    while (this.#i < this.#s.length) {
+      const c = this.#s.charCodeAt(this.#i);
+      if (c < 0x30 || c > 0x39) break;
+      this.#i++;
+    }
+    return this.#i - start;
+  }
+
+  #string(): string {
+    const s = this.#s;
+    this.#i++; // opening quote
+    let out = '';
+    let runStart = this.#i;
+    for (;;) {
+      if (this.#i >= s.length) throw syntaxError();
+      const c = s.charCodeAt(this.#i);
+      if (c === 0x22) {
+        out += s.slice(runStart, this.#i);
+        this.#i++;
+        return out;
+      }
+      if (c < 0x20) throw syntaxError();
+      if (c !== 0x5c) {
+        this.#i++;
+        continue;
+      }
+      out += s.slice(runStart, this.#i);
+      this.#i++;
+      const e = s[this.#i++];
+      switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+          out += e;
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'u':
+          out += this.#unicodeEscape();
+          break;
+        default:
+          throw syntaxError();
+      }
+      runStart = this.#i;
+    }
+  }
+
+  /** After `\u`: one code point; surrogate halves that do not pair become U+FFFD (as Go). */
+  #unicodeEscape(): string {
+    const hi = this.#hex4();
+    if (hi < 0xd800 || hi > 0xdfff) return String.fromCharCode(hi);
+    if (hi <= 0xdbff && this.#s.startsWith('\\u', this.#i)) {
+      const save = this.#i;
+      this.#i += 2;
+      const lo = this.#hex4();
+      if (lo >= 0xdc00 && lo <= 0xdfff) return String.fromCharCode(hi, lo);
+      // Not a low surrogate: Go emits U+FFFD for the lone half and decodes the next escape anew.
+      this.#i = save;
+    }
+    return '\uFFFD';
+  }
+
+  #hex4(): number {
+    const h = this.#s.slice(this.#i, this.#i + 4);
+    if (!/^[0-9a-fA-F]{4}$/.test(h)) throw syntaxError();
+    this.#i += 4;
+    return Number.parseInt(h, 16);
+  }
+}
+
+/**
+ * Folds a key the way `bytes.EqualFold` compares it for our (ASCII) field names: ASCII letters to
+ * lower case, U+017F (long s) to `s`, U+212A (Kelvin sign) to `k`. Other non-ASCII characters stay
+ * as they are, so they never equal an ASCII field name.
+ */
+function foldKey(key: string): string {
+  let out = '';
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c >= 0x41 && c <= 0x5a) out += String.fromCharCode(c + 0x20);
+    else if (c === 0x17f) out += 's';
+    else if (c === 0x212a) out += 'k';
+    else out += key[i];
+  }
+  return out;
+}
+
+function toInt(node: Node, field: string, kind: 'int' | 'uint8'): number {
+  if (node.t !== 'number' || !INTEGER_LITERAL.test(node.raw)) throw typeError(field);
+  const n = BigInt(node.raw);
+  if (kind === 'uint8') {
+    // strconv.ParseUint rejects any sign, even on zero.
+    if (node.raw.startsWith('-') || n > 255n) throw typeError(field);
+  } else if (n < INT64_MIN || n > INT64_MAX) {
+    throw typeError(field);
+  }
+  // Beyond 2^53 precision is lost; such numbers name no version that can exist.
+  return Number(n);
+}
+
+function toBytes(node: Node, field: string): Uint8Array {
+  if (node.t === 'string') {
+    try {
+      return fromBase64(node.v.replace(/[\r\n]/g, ''));
+    } catch {
+      throw typeError(field);
+    }
+  }
+  if (node.t === 'array') {
+    const out = new Uint8Array(node.items.length);
+    node.items.forEach((item, i) => {
+      out[i] = item.t === 'null' ? 0 : toInt(item, field, 'uint8');
+    });
+    return out;
+  }
+  throw typeError(field);
+}
+
+function assign(
+  target: Record<string, unknown>,
+  field: string,
+  kind: GoJsonKind,
+  node: Node,
+): void {
+  if (node.t === 'null') {
+    // Go: null is a no-op for strings and numbers, and sets maps, slices and []byte to nil.
+    if (kind !== 'string' && kind !== 'int' && kind !== 'uint8') target[field] = null;
+    return;
+  }
+  switch (kind) {
+    case 'string':
+      if (node.t !== 'string') throw typeError(field);
+      target[field] = node.v;
+      return;
+    case 'int':
+    case 'uint8':
+      target[field] = toInt(node, field, kind);
+      return;
+    case 'bytes':
+      target[field] = toBytes(node, field);
+      return;
+    case 'stringMap': {
+      if (node.t !== 'object') throw typeError(field);
+      // A second object for the same field merges into the first map, as Go does.
+      const map = (target[field] as Record<string, string> | null) ?? Object.create(null);
+      for (const [key, value] of node.entries) {
+        if (value.t === 'null') map[key] = '';
+        else if (value.t === 'string') map[key] = value.v;
+        else throw typeError(field);
+      }
+      target[field] = map;
+      return;
+    }
+    case 'intSlice':
+      if (node.t !== 'array') throw typeError(field);
+      target[field] = node.items.map((item) => (item.t === 'null' ? 0 : toInt(item, field, 'int')));
+      return;
+    case 'stringSlice':
+      if (node.t !== 'array') throw typeError(field);
+      target[field] = node.items.map((item) => {
+        if (item.t === 'null') return '';
+        if (item.t !== 'string') throw typeError(field);
+        return item.v;
+      });
+      return;
+  }
+}
+
+function zeroOf(kind: GoJsonKind): unknown {
+  switch (kind) {
+    case 'string':
+      return '';
+    case 'int':
+    case 'uint8':
+      return 0;
+    default:
+      return null;
+  }
+}
+
+/**
+ * Decodes a request body into `schema` with Go `encoding/json` semantics (module header).
+ *
+ * `input` is the raw body; bytes are decoded as UTF-8 with invalid sequences replaced by U+FFFD
+ * (Go does the same inside strings; outside strings they are syntax errors either way).
+ *
+ * @throws SpikeError `api_bad_request` for invalid JSON, a top-level value that is not an object
+ *   or `null`, or a field of the wrong type.
+ */
+export function decodeGoJson<S extends GoJsonSchema>(
+  input: Uint8Array | string,
+  schema: S,
+): GoJsonResult<S> {
+  const text =
+    typeof input === 'string'
+      ? input
+      : new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(input);
+  let root: Node;
+  try {
+    root = new Parser(text).parseDocument();
+  } catch (error) {
+    // A stack overflow on deep nesting is a bad request too, never a 500.
+    if (error instanceof RangeError) throw syntaxError();
+    throw error;
+  }
+  const out: Record<string, unknown> = {};
+  const byFolded = new Map<string, string>();
+  for (const [field, kind] of Object.entries(schema)) {
+    out[field] = zeroOf(kind);
+    byFolded.set(foldKey(field), field);
+  }
+  if (root.t === 'null') return out as GoJsonResult<S>;
+  if (root.t !== 'object') {
+    throw new SpikeError('api_bad_request', 'request body must be a JSON object');
+  }
+  for (const [key, node] of root.entries) {
+    const field = byFolded.get(foldKey(key));
+    if (field === undefined) continue;
+    assign(out, field, schema[field]!, node);
+  }
+  return out as GoJsonResult<S>;
+}
