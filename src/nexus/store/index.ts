@@ -1,0 +1,144 @@
+/**
+ * The Nexus store: one factory that opens a backend and hands out the domain objects built on it
+ * (ARCHITECTURE.md decision 10, spike-api.md §6, §7, §9, §10).
+ *
+ * ```ts
+ * const store = await openStore({ backend: 'sqlite', dataDir: resolveDataDir(process.env).dir });
+ * const keys = new MutableRootKeyProvider();          // not ready: operations → state_not_ready
+ * const secrets = store.secrets(keys);                 // domain.ts Secrets
+ * const policies = store.policies(keys);               // domain.ts PolicyStore
+ * if (store.getKcv() === undefined) store.setKcv((await keys.install(rootKey)).kcv);
+ * await store.close();
+ * ```
+ *
+ * `secrets` and `policies` may be called any number of times; every object they return consults
+ * its key provider on each call, so objects made before the key is installed start working once
+ * it is. Storage faults surface as `api_internal_error` "storage failure" with no values attached.
+ */
+import { join } from 'node:path';
+import { DEFAULT_MAX_VERSIONS } from '../../core/kv/semantics.ts';
+import { DATABASE_FILE } from '../data-dir.ts';
+import type { PolicyStore, RootKeyProvider, Secrets } from '../domain.ts';
+import type { StoreBackend } from './backend.ts';
+import { createMemoryBackend } from './memory.ts';
+import { createPolicyStore } from './policies.ts';
+import { type Clock, createSecrets } from './secrets.ts';
+import { type JournalMode, openSqliteBackend } from './sqlite.ts';
+
+export type { StoreBackend } from './backend.ts';
+export type { Clock } from './secrets.ts';
+export type { JournalMode } from './sqlite.ts';
+export { DATABASE_FILE };
+
+/** Backends that have a store (`lite` has none: it serves only the cipher routes). */
+export type StoreKind = 'sqlite' | 'memory';
+
+export interface OpenStoreOptions {
+  readonly backend: StoreKind;
+  /** The data directory (see `resolveDataDir`); required for `sqlite`. */
+  readonly dataDir?: string;
+  /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS`, an integer ≥ 1; default 10. */
+  readonly maxVersions?: number;
+  /** Epoch milliseconds; default `Date.now`. */
+  readonly clock?: Clock;
+  /** SQLite only: `SPIKE_NEXUS_DB_JOURNAL_MODE` (default `WAL`). */
+  readonly journalMode?: JournalMode;
+  /** SQLite only: `SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS` (default 5000). */
+  readonly busyTimeoutMs?: number;
+  /** SQLite only: `SPIKE_NEXUS_DB_SKIP_SCHEMA_CREATION` (check the schema, do not migrate). */
+  readonly skipSchemaCreation?: boolean;
+}
+
+export interface NexusStore {
+  readonly kind: StoreKind;
+  /** The database file (`<dataDir>/spike.db`) for `sqlite`. */
+  readonly file: string | undefined;
+  /** Versioned secrets (spike-api.md §6) sealed under `keys`' storage key. */
+  secrets(keys: Pick<RootKeyProvider, 'keys'>): Secrets;
+  /** Policies (§7) sealed under `keys`' storage key. */
+  policies(keys: Pick<RootKeyProvider, 'keys'>): PolicyStore;
+  /** The stored key-check value (§9), `undefined` before the first key. Plaintext by design. */
+  getKcv(): string | undefined;
+  /** Records the key-check value (32 lowercase hex characters) durably. */
+  setKcv(kcv: string): void;
+  /** Closes the database. */
+  close(): Promise<void>;
+}
+
+const KCV_FORMAT = /^[0-9a-f]{32}$/;
+
+/** Opens the store named by `options.backend` (SQLite: creating and migrating the database). */
+export async function openStore(options: OpenStoreOptions): Promise<NexusStore> {
+  const maxVersions = options.maxVersions ?? DEFAULT_MAX_VERSIONS;
+  if (!Number.isSafeInteger(maxVersions) || maxVersions < 1) {
+    throw new RangeError('maxVersions must be an integer ≥ 1');
+  }
+  const clock = options.clock ?? Date.now;
+  let backend: StoreBackend;
+  let file: string | undefined;
+  if (options.backend === 'sqlite') {
+    if (options.dataDir === undefined) throw new TypeError('the sqlite backend needs a dataDir');
+    file = join(options.dataDir, DATABASE_FILE);
+    backend = openSqliteBackend({
+      file,
+      ...(options.journalMode === undefined ? {} : { journalMode: options.journalMode }),
+      ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
+      ...(options.skipSchemaCreation === undefined
+        ? {}
+        : { skipSchemaCreation: options.skipSchemaCreation }),
+    });
+  } else if (options.backend === 'memory') {
+    backend = createMemoryBackend();
+  } else {
+    throw new TypeError('unknown store backend');
+  }
+  return {
+    kind: options.backend,
+    file,
+    secrets: (keys) => createSecrets(backend, keys, { maxVersions, clock }),
+    policies: (keys) => createPolicyStore(backend, keys, clock),
+    getKcv: () => backend.getKcv(),
+    setKcv(kcv) {
+      if (!KCV_FORMAT.test(kcv)) throw new TypeError('kcv must be 32 lowercase hex characters');
+      backend.setKcv(kcv);
+    },
+    close: () => backend.close(),
+  };
+}
+
+/** Store settings read from the environment (spike-api.md §10). */
+export interface StoreEnv {
+  /** `SPIKE_NEXUS_BACKEND_STORE`: `sqlite` (default, and for unknown values), `memory`, `lite`. */
+  readonly backend: StoreKind | 'lite';
+  readonly maxVersions: number;
+  readonly journalMode: JournalMode;
+  readonly busyTimeoutMs: number;
+  readonly skipSchemaCreation: boolean;
+}
+
+function positiveInt(value: string | undefined, fallback: number): number {
+  if (value === undefined || !/^\s*\d+\s*$/.test(value)) return fallback;
+  const n = Number(value);
+  return Number.isSafeInteger(n) && n > 0 ? n : fallback;
+}
+
+/**
+ * Reads the store variables of §10. Invalid or ≤ 0 numbers fall back to the defaults; a journal
+ * mode that would not be durable (`MEMORY`, `OFF`) or is unknown falls back to `WAL`. The pool
+ * variables (`MAX_OPEN_CONNS`, `MAX_IDLE_CONNS`, `CONN_MAX_LIFETIME`) and the timeouts do not
+ * apply: Nexus uses one synchronous connection.
+ */
+export function readStoreEnv(env: Readonly<Record<string, string | undefined>>): StoreEnv {
+  const b = env.SPIKE_NEXUS_BACKEND_STORE?.trim().toLowerCase();
+  const backend = b === 'memory' || b === 'lite' ? b : 'sqlite';
+  const jm = env.SPIKE_NEXUS_DB_JOURNAL_MODE?.trim().toUpperCase();
+  const journalMode: JournalMode =
+    jm === 'DELETE' || jm === 'TRUNCATE' || jm === 'PERSIST' ? jm : 'WAL';
+  return {
+    backend,
+    maxVersions: positiveInt(env.SPIKE_NEXUS_MAX_SECRET_VERSIONS, DEFAULT_MAX_VERSIONS),
+    journalMode,
+    busyTimeoutMs: positiveInt(env.SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS, 5000),
+    skipSchemaCreation: env.SPIKE_NEXUS_DB_SKIP_SCHEMA_CREATION?.trim().toLowerCase() === 'true',
+  };
+}

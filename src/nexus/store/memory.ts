@@ -1,0 +1,142 @@
+/**
+ * The in-memory backend (`SPIKE_NEXUS_BACKEND_STORE=memory`): development only, nothing survives
+ * the process (ARCHITECTURE.md, "In-memory backend").
+ *
+ * It keeps sealed envelopes exactly as the SQLite backend does, so both run the same secrets and
+ * policy layers and the same tests. Writes to a path are serialised by a per-path lock; a write
+ * is applied all at once after its plan resolves, so it is atomic.
+ */
+import { SpikeError } from '../../core/errors.ts';
+import type { VersionState } from '../../core/kv/semantics.ts';
+import type {
+  PolicyRow,
+  SecretHead,
+  SecretPlan,
+  SecretRead,
+  SecretRecord,
+  StoreBackend,
+} from './backend.ts';
+import { KeyedLock } from './lock.ts';
+
+interface StoredVersion {
+  state: VersionState;
+  data: Uint8Array | null;
+}
+
+interface StoredSecret {
+  head: SecretHead;
+  versions: Map<number, StoredVersion>;
+}
+
+function snapshot(path: string, s: StoredSecret): SecretRecord {
+  const versions = [...s.versions.values()]
+    .map((v) => v.state)
+    .sort((a, b) => a.version - b.version);
+  return { path, head: s.head, versions };
+}
+
+/** Creates an empty in-memory backend. */
+export function createMemoryBackend(): StoreBackend {
+  const secrets = new Map<string, StoredSecret>();
+  const policies = new Map<string, PolicyRow>();
+  const lock = new KeyedLock();
+  let kcv: string | undefined;
+  let closed = false;
+
+  const checkOpen = () => {
+    if (closed) throw new SpikeError('api_internal_error', 'storage failure');
+  };
+
+  return {
+    kind: 'memory',
+
+    async readSecret(path, pick): Promise<SecretRead | undefined> {
+      checkOpen();
+      const s = secrets.get(path);
+      if (s === undefined) return undefined;
+      const record = snapshot(path, s);
+      const version = pick?.(record);
+      if (version === undefined) return { record, data: undefined };
+      const v = s.versions.get(version);
+      return { record, data: v === undefined ? undefined : v.data };
+    },
+
+    async listSecretPaths() {
+      checkOpen();
+      return [...secrets.keys()].sort();
+    },
+
+    updateSecret<T>(path: string, plan: SecretPlan<T>): Promise<T> {
+      return lock.run(path, async () => {
+        checkOpen();
+        const existing = secrets.get(path);
+        const { write, result } = await plan(
+          existing === undefined ? undefined : snapshot(path, existing),
+        );
+        checkOpen();
+        if (write === null) return result;
+        if (write.head === null) {
+          secrets.delete(path);
+          return result;
+        }
+        const head: SecretHead = {
+          ...(existing?.head ?? { maxVersions: null }),
+          ...write.head,
+          revision: (existing?.head.revision ?? 0) + 1,
+        };
+        const versions = new Map(existing?.versions);
+        for (const { state, data } of write.insert ?? []) {
+          versions.set(state.version, { state, data: data.slice() });
+        }
+        for (const state of write.update ?? []) {
+          const old = versions.get(state.version);
+          if (old === undefined) continue;
+          versions.set(state.version, { state, data: state.destroyed ? null : old.data });
+        }
+        for (const n of write.remove ?? []) versions.delete(n);
+        secrets.set(path, { head, versions });
+        return result;
+      });
+    },
+
+    async upsertPolicy(name, data, now) {
+      checkOpen();
+      const createdAt = policies.get(name)?.createdAt ?? now;
+      policies.set(name, { name, data: data.slice(), createdAt, updatedAt: now });
+      return { createdAt, updatedAt: now };
+    },
+
+    async readPolicy(name) {
+      checkOpen();
+      return policies.get(name);
+    },
+
+    async listPolicies() {
+      checkOpen();
+      return [...policies.values()].sort((a, b) =>
+        a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+      );
+    },
+
+    async deletePolicy(name) {
+      checkOpen();
+      return policies.delete(name);
+    },
+
+    getKcv() {
+      checkOpen();
+      return kcv;
+    },
+
+    setKcv(value) {
+      checkOpen();
+      kcv = value;
+    },
+
+    async close() {
+      closed = true;
+      secrets.clear();
+      policies.clear();
+    },
+  };
+}

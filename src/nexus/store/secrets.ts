@@ -1,0 +1,221 @@
+/**
+ * Versioned KV secrets (spike-api.md §6) over any storage backend, with encryption at rest (§9).
+ *
+ * Every version's values are serialised as a JSON object and sealed under the HKDF storage key
+ * with associated data `spike/v1/secret ‖ 0 ‖ path ‖ 0 ‖ version`, so a ciphertext moved to
+ * another path or version fails to open. Which versions an operation touches is decided by the
+ * pure rules of src/core/kv/semantics.ts; the backend only makes each write atomic.
+ *
+ * Without a root key every operation throws `state_not_ready`. Missing paths and versions throw
+ * `api_not_found`; failed decryption throws `api_internal_error` "decryption failed".
+ */
+import { utf8, zero } from '../../core/bytes.ts';
+import { open, seal, secretAad } from '../../core/crypto/envelope.ts';
+import { SpikeError } from '../../core/errors.ts';
+import {
+  applyChanges,
+  currentVersion,
+  effectiveMaxVersions,
+  isDeleted,
+  nextVersion,
+  oldestVersion,
+  planDelete,
+  planDestroy,
+  planUndelete,
+  selectPrune,
+  selectReadVersion,
+  updatedTimeAfter,
+  type VersionState,
+} from '../../core/kv/semantics.ts';
+import type { RootKeyProvider, SecretMetadata, Secrets } from '../domain.ts';
+import type { SecretRecord, SecretUpdate, StoreBackend } from './backend.ts';
+
+/** Epoch milliseconds now. */
+export type Clock = () => number;
+
+export interface SecretsOptions {
+  /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS` (≥ 1). */
+  readonly maxVersions: number;
+  readonly clock: Clock;
+}
+
+const notFound = () => new SpikeError('api_not_found', 'secret not found');
+
+/** The storage key, or `state_not_ready` while Nexus has no root key. */
+export function storageKey(keys: Pick<RootKeyProvider, 'keys'>): CryptoKey {
+  const k = keys.keys();
+  if (k === undefined) throw new SpikeError('state_not_ready', 'root key not available');
+  return k.storage;
+}
+
+/** Turns decrypted JSON back into values; non-string values (Vault writes) become JSON text. */
+function decodeValues(plaintext: Uint8Array): Record<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(utf8.decode(plaintext));
+  } catch {
+    throw new SpikeError('api_internal_error', 'corrupt record');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new SpikeError('api_internal_error', 'corrupt record');
+  }
+  const obj = parsed as Record<string, unknown>;
+  if (Object.values(obj).every((v) => typeof v === 'string')) return obj as Record<string, string>;
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(obj)) {
+    Object.defineProperty(out, k, {
+      value: typeof v === 'string' ? v : JSON.stringify(v),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return out;
+}
+
+/** The write of a delete, undelete or destroy, or none when nothing changed. */
+function versionUpdate(
+  record: SecretRecord,
+  changes: readonly VersionState[],
+  now: number,
+): SecretUpdate<void> {
+  if (changes.length === 0) return { write: null, result: undefined };
+  const after = applyChanges(record.versions, changes);
+  return {
+    write: {
+      head: {
+        createdAt: record.head.createdAt,
+        updatedAt: updatedTimeAfter(record.versions, after, record.head.updatedAt, now),
+        latestVersion: record.head.latestVersion,
+      },
+      update: changes,
+    },
+    result: undefined,
+  };
+}
+
+/**
+ * Creates the `Secrets` of spike-api.md §6 on a backend. `keys` is consulted on every call, so
+ * the same object starts working once the root key is installed.
+ */
+export function createSecrets(
+  backend: StoreBackend,
+  keys: Pick<RootKeyProvider, 'keys'>,
+  options: SecretsOptions,
+): Secrets {
+  const { clock } = options;
+  const maxFor = (record: SecretRecord | undefined) =>
+    effectiveMaxVersions(record?.head.maxVersions, 0, options.maxVersions);
+
+  return {
+    async put(path, values) {
+      const key = storageKey(keys);
+      const plaintext = utf8.encode(JSON.stringify(values));
+      try {
+        return await backend.updateSecret(path, async (record) => {
+          const now = clock();
+          const version = nextVersion(record?.head.latestVersion ?? 0);
+          const data = await seal(key, plaintext, secretAad(path, version));
+          const kept = (record?.versions ?? []).map((v) => v.version);
+          return {
+            write: {
+              head: {
+                createdAt: record?.head.createdAt ?? now,
+                updatedAt: now,
+                latestVersion: version,
+              },
+              insert: [
+                { state: { version, createdAt: now, deletedAt: null, destroyed: false }, data },
+              ],
+              remove: selectPrune([...kept, version], maxFor(record)),
+            },
+            result: { version },
+          };
+        });
+      } finally {
+        zero(plaintext);
+      }
+    },
+
+    async get(path, version) {
+      const key = storageKey(keys);
+      const now = clock();
+      const pick = (record: SecretRecord) =>
+        selectReadVersion(record.versions, version, now)?.version;
+      const read = await backend.readSecret(path, pick);
+      if (read === undefined) throw notFound();
+      const chosen = pick(read.record);
+      if (chosen === undefined || read.data === undefined || read.data === null) throw notFound();
+      const plaintext = await open(key, read.data, secretAad(path, chosen));
+      try {
+        return decodeValues(plaintext);
+      } finally {
+        zero(plaintext);
+      }
+    },
+
+    async delete(path, versions) {
+      storageKey(keys);
+      await backend.updateSecret(path, (record) => {
+        if (record === undefined) throw notFound();
+        const now = clock();
+        return versionUpdate(record, planDelete(record.versions, versions, now), now);
+      });
+    },
+
+    async undelete(path, versions) {
+      storageKey(keys);
+      await backend.updateSecret(path, (record) => {
+        if (record === undefined) throw notFound();
+        const now = clock();
+        const changes = planUndelete(record.versions, versions, now);
+        if (changes.length === 0) throw notFound();
+        return versionUpdate(record, changes, now);
+      });
+    },
+
+    async destroy(path, versions) {
+      storageKey(keys);
+      await backend.updateSecret(path, (record) => {
+        if (record === undefined) throw notFound();
+        const now = clock();
+        return versionUpdate(record, planDestroy(record.versions, versions, now), now);
+      });
+    },
+
+    async purge(path) {
+      storageKey(keys);
+      await backend.updateSecret(path, (record) => {
+        if (record === undefined) throw notFound();
+        return { write: { head: null }, result: undefined };
+      });
+    },
+
+    async list() {
+      storageKey(keys);
+      return backend.listSecretPaths();
+    },
+
+    async metadata(path, version): Promise<SecretMetadata> {
+      storageKey(keys);
+      const now = clock();
+      const read = await backend.readSecret(path);
+      if (read === undefined) throw notFound();
+      const { head, versions } = read.record;
+      if (selectReadVersion(versions, version, now) === undefined) throw notFound();
+      return {
+        versions: versions.map((v) => ({
+          version: v.version,
+          createdTime: new Date(v.createdAt),
+          deletedTime: isDeleted(v, now) ? new Date(v.deletedAt!) : null,
+          destroyed: v.destroyed,
+        })),
+        currentVersion: currentVersion(versions, now),
+        oldestVersion: oldestVersion(versions, now),
+        createdTime: new Date(head.createdAt),
+        updatedTime: new Date(head.updatedAt),
+        maxVersions: maxFor(read.record),
+      };
+    },
+  };
+}

@@ -1,0 +1,332 @@
+/**
+ * The SQLite backend (`SPIKE_NEXUS_BACKEND_STORE=sqlite`, the default): Drizzle over `bun:sqlite`
+ * (ARCHITECTURE.md decision 10), one connection, prepared statements.
+ *
+ * Durability (invariant 3): WAL journal with `synchronous=FULL`, so a commit is fsynced to the
+ * WAL before the write that caused it is acknowledged. Atomicity (spike-api.md §6): a write of a
+ * path holds an in-process per-path lock while it reads, encrypts and writes, and applies its
+ * changes in one `BEGIN IMMEDIATE` transaction that first re-checks the path's revision (a
+ * changed revision means another writer won: the write is re-planned). bun:sqlite is
+ * synchronous, so a transaction never interleaves with other statements on the connection.
+ *
+ * One Nexus process owns a database file. The file is created with mode 0600 (SQLite gives the
+ * `-wal` and `-shm` files the same mode) inside the 0700 data directory.
+ */
+import { Database } from 'bun:sqlite';
+import { chmodSync, closeSync, openSync } from 'node:fs';
+import { and, asc, eq, sql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/bun-sqlite';
+import { policies, secrets, secretVersions, storeMeta } from '../../../schema/tables.ts';
+import { SpikeError } from '../../core/errors.ts';
+import type { VersionState } from '../../core/kv/semantics.ts';
+import type {
+  PolicyRow,
+  SecretPlan,
+  SecretRead,
+  SecretRecord,
+  SecretWrite,
+  StoreBackend,
+} from './backend.ts';
+import { guard } from './errors.ts';
+import { KeyedLock } from './lock.ts';
+import { applyMigrations, checkSchema } from './migrate.ts';
+
+/** Journal modes that keep commits durable; `MEMORY` and `OFF` would break invariant 3. */
+export type JournalMode = 'WAL' | 'DELETE' | 'TRUNCATE' | 'PERSIST';
+
+export interface SqliteBackendOptions {
+  /** The database file, normally `<data dir>/spike.db`. */
+  readonly file: string;
+  /** `SPIKE_NEXUS_DB_JOURNAL_MODE`; default `WAL`. */
+  readonly journalMode?: JournalMode;
+  /** `SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS`; default 5000. */
+  readonly busyTimeoutMs?: number;
+  /** `SPIKE_NEXUS_DB_SKIP_SCHEMA_CREATION`: only check the schema, never migrate. */
+  readonly skipSchemaCreation?: boolean;
+}
+
+/** How many times a write is re-planned after losing a revision check before it gives up. */
+const MAX_ATTEMPTS = 5;
+const KCV_KEY = 'kcv';
+
+function createPrivateFile(file: string): void {
+  closeSync(openSync(file, 'a', 0o600));
+  chmodSync(file, 0o600);
+}
+
+function configure(db: Database, options: SqliteBackendOptions): void {
+  const mode = options.journalMode ?? 'WAL';
+  const got = db.query<{ journal_mode: string }, []>(`PRAGMA journal_mode = ${mode}`).get();
+  if (got?.journal_mode.toUpperCase() !== mode) {
+    throw new SpikeError('config_invalid', `SQLite refused journal mode ${mode}`);
+  }
+  db.run('PRAGMA synchronous = FULL');
+  db.run(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
+  db.run('PRAGMA foreign_keys = ON');
+}
+
+/**
+ * Opens (creating if needed) the database file, migrates it to the current schema and returns
+ * the backend. Throws `config_invalid` for a database from a newer Nexus.
+ */
+export function openSqliteBackend(options: SqliteBackendOptions): StoreBackend {
+  const client = guard(() => {
+    createPrivateFile(options.file);
+    const db = new Database(options.file, { create: true, readwrite: true, strict: true });
+    try {
+      configure(db, options);
+      if (options.skipSchemaCreation === true) checkSchema(db);
+      else applyMigrations(db);
+      return db;
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  });
+  return guard(() => new SqliteBackend(client));
+}
+
+const p = (name: string) => sql.placeholder(name);
+
+class SqliteBackend implements StoreBackend {
+  readonly kind = 'sqlite' as const;
+  readonly #client: Database;
+  readonly #lock = new KeyedLock();
+  #closed = false;
+  readonly #q;
+  readonly #readTx;
+  readonly #applyTx;
+
+  constructor(client: Database) {
+    this.#client = client;
+    const db = drizzle({ client });
+    const byPath = eq(secrets.path, p('path'));
+    const versionByKey = and(
+      eq(secretVersions.path, p('path')),
+      eq(secretVersions.version, p('version')),
+    );
+    this.#q = {
+      head: db
+        .select({
+          createdAt: secrets.createdAt,
+          updatedAt: secrets.updatedAt,
+          latestVersion: secrets.latestVersion,
+          revision: secrets.revision,
+          maxVersions: secrets.maxVersions,
+        })
+        .from(secrets)
+        .where(byPath)
+        .prepare(),
+      revision: db.select({ revision: secrets.revision }).from(secrets).where(byPath).prepare(),
+      versions: db
+        .select({
+          version: secretVersions.version,
+          createdAt: secretVersions.createdAt,
+          deletedAt: secretVersions.deletedAt,
+          destroyed: secretVersions.destroyed,
+        })
+        .from(secretVersions)
+        .where(eq(secretVersions.path, p('path')))
+        .orderBy(asc(secretVersions.version))
+        .prepare(),
+      data: db
+        .select({ data: secretVersions.data })
+        .from(secretVersions)
+        .where(versionByKey)
+        .prepare(),
+      paths: db.select({ path: secrets.path }).from(secrets).orderBy(asc(secrets.path)).prepare(),
+      insertHead: db
+        .insert(secrets)
+        .values({
+          path: p('path'),
+          createdAt: p('createdAt'),
+          updatedAt: p('updatedAt'),
+          latestVersion: p('latestVersion'),
+          revision: 1,
+        })
+        .prepare(),
+      updateHead: db
+        .update(secrets)
+        .set({
+          createdAt: sql`${p('createdAt')}`,
+          updatedAt: sql`${p('updatedAt')}`,
+          latestVersion: sql`${p('latestVersion')}`,
+          revision: sql`${secrets.revision} + 1`,
+        })
+        .where(byPath)
+        .prepare(),
+      deleteHead: db.delete(secrets).where(byPath).prepare(),
+      deleteAllVersions: db
+        .delete(secretVersions)
+        .where(eq(secretVersions.path, p('path')))
+        .prepare(),
+      insertVersion: db
+        .insert(secretVersions)
+        .values({
+          path: p('path'),
+          version: p('version'),
+          data: p('data'),
+          createdAt: p('createdAt'),
+          deletedAt: p('deletedAt'),
+          destroyed: p('destroyed'),
+        })
+        .prepare(),
+      updateVersion: db
+        .update(secretVersions)
+        .set({ deletedAt: sql`${p('deletedAt')}` })
+        .where(versionByKey)
+        .prepare(),
+      destroyVersion: db
+        .update(secretVersions)
+        .set({ deletedAt: sql`${p('deletedAt')}`, destroyed: true, data: null })
+        .where(versionByKey)
+        .prepare(),
+      deleteVersion: db.delete(secretVersions).where(versionByKey).prepare(),
+      upsertPolicy: db
+        .insert(policies)
+        .values({ name: p('name'), data: p('data'), createdAt: p('now'), updatedAt: p('now') })
+        .onConflictDoUpdate({
+          target: policies.name,
+          set: { data: sql`excluded.data`, updatedAt: sql`excluded.updated_at` },
+        })
+        .returning({ createdAt: policies.createdAt, updatedAt: policies.updatedAt })
+        .prepare(),
+      policy: db
+        .select()
+        .from(policies)
+        .where(eq(policies.name, p('name')))
+        .prepare(),
+      policies: db.select().from(policies).orderBy(asc(policies.name)).prepare(),
+      deletePolicy: db
+        .delete(policies)
+        .where(eq(policies.name, p('name')))
+        .returning({ name: policies.name })
+        .prepare(),
+      getMeta: db
+        .select({ value: storeMeta.value })
+        .from(storeMeta)
+        .where(eq(storeMeta.key, p('key')))
+        .prepare(),
+      setMeta: db
+        .insert(storeMeta)
+        .values({ key: p('key'), value: p('value') })
+        .onConflictDoUpdate({ target: storeMeta.key, set: { value: sql`excluded.value` } })
+        .prepare(),
+    };
+
+    this.#readTx = client.transaction(
+      (path: string, pick?: (record: SecretRecord) => number | undefined) => {
+        const record = this.#loadRecord(path);
+        if (record === undefined) return undefined;
+        const version = pick?.(record);
+        if (version === undefined) return { record, data: undefined };
+        const row = this.#q.data.get({ path, version });
+        return { record, data: row === undefined ? undefined : row.data };
+      },
+    );
+
+    this.#applyTx = client.transaction((path: string, expected: number, write: SecretWrite) => {
+      const q = this.#q;
+      const row = q.revision.get({ path });
+      if ((row?.revision ?? 0) !== expected) return false;
+      if (write.head === null) {
+        q.deleteAllVersions.run({ path });
+        q.deleteHead.run({ path });
+        return true;
+      }
+      if (row === undefined) q.insertHead.run({ path, ...write.head });
+      else q.updateHead.run({ path, ...write.head });
+      for (const { state, data } of write.insert ?? []) {
+        q.insertVersion.run({
+          path,
+          version: state.version,
+          data,
+          createdAt: state.createdAt,
+          deletedAt: state.deletedAt,
+          destroyed: state.destroyed ? 1 : 0,
+        });
+      }
+      for (const state of write.update ?? []) {
+        const params = { path, version: state.version, deletedAt: state.deletedAt };
+        if (state.destroyed) q.destroyVersion.run(params);
+        else q.updateVersion.run(params);
+      }
+      for (const version of write.remove ?? []) q.deleteVersion.run({ path, version });
+      return true;
+    });
+  }
+
+  #loadRecord(path: string): SecretRecord | undefined {
+    const head = this.#q.head.get({ path });
+    if (head === undefined) return undefined;
+    const versions: VersionState[] = this.#q.versions.all({ path });
+    return { path, head, versions };
+  }
+
+  async readSecret(
+    path: string,
+    pick?: (record: SecretRecord) => number | undefined,
+  ): Promise<SecretRead | undefined> {
+    return guard(() => this.#readTx.deferred(path, pick));
+  }
+
+  async listSecretPaths(): Promise<string[]> {
+    return guard(() => this.#q.paths.all().map((r) => r.path));
+  }
+
+  updateSecret<T>(path: string, plan: SecretPlan<T>): Promise<T> {
+    return this.#lock.run(path, async () => {
+      for (let attempt = 1; ; attempt++) {
+        const record = guard(() => this.#loadRecord(path));
+        const { write, result } = await plan(record);
+        if (write === null) return result;
+        const expected = record?.head.revision ?? 0;
+        if (guard(() => this.#applyTx.immediate(path, expected, write))) return result;
+        if (attempt >= MAX_ATTEMPTS) {
+          throw new SpikeError('api_internal_error', 'storage conflict');
+        }
+      }
+    });
+  }
+
+  async upsertPolicy(name: string, data: Uint8Array, now: number) {
+    return guard(() => {
+      const row = this.#q.upsertPolicy.get({ name, data, now });
+      if (row === undefined) throw new Error('upsert returned nothing');
+      return row;
+    });
+  }
+
+  async readPolicy(name: string): Promise<PolicyRow | undefined> {
+    return guard(() => this.#q.policy.get({ name }));
+  }
+
+  async listPolicies(): Promise<PolicyRow[]> {
+    return guard(() => this.#q.policies.all());
+  }
+
+  async deletePolicy(name: string): Promise<boolean> {
+    return guard(() => this.#q.deletePolicy.all({ name }).length > 0);
+  }
+
+  getKcv(): string | undefined {
+    return guard(() => this.#q.getMeta.get({ key: KCV_KEY })?.value);
+  }
+
+  setKcv(kcv: string): void {
+    guard(() => this.#q.setMeta.run({ key: KCV_KEY, value: kcv }));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    guard(() => {
+      // Unfinalized statements would leave SQLite's connection open as a "zombie" (no final
+      // checkpoint, file handles kept), so finalize every prepared statement first.
+      for (const query of Object.values(this.#q)) {
+        (query as unknown as { stmt?: { finalize(): void } }).stmt?.finalize();
+      }
+      this.#client.close(true);
+    });
+  }
+}
