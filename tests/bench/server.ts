@@ -1,0 +1,82 @@
+/**
+ * Benchmark server, run as its own process by tests/bench/run.ts so that the load generator and
+ * the server do not share an event loop.
+ *
+ *   bun tests/bench/server.ts echo                 bare mTLS transport, echo handler (the ceiling)
+ *   bun tests/bench/server.ts nexus <dir> <n>      Nexus app on SQLite in <dir>, a fresh random
+ *                                                  root key, <n> policies (n-1 that never match the
+ *                                                  workload, then one read grant on `bench/`)
+ *
+ * SPIFFE_ENDPOINT_SOCKET names the Nexus socket of a development issuer. Prints `READY <port>`.
+ */
+import { authorizeAny } from '../../src/core/spiffe/authorizer.ts';
+import { createPolicyEngine, type TrustRoots } from '../../src/core/policy/engine.ts';
+import { createNexusApp } from '../../src/nexus/app.ts';
+import { MutableRootKeyProvider } from '../../src/nexus/root-key.ts';
+import { openStore } from '../../src/nexus/store/index.ts';
+import { createMtlsServer } from '../../src/runtime/tls/server.ts';
+import { createX509Source } from '../../src/runtime/workload/client.ts';
+
+const [mode = 'echo', dataDir = '', policyCount = '1'] = process.argv.slice(2);
+const source = createX509Source({});
+await source.ready();
+
+let handler: (request: Request) => Response | Promise<Response>;
+
+if (mode === 'echo') {
+  handler = async (request) =>
+    new Response(await request.arrayBuffer(), { headers: { 'Content-Type': 'application/json' } });
+} else {
+  const store = await openStore({ backend: 'sqlite', dataDir });
+  const keys = new MutableRootKeyProvider();
+  await keys.install(crypto.getRandomValues(new Uint8Array(32)));
+  const trustRoots: TrustRoots = {
+    nexus: ['spike.ist'],
+    keeper: ['spike.ist'],
+    bootstrap: ['spike.ist'],
+    superuser: ['spike.ist'],
+    recover: ['spike.ist'],
+    restore: ['spike.ist'],
+    'lite-workload': ['spike.ist'],
+  };
+  const secrets = store.secrets(keys);
+  const policies = store.policies(keys);
+  const engine = createPolicyEngine({ store: policies, trustRoots });
+  const n = Number(policyCount);
+  for (let i = 0; i < n - 1; i++) {
+    await engine.upsert({
+      name: `tenant-${i}`,
+      spiffeIdPattern: `^spiffe://spike\\.ist/tenant/${i}/.*$`,
+      pathPattern: `^tenants/${i}/.*$`,
+      permissions: ['read'],
+    });
+  }
+  await engine.upsert({
+    name: 'bench-reader',
+    spiffeIdPattern: '^spiffe://spike\\.ist/workload/demo$',
+    pathPattern: '^bench/',
+    permissions: ['read'],
+  });
+  await secrets.put('bench/secret', { username: 'bench', password: 'p'.repeat(32) });
+  const app = createNexusApp({
+    secrets,
+    policies,
+    keys,
+    backend: 'sqlite',
+    trustRoots,
+    maxBodyBytes: 1 << 20,
+    maxCipherBytes: 65536,
+    audit: () => {},
+    // `server` is assigned below, before the first request can arrive.
+    peerOf: (r) => server.peerOf(r),
+    policyEngine: engine,
+  });
+  handler = (request) => app.handle(request);
+}
+
+const server = createMtlsServer({ source, authorizer: authorizeAny(), handler });
+const { port } = await server.listen(0, '127.0.0.1');
+console.log(`READY ${port}`);
+process.on('SIGTERM', () => {
+  void server.close().then(() => process.exit(0));
+});
