@@ -408,6 +408,18 @@ describe('engine (§7)', () => {
     expect(await engine.checkAccess(APP, 'b/x', ['read'])).toBe(true);
   });
 
+  it('re-evaluates the caller after a policy changes its SPIFFE pattern (per-caller memo)', async () => {
+    const engine = createPolicyEngine({ store: await createPolicies(), trustRoots: TRUST });
+    await engine.upsert(policy({ name: 'p', pathPattern: '^a/' }));
+    expect(await engine.checkAccess(APP, 'a/x', ['read'])).toBe(true);
+    await engine.upsert(
+      policy({ name: 'p', pathPattern: '^a/', spiffeIdPattern: '^spiffe://spike\\.ist/nobody$' }),
+    );
+    expect(await engine.checkAccess(APP, 'a/x', ['read'])).toBe(false);
+    engine.invalidate();
+    expect(await engine.checkAccess(APP, 'a/x', ['read'])).toBe(false);
+  });
+
   it('refuses invalid policies before touching the store', async () => {
     const store = await createPolicies();
     const engine = createPolicyEngine({ store, trustRoots: TRUST });

@@ -141,12 +141,20 @@ export function policyAllows(
   path: string,
   wanted: readonly Permission[],
 ): boolean {
+  return compiled.spiffeId.test(callerId) && grantsOnPath(compiled, path, wanted);
+}
+
+/** `policyAllows` without the SPIFFE pattern, for policies already known to match the caller. */
+function grantsOnPath(compiled: CompiledPolicy, path: string, wanted: readonly Permission[]): boolean {
   if (!compiled.permissions.has('super')) {
     for (const w of wanted) if (!compiled.permissions.has(w)) return false;
   }
   if (isReserved(path) && !compiled.reservedAllowed.has(path)) return false;
-  return compiled.spiffeId.test(callerId) && compiled.path.test(path);
+  return compiled.path.test(path);
 }
+
+/** Callers whose matching policies are remembered; past this the memo starts over (bounded RAM). */
+const MAX_MEMOISED_CALLERS = 4096;
 
 /** The engine the HTTP layer talks to (§7). */
 export interface PolicyEngine {
@@ -179,6 +187,10 @@ export function createPolicyEngine(options: {
   // Bumped on every write and invalidation, so a load that raced a write is not installed stale.
   let epoch = 0;
   let writes: Promise<unknown> = Promise.resolve();
+  // Caller ID → the cached policies whose SPIFFE pattern matches it. A workload's ID is fixed, so
+  // the SPIFFE half of §7 is evaluated once per caller, not once per policy per request; cleared
+  // on every change to the cache.
+  const byCaller = new Map<string, CompiledPolicy[]>();
 
   async function load(): Promise<Map<string, CompiledPolicy>> {
     if (cache !== undefined) return cache;
@@ -222,8 +234,20 @@ export function createPolicyEngine(options: {
         return path === CIPHER_EXEC_PATH && wanted.every((w) => w === 'execute');
       }
       const policies = await load();
-      for (const compiled of policies.values()) {
-        if (policyAllows(compiled, callerId, path, wanted)) return true;
+      let mine = byCaller.get(callerId);
+      if (mine === undefined) {
+        mine = [];
+        for (const compiled of policies.values()) {
+          if (compiled.spiffeId.test(callerId)) mine.push(compiled);
+        }
+        // Remember only what was computed from the installed cache, never from a stale load.
+        if (policies === cache) {
+          if (byCaller.size >= MAX_MEMOISED_CALLERS) byCaller.clear();
+          byCaller.set(callerId, mine);
+        }
+      }
+      for (const compiled of mine) {
+        if (grantsOnPath(compiled, path, wanted)) return true;
       }
       return false;
     },
@@ -237,6 +261,7 @@ export function createPolicyEngine(options: {
         const stored = await store.upsert(input);
         epoch++;
         cache?.set(stored.name, compiled);
+        byCaller.clear();
         return stored;
       });
     },
@@ -247,6 +272,7 @@ export function createPolicyEngine(options: {
         await store.delete(name);
         epoch++;
         cache?.delete(name);
+        byCaller.clear();
       });
     },
 
@@ -254,6 +280,7 @@ export function createPolicyEngine(options: {
       epoch++;
       cache = undefined;
       loading = undefined;
+      byCaller.clear();
     },
   };
 }
