@@ -59,10 +59,21 @@ if (slow) {
   results.push(await run(['bun', 'test', '--timeout=300000', './tests/slow/'], parseBun));
 } else {
   results.push(
-    await run(['bun', 'test', '--path-ignore-patterns=tests/slow/**', '--path-ignore-patterns=tests/interop/**'], parseBun),
+    await run(
+      [
+        'bun',
+        'test',
+        '--path-ignore-patterns=tests/slow/**',
+        '--path-ignore-patterns=tests/interop/**',
+      ],
+      parseBun,
+    ),
   );
   results.push(
-    await run([denoBinary(), 'test', '--allow-all', '--no-check', 'tests/portable/deno.ts'], parseDeno),
+    await run(
+      [denoBinary(), 'test', '--allow-all', '--no-check', 'tests/portable/deno.ts'],
+      parseDeno,
+    ),
   );
 }
 

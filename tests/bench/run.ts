@@ -123,7 +123,9 @@ async function load(
   const worker = async (session: http2.ClientHttp2Session) => {
     while (!stop) await one(session);
   };
-  const workers = sessions.flatMap((s) => Array.from({ length: IN_FLIGHT_PER_SESSION }, () => worker(s)));
+  const workers = sessions.flatMap((s) =>
+    Array.from({ length: IN_FLIGHT_PER_SESSION }, () => worker(s)),
+  );
   await Bun.sleep(1000); // warm-up
   measuring = true;
   const t0 = performance.now();
@@ -134,7 +136,8 @@ async function load(
   await Promise.all(workers);
   for (const s of sessions) s.close();
   latencies.sort((a, b) => a - b);
-  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
+  const pct = (p: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
   return {
     name,
     requests: latencies.length,
@@ -151,17 +154,27 @@ const workload = await sourceFor('workload');
 
 {
   const server = await startServer(['echo']);
-  results.push(await load('ceiling (mTLS echo)', server.port, workload, () => ({ path: '/echo', body: '{"path":"bench/secret"}' })));
+  results.push(
+    await load('ceiling (mTLS echo)', server.port, workload, () => ({
+      path: '/echo',
+      body: '{"path":"bench/secret"}',
+    })),
+  );
   await server.stop();
 }
 for (const policies of [1, 1000]) {
   const dir = mkdtempSync(join(work, 'nexus-'));
   const server = await startServer(['nexus', dir, String(policies)]);
   results.push(
-    await load(`get (${policies} ${policies === 1 ? 'policy' : 'policies'})`, server.port, workload, () => ({
-      path: '/v1/store/secrets?action=get',
-      body: '{"path":"bench/secret"}',
-    })),
+    await load(
+      `get (${policies} ${policies === 1 ? 'policy' : 'policies'})`,
+      server.port,
+      workload,
+      () => ({
+        path: '/v1/store/secrets?action=get',
+        body: '{"path":"bench/secret"}',
+      }),
+    ),
   );
   if (policies === 1) {
     results.push(
@@ -181,24 +194,34 @@ console.log(`\nSPIKE benchmark — ${new Date().toISOString()}`);
 console.log(
   `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, bun ${Bun.version}`,
 );
-console.log(`load: ${SESSIONS} HTTP/2 sessions × ${IN_FLIGHT_PER_SESSION} in flight, ${seconds} s per phase, loopback\n`);
+console.log(
+  `load: ${SESSIONS} HTTP/2 sessions × ${IN_FLIGHT_PER_SESSION} in flight, ${seconds} s per phase, loopback\n`,
+);
 console.log('| phase | requests/s | p50 ms | p99 ms | errors |');
 console.log('|---|---:|---:|---:|---:|');
 for (const r of results) {
-  console.log(`| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50ms.toFixed(2)} | ${r.p99ms.toFixed(2)} | ${r.errors} |`);
+  console.log(
+    `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50ms.toFixed(2)} | ${r.p99ms.toFixed(2)} | ${r.errors} |`,
+  );
 }
 console.log('');
 console.log(`get / ceiling = ${(get / ceiling).toFixed(2)} (target ≥ 0.5)`);
 console.log(`put = ${results[3]!.rps.toFixed(0)}/s (target ≥ 2,000/s)`);
-console.log(`cost of 1,000 policies on get = ${(((get - get1k) / get) * 100).toFixed(1)} % (target < 10 %)`);
+console.log(
+  `cost of 1,000 policies on get = ${(((get - get1k) / get) * 100).toFixed(1)} % (target < 10 %)`,
+);
 
 const extra: Record<string, unknown> = {};
 try {
   const mod = await import('./lifecycle.ts');
   const life = await mod.benchLifecycle();
   Object.assign(extra, life);
-  console.log(`\nNexus start → ready with Keepers holding shards: ${life.startToReadyMs.toFixed(0)} ms (target < 1,000 ms)`);
-  console.log(`Keeper resident memory after start: ${life.keeperRssMb.toFixed(1)} MB (target < 60 MB)`);
+  console.log(
+    `\nNexus start → ready with Keepers holding shards: ${life.startToReadyMs.toFixed(0)} ms (target < 1,000 ms)`,
+  );
+  console.log(
+    `Keeper resident memory after start: ${life.keeperRssMb.toFixed(1)} MB (target < 60 MB)`,
+  );
 } catch (error) {
   console.log(`\nlifecycle figures unavailable: ${(error as Error).message}`);
 }

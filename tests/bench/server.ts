@@ -9,8 +9,9 @@
  *
  * SPIFFE_ENDPOINT_SOCKET names the Nexus socket of a development issuer. Prints `READY <port>`.
  */
-import { authorizeAny } from '../../src/core/spiffe/authorizer.ts';
+
 import { createPolicyEngine, type TrustRoots } from '../../src/core/policy/engine.ts';
+import { authorizeAny } from '../../src/core/spiffe/authorizer.ts';
 import { createNexusApp } from '../../src/nexus/app.ts';
 import { MutableRootKeyProvider } from '../../src/nexus/root-key.ts';
 import { openStore } from '../../src/nexus/store/index.ts';

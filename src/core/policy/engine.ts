@@ -145,7 +145,11 @@ export function policyAllows(
 }
 
 /** `policyAllows` without the SPIFFE pattern, for policies already known to match the caller. */
-function grantsOnPath(compiled: CompiledPolicy, path: string, wanted: readonly Permission[]): boolean {
+function grantsOnPath(
+  compiled: CompiledPolicy,
+  path: string,
+  wanted: readonly Permission[],
+): boolean {
   if (!compiled.permissions.has('super')) {
     for (const w of wanted) if (!compiled.permissions.has(w)) return false;
   }

@@ -186,7 +186,6 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
-
 type NodeRequest = http2.Http2ServerRequest;
 type NodeResponse = http2.Http2ServerResponse;
 
