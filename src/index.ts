@@ -1,0 +1,34 @@
+/**
+ * The public surface of the `spike-ts` package (`package.json` `exports["."]`): the SPIKE
+ * TypeScript SDK (src/sdk/client.ts), its error type, and the identity helpers an application
+ * needs around it. Named exports only (STYLE.md rule 15); anything not listed here is internal.
+ *
+ * ```ts
+ * import { createClient, isSpikeError } from 'spike-ts';
+ * const spike = await createClient();
+ * const { data } = await spike.getSecret('tenants/acme/db');
+ * await spike.close();
+ * ```
+ */
+export { isSpikeError, SpikeError, type SpikeErrorCode } from './core/errors.ts';
+export type { RestoreStatus, ShardEnvelope } from './core/shamir/shards.ts';
+export { isSpiffeId, parseSpiffeId, type SpiffeId } from './core/spiffe/id.ts';
+export type { X509Context, X509Source, X509Svid } from './core/spiffe/types.ts';
+export { createX509Source, type X509SourceOptions } from './runtime/workload/client.ts';
+export {
+  type ClientIdentity,
+  type ClientOptions,
+  createClient,
+  DEFAULT_NEXUS_API_URL,
+  DEFAULT_RETRY,
+  type JsonCiphertext,
+  type Permission,
+  type Policy,
+  type PolicyInput,
+  type PolicyListItem,
+  type RetryOptions,
+  type SecretMetadata,
+  type SecretVersionInfo,
+  type SpikeClient,
+} from './sdk/client.ts';
+export { SpikeApiError } from './sdk/errors.ts';
