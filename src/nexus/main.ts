@@ -32,7 +32,7 @@ import { type NexusConfig, parseNexusConfig } from './config.ts';
 import { createKeeperClient } from './keeper-client.ts';
 import { createKeyLifecycle, type KeyLifecycle } from './lifecycle.ts';
 import { createStaticRootKeyProvider, MutableRootKeyProvider } from './root-key.ts';
-import { type NexusStore, openStore } from './store/index.ts';
+import { type NexusStore, openStore, readStoreEnv } from './store/index.ts';
 
 const JSON_HEADERS = {
   'Content-Type': 'application/json',
@@ -189,10 +189,14 @@ async function main(): Promise<void> {
         throw new FatalError(`cannot create the data directory ${dir} (${describe(error)})`);
       }
       try {
+        const db = readStoreEnv(process.env);
         store = await openStore({
           backend: 'sqlite',
           dataDir: dir,
           maxVersions: config.maxSecretVersions,
+          journalMode: db.journalMode,
+          busyTimeoutMs: db.busyTimeoutMs,
+          skipSchemaCreation: db.skipSchemaCreation,
         });
       } catch (error) {
         throw new FatalError(`cannot open the database in ${dir} (${describe(error)})`);
