@@ -9,7 +9,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
 import net from 'node:net';
 import { toBase64 } from '../src/core/bytes.ts';
-import { formatRecoveryLine } from '../src/core/shamir/shards.ts';
 import { authorizeAny } from '../src/core/spiffe/authorizer.ts';
 import {
   createClient,
@@ -286,58 +285,6 @@ describe('SDK against Nexus (memory backend)', () => {
       expect(Date.now() - started).toBeLessThan(1500);
     } finally {
       await strict.close();
-    }
-  });
-});
-
-describe('SDK recover and restore (sqlite backend)', () => {
-  let nexus: NexusHarness;
-
-  beforeAll(async () => {
-    nexus = await startNexusHarness({ backend: 'sqlite' });
-  });
-
-  afterAll(async () => {
-    await nexus?.stop();
-  });
-
-  it('recover, lose the key, restore from two shards', async () => {
-    const open = (role: string) =>
-      createClient({
-        socket: nexus.issuer.addressFor(role),
-        apiUrl: nexus.url,
-        retry: { attempts: 2, initialMs: 10, maxMs: 20 },
-      });
-    const [pilot, recoverer, restorer] = await Promise.all([
-      open('pilot'),
-      open('recover'),
-      open('restore'),
-    ]);
-    try {
-      await pilot.putSecret('kept/db', { pass: 'survives' });
-      expect((await rejection(() => pilot.recover())).code).toBe('access_unauthorized');
-      const shards = await recoverer.recover();
-      expect(shards).toHaveLength(3);
-      expect(new Set(shards.map((s) => s.generation)).size).toBe(1);
-
-      nexus.lock();
-      expect(await pilot.ready()).toBe(false);
-      const notReady = await rejection(() => pilot.getSecret('kept/db'));
-      expect(notReady.code).toBe('state_not_ready');
-      expect(notReady.status).toBe(503);
-
-      const first = await restorer.restore(formatRecoveryLine(shards[2]!));
-      expect(first).toEqual({ collected: 1, remaining: 1, restored: false });
-      const second = await restorer.restore(shards[0]!);
-      expect(second).toEqual({ collected: 2, remaining: 0, restored: true });
-      expect(await pilot.ready()).toBe(true);
-      expect(await pilot.getSecret('kept/db')).toEqual({ data: { pass: 'survives' } });
-
-      const again = await rejection(() => restorer.restore(shards[1]!));
-      expect(again.code).toBe('state_already_initialized');
-      expect(again.status).toBe(409);
-    } finally {
-      await Promise.all([pilot.close(), recoverer.close(), restorer.close()]);
     }
   });
 });

@@ -17,6 +17,7 @@ import {
   ENDPOINT_ENV,
   resolveEndpointAddress,
 } from '../../src/runtime/workload/client.ts';
+import { commandMeta } from '../help.ts';
 import { EXIT, fail, formatArg, formatFields, parseFormat, printValue } from '../output.ts';
 
 /** What `whoami -f json|yaml` prints. */
@@ -93,10 +94,16 @@ export function explainSourceError(
 }
 
 export const whoamiCommand = defineCommand({
-  meta: {
-    name: 'whoami',
-    description: 'Show the SPIFFE identity (X.509-SVID) this process gets from the Workload API',
-  },
+  meta: commandMeta(
+    ['whoami'],
+    'Show the SPIFFE identity (X.509-SVID) this process gets from the Workload API',
+    [
+      'spike whoami',
+      'spike whoami -f json --timeout 5s',
+      '# ask a specific SPIRE Agent socket',
+      'spike whoami --socket unix:///run/spire/agent-sockets/api.sock',
+    ],
+  ),
   args: {
     socket: {
       type: 'string',

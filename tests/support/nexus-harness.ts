@@ -4,28 +4,20 @@
  * real Nexus app and the real mTLS server on a free loopback port. Clients connect exactly as in
  * production: `SPIFFE_ENDPOINT_SOCKET=unix://<role>.sock`, `SPIKE_NEXUS_API_URL=https://127.0.0.1:<port>`.
  *
- * With the `sqlite` backend the harness also provides the break-glass operations (recover and
- * restore, spike-api.md §9) through a small test double of the key lifecycle built on the real
- * core pieces (`splitRootKey`, `RestoreCollector`, HKDF key derivation): there are no Keepers
- * here. `lock()` drops the root key as a Nexus restart without Keepers would (every route then
- * answers 503 until an operator restore installs a key whose KCV matches the stored one).
+ * The root key is a fresh random key installed in the production `MutableRootKeyProvider`; there
+ * are no Keepers and no key lifecycle, so the break-glass routes answer as the app defines them
+ * without an operator (spike-api.md §9): recover and restore need a real deployment with
+ * Keepers (tests/support/cluster.ts, used by tests/cli-cluster.test.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { generateRootKey } from '../../src/core/crypto/keys.ts';
-import { SpikeError } from '../../src/core/errors.ts';
 import type { TrustRoots } from '../../src/core/policy/engine.ts';
-import {
-  RestoreCollector,
-  type ShardEnvelope,
-  splitRootKey,
-} from '../../src/core/shamir/shards.ts';
 import { authorizeAny } from '../../src/core/spiffe/authorizer.ts';
 import type { X509Source } from '../../src/core/spiffe/types.ts';
 import { type DevIssuer, startDevIssuer } from '../../src/dev/issuer.ts';
-import { createNexusApp, type NexusOperator } from '../../src/nexus/app.ts';
-import type { DerivedKeys, RootKeyProvider } from '../../src/nexus/domain.ts';
+import { createNexusApp } from '../../src/nexus/app.ts';
 import { MutableRootKeyProvider } from '../../src/nexus/root-key.ts';
 import { type NexusStore, openStore } from '../../src/nexus/store/index.ts';
 import { createMtlsServer, type MtlsServer } from '../../src/runtime/tls/server.ts';
@@ -45,15 +37,12 @@ const TRUST: TrustRoots = {
 const SILENT = { info: () => {}, warn: () => {}, error: () => {} };
 
 export interface NexusHarnessOptions {
-  /** Store backend; default `memory`. `sqlite` adds recover/restore. */
+  /** Store backend; default `memory`. */
   readonly backend?: 'memory' | 'sqlite';
   /** SVID lifetime of every identity (seconds); default 3600. */
   readonly ttlSeconds?: number;
   /** Extra Workload API sockets: name → SPIFFE ID. */
   readonly extraWorkloads?: Record<string, string>;
-  /** sqlite only: Shamir n and t of the operator double (default 3 and 2). */
-  readonly shares?: number;
-  readonly threshold?: number;
 }
 
 export interface NexusHarness {
@@ -66,56 +55,7 @@ export interface NexusHarness {
   readonly audit: string[];
   /** Environment for a client with the identity of `role` (`pilot`, `recover`, `restore`, …). */
   env(role: string): Record<string, string>;
-  /** sqlite only: forgets the root key (Nexus answers 503 until a restore). */
-  lock(): void;
-  /** True while a root key is held. */
-  ready(): boolean;
   stop(): Promise<void>;
-}
-
-/** The swappable key holder behind the app: `lock()` replaces the provider with an empty one. */
-class SwappableKeys implements RootKeyProvider {
-  provider = new MutableRootKeyProvider();
-  keys(): DerivedKeys | undefined {
-    return this.provider.keys();
-  }
-}
-
-/** The recover/restore double (see the module header). */
-function createOperatorDouble(
-  store: NexusStore,
-  keys: SwappableKeys,
-  shares: number,
-  threshold: number,
-): NexusOperator & { boot(): Promise<void> } {
-  let current: ShardEnvelope[] = [];
-  let collector: RestoreCollector | undefined;
-
-  const acquire = async (rootKey: Uint8Array) => {
-    const envelopes = await splitRootKey(rootKey, shares, threshold);
-    const derived = await keys.provider.install(rootKey);
-    rootKey.fill(0);
-    if (store.getKcv() === undefined) store.setKcv(derived.kcv);
-    current = envelopes;
-    collector = undefined;
-  };
-
-  return {
-    boot: () => acquire(generateRootKey()),
-    async recover() {
-      if (keys.keys() === undefined) throw new SpikeError('state_not_ready', 'no root key yet');
-      return current;
-    },
-    async restore(envelope) {
-      if (keys.keys() !== undefined) {
-        throw new SpikeError('state_already_initialized', 'a root key is already held');
-      }
-      collector ??= new RestoreCollector(threshold, store.getKcv());
-      const step = await collector.add(envelope);
-      if (step.rootKey !== undefined) await acquire(step.rootKey);
-      return step.status;
-    },
-  };
 }
 
 /** Starts the issuer, the store, the app and the mTLS listener. */
@@ -138,14 +78,12 @@ export async function startNexusHarness(options: NexusHarnessOptions = {}): Prom
     store = await openStore(
       backend === 'sqlite' ? { backend, dataDir: dir } : { backend: 'memory' },
     );
-    const keys = new SwappableKeys();
-    let operator: (NexusOperator & { boot(): Promise<void> }) | undefined;
-    if (backend === 'sqlite') {
-      operator = createOperatorDouble(store, keys, options.shares ?? 3, options.threshold ?? 2);
-      await operator.boot();
-    } else {
-      await keys.provider.install(generateRootKey());
-    }
+    const keys = new MutableRootKeyProvider();
+    const rootKey = generateRootKey();
+    const derived = await keys.install(rootKey);
+    rootKey.fill(0);
+    // Nexus records the key check value on first boot; a fresh database gets this key's.
+    if (store.getKcv() === undefined) store.setKcv(derived.kcv);
 
     source = createX509Source({ address: issuer.addressFor('nexus'), logger: SILENT });
     const audit: string[] = [];
@@ -164,7 +102,6 @@ export async function startNexusHarness(options: NexusHarnessOptions = {}): Prom
       maxCipherBytes: 65536,
       audit: (line) => audit.push(line),
       peerOf: (request) => mtls.peerOf(request),
-      operator,
     });
     server = mtls;
     const { port } = await mtls.listen(0, '127.0.0.1');
@@ -182,11 +119,6 @@ export async function startNexusHarness(options: NexusHarnessOptions = {}): Prom
         SPIFFE_ENDPOINT_SOCKET: issuer.addressFor(role),
         SPIKE_NEXUS_API_URL: url,
       }),
-      lock() {
-        if (backend !== 'sqlite') throw new Error('lock() needs the sqlite backend');
-        keys.provider = new MutableRootKeyProvider();
-      },
-      ready: () => keys.keys() !== undefined,
       async stop() {
         await mtls.close();
         await openedSource.close();
