@@ -1,0 +1,118 @@
+/**
+ * An example workload: reads one secret from SPIKE Nexus with the TypeScript SDK and reports
+ * which keys it got, never their values. It is the demo service of compose.yaml and the SDK
+ * example that `bun run dev` prints.
+ *
+ *   SPIFFE_ENDPOINT_SOCKET=unix:///path/to/agent.sock SPIKE_NEXUS_API_URL=https://nexus:8553 \
+ *     bun src/examples/demo-workload.ts [path] [--every <seconds>]
+ *
+ * `path` defaults to `SPIKE_DEMO_SECRET_PATH`, else `secrets/demo/db`. With `--every`, it reads
+ * again at that interval until stopped (SIGINT/SIGTERM), showing that access keeps working across
+ * SVID rotations. The workload needs a policy granting `read` on the path to its SPIFFE ID
+ * (spec/spike-api.md §7); without one Nexus answers 401 and this program says so.
+ *
+ * Exit codes: 0 read; 1 Nexus refused or the secret does not exist; 2 bad arguments; 3 Nexus not
+ * ready or unreachable.
+ */
+import { createClient, isSpikeError, type SpikeClient } from '../index.ts';
+
+const DEFAULT_PATH = 'secrets/demo/db';
+
+function parseArgs(argv: readonly string[]): { path: string; everyMs?: number } {
+  let path: string | undefined;
+  let everyMs: number | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--every') {
+      const seconds = Number(argv[++i]);
+      if (!(seconds > 0)) throw new Error('--every needs a positive number of seconds');
+      everyMs = seconds * 1000;
+    } else if (arg.startsWith('-')) {
+      throw new Error(`unknown flag ${arg}`);
+    } else if (path === undefined) {
+      path = arg;
+    } else {
+      throw new Error('only one secret path is read');
+    }
+  }
+  const chosen = path ?? process.env.SPIKE_DEMO_SECRET_PATH ?? DEFAULT_PATH;
+  return everyMs === undefined ? { path: chosen } : { path: chosen, everyMs };
+}
+
+/** Reads `path` and prints a redacted confirmation; returns the exit code. */
+async function readOnce(spike: SpikeClient, path: string): Promise<number> {
+  try {
+    const { data } = await spike.getSecret(path);
+    const keys = Object.keys(data).sort();
+    console.log(
+      `demo-workload: ${spike.whoami().spiffeId} read ${path}: ${keys.length} key(s) ` +
+        `[${keys.join(', ')}] (values not shown)`,
+    );
+    return 0;
+  } catch (error) {
+    if (!isSpikeError(error)) throw error;
+    switch (error.code) {
+      case 'api_not_found':
+        console.error(`demo-workload: ${path} does not exist (or has no live version)`);
+        return 1;
+      case 'access_unauthorized':
+        console.error(
+          `demo-workload: Nexus refused: no policy grants ${spike.whoami().spiffeId} read on ${path}`,
+        );
+        return 1;
+      case 'state_not_ready':
+        console.error('demo-workload: SPIKE Nexus is not ready yet');
+        return 3;
+      default:
+        console.error(`demo-workload: ${error.code}: ${error.message}`);
+        return error.code === 'net_peer_connection' ? 3 : 1;
+    }
+  }
+}
+
+async function main(): Promise<number> {
+  let args: ReturnType<typeof parseArgs>;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (error) {
+    console.error(`demo-workload: ${(error as Error).message}`);
+    return 2;
+  }
+  let spike: SpikeClient;
+  try {
+    spike = await createClient();
+  } catch (error) {
+    console.error(
+      `demo-workload: no SPIFFE identity or bad configuration (${isSpikeError(error) ? error.code : String(error)})`,
+    );
+    return 1;
+  }
+  try {
+    let code = await readOnce(spike, args.path);
+    const everyMs = args.everyMs;
+    if (everyMs === undefined) return code;
+    let stopped = false;
+    let wake = () => {};
+    const stop = () => {
+      stopped = true;
+      wake();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    while (!stopped) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, everyMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      if (!stopped) code = await readOnce(spike, args.path);
+    }
+    return code;
+  } finally {
+    await spike.close();
+  }
+}
+
+process.exit(await main());
