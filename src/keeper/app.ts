@@ -18,7 +18,6 @@
  * (and `action` absent or empty) → else 400; body (≤ 4 KiB, streamed) and JSON → 400;
  * authorisation → 401; envelope validation → 400; execute.
  */
-import { Elysia } from 'elysia';
 import { fromHex, toHex, zero } from '../core/bytes.ts';
 import { isSpikeError } from '../core/errors.ts';
 import { decodeGoJson, type GoJsonResult, type GoJsonSchema } from '../core/http/go-json.ts';
@@ -74,9 +73,6 @@ const ROUTES: ReadonlyMap<string, 'GET' | 'POST'> = new Map([
   ['/v1/store/contribute', 'POST'],
   ['/v1/store/shard', 'POST'],
 ]);
-
-/** The origin of the requests Elysia sees (see `handle`). */
-const ORIGIN = 'http://localhost';
 
 const NOOP_LOGGER: KeeperLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -162,15 +158,13 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
   let current: HeldShard | undefined;
   let previous: HeldShard | undefined;
 
-  const originals = new WeakMap<Request, Request>();
-
   /** The caller's ID when it has one of `roles`, otherwise `undefined` (→ 401). */
   function authorise(
     request: Request,
     route: string,
     roles: readonly ('nexus' | 'bootstrap')[],
   ): string | undefined {
-    const id = options.peerOf(originals.get(request) ?? request);
+    const id = options.peerOf(request);
     if (id === undefined || !isWirePeerId(id)) {
       log.warn('request denied: no valid peer ID', { route });
       return undefined;
@@ -246,46 +240,32 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
     return json(200, { shards });
   }
 
-  const app = new Elysia({ strictPath: true })
-    // Method, exact path and `action` are checked here, in the order of spike-api.md §3, so
-    // that Elysia only ever sees routable requests.
-    .onRequest(({ request }) => {
-      const url = new URL(request.url);
-      const method = ROUTES.get(url.pathname);
-      if (method === 'GET' && request.method === 'GET') return;
-      const action = url.searchParams.get('action');
-      const routed = request.method === 'POST' && method === 'POST' && !action;
-      return routed ? undefined : json(400, { err: 'api_bad_request' });
-    })
-    .get('/health', () => json(200, { status: 'ok' }))
-    .get('/ready', () =>
-      current !== undefined
+  /** Routes one request in the order of spike-api.md §3 (three routes need no router). */
+  async function route(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    const method = ROUTES.get(url.pathname);
+    if (method === 'GET' && request.method === 'GET') {
+      if (url.pathname === '/health') return json(200, { status: 'ok' });
+      return current !== undefined
         ? json(200, { status: 'ready' })
-        : json(503, { status: 'not_ready', err: 'state_not_ready' }),
-    )
-    .post('/v1/store/contribute', ({ request }) => contribute(request), { parse: 'none' })
-    .post('/v1/store/shard', ({ request }) => shard(request), { parse: 'none' })
-    .onError(({ code }) => {
-      if (code === 'NOT_FOUND') return json(400, { err: 'api_bad_request' });
-      log.error('request failed', { code: String(code) });
-      return json(500, { err: 'api_internal_error' });
-    });
+        : json(503, { status: 'not_ready', err: 'state_not_ready' });
+    }
+    if (request.method !== 'POST' || method !== 'POST' || url.searchParams.get('action')) {
+      return json(400, { err: 'api_bad_request' });
+    }
+    return url.pathname === '/v1/store/contribute' ? contribute(request) : shard(request);
+  }
 
   return {
     async handle(request) {
-      // Elysia finds the path by its position in the URL string, which a short Host header
-      // shifts; it is handed a copy under a fixed origin (same method, headers and body stream).
-      // The copy maps back to the transport's Request, the key of the verified peer ID.
-      const url = new URL(request.url);
-      const routed = new Request(`${ORIGIN}${url.pathname}${url.search}`, {
-        method: request.method,
-        headers: request.headers,
-        body: request.body,
-        signal: request.signal,
-        duplex: 'half',
-      } as RequestInit);
-      originals.set(routed, request);
-      return app.handle(routed);
+      try {
+        return await route(request);
+      } catch (error) {
+        log.error('request failed', {
+          code: isSpikeError(error) ? error.code : error instanceof Error ? error.name : 'unknown',
+        });
+        return json(500, { err: 'api_internal_error' });
+      }
     },
     holding() {
       return current !== undefined;
