@@ -43,6 +43,8 @@ export interface NexusHarnessOptions {
   readonly ttlSeconds?: number;
   /** Extra Workload API sockets: name → SPIFFE ID. */
   readonly extraWorkloads?: Record<string, string>;
+  /** The root key to install (a copy is taken); default a fresh random one. */
+  readonly rootKey?: Uint8Array;
 }
 
 export interface NexusHarness {
@@ -79,7 +81,7 @@ export async function startNexusHarness(options: NexusHarnessOptions = {}): Prom
       backend === 'sqlite' ? { backend, dataDir: dir } : { backend: 'memory' },
     );
     const keys = new MutableRootKeyProvider();
-    const rootKey = generateRootKey();
+    const rootKey = options.rootKey ? options.rootKey.slice() : generateRootKey();
     const derived = await keys.install(rootKey);
     rootKey.fill(0);
     // Nexus records the key check value on first boot; a fresh database gets this key's.
