@@ -11,10 +11,15 @@
  * SVID rotations. The workload needs a policy granting `read` on the path to its SPIFFE ID
  * (spec/spike-api.md §7); without one Nexus answers 401 and this program says so.
  *
- * Exit codes: 0 read; 1 Nexus refused or the secret does not exist; 2 bad arguments; 3 Nexus not
- * ready or unreachable.
+ * Each link of the chain that can be missing has its own message on stderr (tests/e2e.test.ts
+ * asserts them): no Workload API socket or nothing listening on it (the SPIRE Agent is not
+ * running), PermissionDenied from the Workload API (no registration entry matches this process),
+ * and Nexus's 401 (no policy grants this SPIFFE ID `read` on the path).
+ *
+ * Exit codes: 0 read; 1 no SPIFFE identity, Nexus refused, or the secret does not exist; 2 bad
+ * arguments; 3 Nexus not ready or unreachable.
  */
-import { createClient, isSpikeError, type SpikeClient } from '../index.ts';
+import { createClient, isSpikeError, type SpikeClient, type SpikeError } from '../index.ts';
 
 const DEFAULT_PATH = 'secrets/demo/db';
 
@@ -39,6 +44,29 @@ function parseArgs(argv: readonly string[]): { path: string; everyMs?: number } 
   return everyMs === undefined ? { path: chosen } : { path: chosen, everyMs };
 }
 
+/**
+ * Why `createClient()` got no SVID, in one line, worded as `spike whoami` words it. Workload API
+ * errors carry the gRPC status code (`grpcCode`) and, when the socket itself failed, the `errno`.
+ */
+function explainNoIdentity(error: SpikeError): string {
+  const { grpcCode, errno } = error as SpikeError & { grpcCode?: number; errno?: string };
+  const socket = process.env.SPIFFE_ENDPOINT_SOCKET || 'the default Workload API address';
+  if (errno === 'ENOENT') {
+    return `no Workload API socket at ${socket}: is the SPIRE Agent running?`;
+  }
+  if (errno === 'ECONNREFUSED') {
+    return `nothing is listening on the Workload API socket at ${socket}: is the SPIRE Agent running?`;
+  }
+  if (grpcCode === 7) {
+    // gRPC PERMISSION_DENIED: SPIRE attested this process but no entry's selectors match it.
+    return 'the Workload API issued no identity (PermissionDenied): no registration entry matches this process';
+  }
+  if (error.code === 'config_invalid' || error.code === 'spiffe_invalid_address') {
+    return `bad configuration: ${error.message}`;
+  }
+  return `no SPIFFE identity: ${error.code}: ${error.message}`;
+}
+
 /** Reads `path` and prints a redacted confirmation; returns the exit code. */
 async function readOnce(spike: SpikeClient, path: string): Promise<number> {
   try {
@@ -57,7 +85,7 @@ async function readOnce(spike: SpikeClient, path: string): Promise<number> {
         return 1;
       case 'access_unauthorized':
         console.error(
-          `demo-workload: Nexus refused: no policy grants ${spike.whoami().spiffeId} read on ${path}`,
+          `demo-workload: Nexus refused (401 access_unauthorized): no policy grants ${spike.whoami().spiffeId} read on ${path}`,
         );
         return 1;
       case 'state_not_ready':
@@ -83,7 +111,7 @@ async function main(): Promise<number> {
     spike = await createClient();
   } catch (error) {
     console.error(
-      `demo-workload: no SPIFFE identity or bad configuration (${isSpikeError(error) ? error.code : String(error)})`,
+      `demo-workload: ${isSpikeError(error) ? explainNoIdentity(error) : String(error)}`,
     );
     return 1;
   }

@@ -25,6 +25,10 @@
  * Roles for `client(role)`: `pilot` (superuser), `recover`, `restore`, `workload` (a plain
  * workload ID), and `nexus`/`keeper-i` should a test need to impersonate a component.
  * Processes still running when the test process exits are killed (SIGKILL).
+ *
+ * `binaries: { nexus, keeper }` runs those executables (e.g. the compiled `dist/nexus` and
+ * `dist/keeper` of `bun run build`) instead of `bun src/...`, from the cluster dir rather than the
+ * checkout; pass `PATH` in `nexusEnv`/`keeperEnv` to hide Bun from them.
  */
 import {
   closeSync,
@@ -76,6 +80,11 @@ export interface ClusterOptions {
   readonly deferNexus?: boolean;
   /** Keep the temp dir on `close()` (for debugging). */
   readonly keepDir?: boolean;
+  /**
+   * Executables to run instead of `bun src/nexus/main.ts` / `bun src/keeper/main.ts` (absolute
+   * paths, e.g. `dist/nexus`); they run with the cluster dir as working directory.
+   */
+  readonly binaries?: { readonly nexus: string; readonly keeper: string };
 }
 
 /** One managed process: same command, environment and ports on every start. */
@@ -172,6 +181,7 @@ function managed(
   cmd: string[],
   env: Record<string, string>,
   logDir: string,
+  cwd: string = ROOT,
 ): ManagedProcess {
   const outLog = join(logDir, `${name}.out.log`);
   const errLog = join(logDir, `${name}.err.log`);
@@ -193,7 +203,7 @@ function managed(
       startOffset = statSync(outLog).size;
       const startedAt = performance.now();
       try {
-        proc = spawn(cmd, { cwd: ROOT, env, stdin: 'ignore', stdout: out, stderr: err });
+        proc = spawn(cmd, { cwd, env, stdin: 'ignore', stdout: out, stderr: err });
       } finally {
         closeSync(out);
         closeSync(err);
@@ -268,6 +278,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const keeperUrls = keeperPorts.map((p) => `https://127.0.0.1:${p}`);
   const nexusUrl = `https://127.0.0.1:${nexusPort}`;
   const level = options.logLevel ?? 'INFO';
+  const binaries = options.binaries;
+  const keeperCmd = binaries === undefined ? ['bun', 'src/keeper/main.ts'] : [binaries.keeper];
+  const nexusCmd = binaries === undefined ? ['bun', 'src/nexus/main.ts'] : [binaries.nexus];
+  const cwd = binaries === undefined ? ROOT : dir;
   const baseEnv = {
     PATH: process.env.PATH ?? '',
     HOME: process.env.HOME ?? dir,
@@ -279,7 +293,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const keepers = keeperPorts.map((port, i) =>
     managed(
       `keeper-${i + 1}`,
-      ['bun', 'src/keeper/main.ts'],
+      keeperCmd,
       {
         ...baseEnv,
         SPIFFE_ENDPOINT_SOCKET: issuer.addressFor(`keeper-${i + 1}`),
@@ -288,11 +302,12 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         ...options.keeperEnv,
       },
       logDir,
+      cwd,
     ),
   );
   const nexus = managed(
     'nexus',
-    ['bun', 'src/nexus/main.ts'],
+    nexusCmd,
     {
       ...baseEnv,
       SPIFFE_ENDPOINT_SOCKET: issuer.addressFor('nexus'),
@@ -305,6 +320,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       ...options.nexusEnv,
     },
     logDir,
+    cwd,
   );
 
   const clients = new Set<NexusClient>();
