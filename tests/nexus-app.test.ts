@@ -676,8 +676,12 @@ describe('policies and access (§4, §7)', () => {
       status: 401,
       err: 'access_unauthorized',
     });
-    // The resource is recorded only once validated, and validation follows authorisation.
-    expect(line.resource).toBeUndefined();
+    // Auditors see which well-formed path was refused …
+    expect(line.resource).toBe('app/db');
+    // … but a malformed one is never copied into the audit trail.
+    const bad = await f.post('/v1/store/secrets?action=get', { path: 'a\nb c' }, STRANGER);
+    expect(bad.status).toBe(401);
+    expect(lastAudit(f).resource).toBeUndefined();
   });
 
   it('answers a pathological pattern fast', async () => {

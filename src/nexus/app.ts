@@ -26,7 +26,8 @@
  * used: every path, including Elysia's not-found, ends in a response built here.
  *
  * Audit: exactly one line per request other than the two probes, written before the response is
- * returned, with the caller's SPIFFE ID, route, action, resource (only once validated), outcome
+ * returned, with the caller's SPIFFE ID, route, action, resource (once validated; on a denial, the
+ * requested path when it is well formed), outcome
  * (`allowed` = 200, `denied` = 401, `error` = anything else), status, error code and duration; never
  * a value (§12).
  *
@@ -403,7 +404,21 @@ export function createNexusApp(deps: NexusAppDeps): NexusApp {
 
   async function authorizePolicy(ctx: Ctx, path: string, wanted: Permission): Promise<void> {
     const id = peer(ctx);
-    if (!(await engine.checkAccess(id, path, [wanted]))) throw unauthorized();
+    if (!(await engine.checkAccess(id, path, [wanted]))) {
+      // Auditors need to see which path was refused; record it when it is a well-formed path
+      // (never arbitrary input), although validation proper comes after authorisation (§3).
+      if (ctx.state.resource === undefined && isValidSecretPath(path)) ctx.state.resource = path;
+      throw unauthorized();
+    }
+  }
+
+  function isValidSecretPath(path: string): boolean {
+    try {
+      validateSecretPath(path);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   function authorizeRole(ctx: Ctx, role: SpikeRole): void {
