@@ -65,6 +65,7 @@ if (slow) {
         'test',
         '--path-ignore-patterns=tests/slow/**',
         '--path-ignore-patterns=tests/interop/**',
+        '--path-ignore-patterns=tests/spire/**',
       ],
       parseBun,
     ),
