@@ -14,6 +14,7 @@
  */
 import { mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { runCommand } from './runtime/run-command.ts';
 
 /** The project root (this file lives in `src/`). */
 export const PROJECT_ROOT = resolve(import.meta.dir, '..');
@@ -61,15 +62,14 @@ export async function buildExecutables(
   for (const name of targets) {
     const outfile = join(outDir, name);
     const started = performance.now();
-    const proc = Bun.spawn(
+    const {
+      code,
+      stdout: out,
+      stderr: err,
+    } = await runCommand(
       [process.execPath, 'build', '--compile', BUILD_TARGETS[name], '--outfile', outfile],
-      { cwd: PROJECT_ROOT, stdout: 'pipe', stderr: 'pipe', stdin: 'ignore' },
+      { cwd: PROJECT_ROOT },
     );
-    const [out, err, code] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-      proc.exited,
-    ]);
     if (code !== 0) {
       throw new Error(
         `bun build --compile ${BUILD_TARGETS[name]} failed (exit ${code})\n${out}${err}`,

@@ -15,16 +15,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type Cluster, startCluster } from './support/cluster.ts';
+import { type CommandResult, cleanEnv, ROOT, runCli } from './support/process.ts';
 
-const ROOT = path.join(import.meta.dir, '..');
 const NOT_READY = 'SPIKE is not ready yet. Please wait a moment and try again.\n';
 const ALREADY_HELD = 'already holds its root key';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+type Run = CommandResult;
 
 let cluster: Cluster;
 /** `SPIKE_PILOT_RECOVERY_DIR` of every run; the files land in `<base>/recover`. */
@@ -36,15 +32,8 @@ let lines: string[] = [];
 
 /** The environment of a CLI process with the identity of `role`. */
 function cliEnv(role: string, extra: Record<string, string> = {}): Record<string, string> {
-  const base: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (value === undefined || key.startsWith('SPIKE_') || key === 'SPIFFE_ENDPOINT_SOCKET') {
-      continue;
-    }
-    base[key] = value;
-  }
   return {
-    ...base,
+    ...cleanEnv(),
     HOME: home,
     SPIFFE_ENDPOINT_SOCKET: cluster.issuer.addressFor(role),
     SPIKE_NEXUS_API_URL: cluster.nexusUrl,
@@ -53,25 +42,13 @@ function cliEnv(role: string, extra: Record<string, string> = {}): Record<string
   };
 }
 
-async function spike(
+function spike(
   args: string[],
   role: string,
   stdin?: string,
   env: Record<string, string> = {},
 ): Promise<Run> {
-  const proc = Bun.spawn([process.execPath, 'cli/main.ts', ...args], {
-    cwd: ROOT,
-    env: cliEnv(role, env),
-    stdin: stdin === undefined ? 'ignore' : new Blob([stdin]),
-    stdout: 'pipe',
-    stderr: 'pipe',
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
+  return runCli(args, { env: cliEnv(role, env), stdin });
 }
 
 /**

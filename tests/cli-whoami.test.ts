@@ -11,35 +11,13 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { type DevIssuer, startDevIssuer } from '../src/dev/issuer.ts';
 import { createTestPki, type TestPki } from './support/cert-factory.ts';
+import { runCli } from './support/process.ts';
 import { startWorkloadDouble, type WorkloadDouble } from './support/workload-double.ts';
 
-const ROOT = path.join(import.meta.dir, '..');
 const SUPERUSER = 'spiffe://spike.ist/spike/pilot/role/superuser';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function spike(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const base = { ...process.env };
-  delete base.SPIFFE_ENDPOINT_SOCKET;
-  delete base.SPIKE_SPIFFE_SOURCE_TIMEOUT;
-  const proc = Bun.spawn([process.execPath, 'cli/main.ts', ...args], {
-    cwd: ROOT,
-    env: { ...base, ...env },
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
-}
+/** `bun cli/main.ts <args>` with no inherited SPIKE or SPIFFE variable, plus `env`. */
+const spike = (args: string[], env: Record<string, string> = {}) => runCli(args, { env });
 
 describe('spike whoami against the development issuer', () => {
   let dir: string;

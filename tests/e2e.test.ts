@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/build.ts';
 import { ensureExecutables, PATH_WITHOUT_BUN } from './bench/executables.ts';
 import { type Cluster, startCluster } from './support/cluster.ts';
+import { runCommand } from './support/process.ts';
 import { startWorkloadDouble, type WorkloadDouble } from './support/workload-double.ts';
 
 const WORKLOAD_ID = 'spiffe://spike.ist/workload/demo';
@@ -56,31 +57,17 @@ let cluster: Cluster;
 /** Everything every run printed, to check that the password never appears. */
 const printed: string[] = [];
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /**
  * Runs an executable from the empty work dir with a Bun-free PATH, Nexus's URL and only the
  * environment given (nothing inherited from the test process).
  */
-async function run(exe: string, args: string[], env: Record<string, string>): Promise<Run> {
-  const proc = Bun.spawn([exe, ...args], {
+async function run(exe: string, args: string[], env: Record<string, string>) {
+  const result = await runCommand([exe, ...args], {
     cwd: work,
     env: { PATH: PATH_WITHOUT_BUN, HOME: work, SPIKE_NEXUS_API_URL: cluster.nexusUrl, ...env },
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
   });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  printed.push(stdout, stderr);
-  return { code, stdout, stderr };
+  printed.push(result.stdout, result.stderr);
+  return result;
 }
 
 const as = (role: string) => ({ SPIFFE_ENDPOINT_SOCKET: cluster.issuer.addressFor(role) });

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type { Subprocess } from 'bun';
 import { type DevIssuer, startDevIssuer } from '../src/dev/issuer.ts';
 import { ensureExecutables, PATH_WITHOUT_BUN } from './bench/executables.ts';
-import { freePort } from './support/cluster.ts';
+import { freePort, plainStatus, runCommand, waitUntil } from './support/process.ts';
 
 let dist: string;
 let work: string;
@@ -40,24 +40,11 @@ afterAll(async () => {
 });
 
 /** Runs an executable from the empty work dir with a Bun-free PATH; captures its output. */
-async function runExe(
-  name: string,
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn([join(dist, name), ...args], {
+function runExe(name: string, args: string[], env: Record<string, string> = {}) {
+  return runCommand([join(dist, name), ...args], {
     cwd: work,
     env: { PATH: PATH_WITHOUT_BUN, HOME: work, ...env },
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
   });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
 }
 
 function startExe(name: string, env: Record<string, string>): Subprocess<'ignore', 'pipe', 'pipe'> {
@@ -72,25 +59,9 @@ function startExe(name: string, env: Record<string, string>): Subprocess<'ignore
   return proc;
 }
 
-async function status(port: number, path: string): Promise<number> {
-  try {
-    const response = await fetch(`http://127.0.0.1:${port}${path}`, {
-      signal: AbortSignal.timeout(1000),
-    });
-    await response.arrayBuffer();
-    return response.status;
-  } catch {
-    return 0;
-  }
-}
-
-async function waitFor(check: () => Promise<boolean>, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await Bun.sleep(25);
-  }
-  throw new Error(`timed out waiting for ${what}`);
+/** Polls `/ready` on a plain health port until it answers `expected`. */
+function waitForReady(port: number, expected: number, what: string): Promise<number> {
+  return waitUntil(async () => (await plainStatus(port, '/ready')) === expected, 15_000, what);
 }
 
 describe('standalone executables (bun build --compile)', () => {
@@ -134,9 +105,9 @@ describe('standalone executables (bun build --compile)', () => {
         SPIKE_KEEPER_HEALTH_PORT: `127.0.0.1:${health}`,
       }),
     );
-    await waitFor(async () => (await status(k1h!, '/ready')) === 503, 'keeper-1 (empty) to answer');
-    await waitFor(async () => (await status(k2h!, '/ready')) === 503, 'keeper-2 (empty) to answer');
-    expect(await status(k1h!, '/health')).toBe(200);
+    await waitForReady(k1h!, 503, 'keeper-1 (empty) to answer');
+    await waitForReady(k2h!, 503, 'keeper-2 (empty) to answer');
+    expect(await plainStatus(k1h!, '/health')).toBe(200);
 
     const nexus = startExe('nexus', {
       SPIFFE_ENDPOINT_SOCKET: issuer.addressFor('nexus'),
@@ -147,12 +118,12 @@ describe('standalone executables (bun build --compile)', () => {
       SPIKE_NEXUS_SHAMIR_SHARES: '2',
       SPIKE_NEXUS_SHAMIR_THRESHOLD: '2',
     });
-    await waitFor(async () => (await status(nexusHealth!, '/ready')) === 200, 'nexus /ready = 200');
+    await waitForReady(nexusHealth!, 200, 'nexus /ready = 200');
     // The migrations ran inside the executable: the database exists where the config says.
     expect(existsSync(join(work, 'data', 'spike.db'))).toBe(true);
     // First boot pushed a shard to each Keeper.
-    await waitFor(async () => (await status(k1h!, '/ready')) === 200, 'keeper-1 to hold a shard');
-    await waitFor(async () => (await status(k2h!, '/ready')) === 200, 'keeper-2 to hold a shard');
+    await waitForReady(k1h!, 200, 'keeper-1 to hold a shard');
+    await waitForReady(k2h!, 200, 'keeper-2 to hold a shard');
 
     const pilotEnv = {
       SPIFFE_ENDPOINT_SOCKET: issuer.addressFor('pilot'),

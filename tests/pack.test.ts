@@ -13,32 +13,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pkg from '../package.json' with { type: 'json' };
 import { type DevIssuer, startDevIssuer } from '../src/dev/issuer.ts';
+import { ROOT, runCommand } from './support/process.ts';
 
-const ROOT = join(import.meta.dir, '..');
 let work: string;
 let project: string;
 let tarball: string;
 let issuer: DevIssuer;
 
-/** Runs a command (Bun from this process), capturing its output. */
-async function run(
-  cmd: string[],
-  cwd: string,
-  env: Record<string, string | undefined> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn(cmd, {
-    cwd,
-    env: { ...process.env, ...env },
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
+/** Runs a command with this process's environment plus `env`, capturing its output. */
+function run(cmd: string[], cwd: string, env: Record<string, string | undefined> = {}) {
+  return runCommand(cmd, { cwd, env: { ...process.env, ...env } });
 }
 
 const bun = process.execPath;

@@ -46,6 +46,7 @@ import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { Subprocess } from 'bun';
 import { BUILD_TARGETS, buildExecutables, PROJECT_ROOT } from '../build.ts';
+import { type CommandResult, runCommand } from '../runtime/run-command.ts';
 import { createClient, type SpikeClient } from '../sdk/client.ts';
 import { type DevIssuer, startDevIssuer } from './issuer.ts';
 
@@ -719,25 +720,17 @@ async function run(options: Options): Promise<number> {
 }
 
 /** Runs the `spike` CLI; stdout and stderr are captured. */
-async function runCli(
+function runCli(
   spike: readonly string[],
   args: readonly string[],
   env: Record<string, string | undefined>,
   stdinFile?: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn([...spike, ...args], {
+): Promise<CommandResult> {
+  return runCommand([...spike, ...args], {
     cwd: PROJECT_ROOT,
     env,
-    stdin: stdinFile === undefined ? 'ignore' : Bun.file(stdinFile),
-    stdout: 'pipe',
-    stderr: 'pipe',
+    ...(stdinFile === undefined ? {} : { stdin: Bun.file(stdinFile) }),
   });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
 }
 
 /**

@@ -13,27 +13,26 @@
  * The shard lives in this process's memory only; SIGTERM and SIGINT zero it, close the listeners
  * and exit 0. Fatal start-up problems print one JSON log line and exit 1.
  */
-import http from 'node:http';
 import { parseGoDuration } from '../core/duration.ts';
-import { isSpikeError } from '../core/errors.ts';
-import { createLogger, DEFAULT_LOG_LEVEL, type Logger, parseLogLevel } from '../core/log.ts';
+import { DEFAULT_LOG_LEVEL, type Logger, parseLogLevel } from '../core/log.ts';
 import { authorizeMatching } from '../core/spiffe/authorizer.ts';
 import { hasRole, parseTrustRoots } from '../core/spike/roles.ts';
+import { describeError } from '../runtime/describe-error.ts';
+import { type HealthServer, startHealthServer } from '../runtime/health.ts';
+import {
+  createStdoutLogger,
+  exitOnStopSignal,
+  FatalError,
+  listenOrFatal,
+  ownIdWithRole,
+  workloadApiLogger,
+} from '../runtime/startup.ts';
 import { createMtlsServer } from '../runtime/tls/server.ts';
 import { createX509Source } from '../runtime/workload/client.ts';
 import { createKeeperApp } from './app.ts';
 
 const DEFAULT_TLS_PORT = ':8443';
 const DEFAULT_SOURCE_TIMEOUT_MS = 30_000;
-
-const JSON_HEADERS = {
-  'Content-Type': 'application/json',
-  'Cache-Control': 'no-store, no-cache, must-revalidate, private',
-  Pragma: 'no-cache',
-  Expires: '0',
-} as const;
-
-class FatalError extends Error {}
 
 /**
  * A Go-style listen address: `:8443`, `8443`, `127.0.0.1:8443` or `[::1]:8443`. An empty host
@@ -70,44 +69,11 @@ function trustRoots(name: string, value: string | undefined): string[] {
   }
 }
 
-/** Error description for logs: codes and names only, no free text that could carry data. */
-function describe(error: unknown): string {
-  if (isSpikeError(error)) return error.code;
-  const code = (error as { code?: unknown } | undefined)?.code;
-  if (typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code)) return code;
-  return error instanceof Error ? error.name : 'unknown error';
-}
-
-/** Plain-HTTP `/health` and `/ready` (spike-api.md §12), answered by the Keeper app itself. */
-function createHealthServer(handle: (request: Request) => Promise<Response>): http.Server {
-  return http.createServer((req, res) => {
-    const path = (req.url ?? '').split('?')[0];
-    req.resume();
-    if (req.method !== 'GET' || (path !== '/health' && path !== '/ready')) {
-      res.writeHead(400, JSON_HEADERS).end('{"err":"api_bad_request"}');
-      return;
-    }
-    handle(new Request(`http://localhost${path}`))
-      .then(async (response) => {
-        res
-          .writeHead(response.status, Object.fromEntries(response.headers))
-          .end(await response.text());
-      })
-      .catch(() => {
-        res.writeHead(500, JSON_HEADERS).end('{"err":"api_internal_error"}');
-      });
-  });
-}
-
 async function main(): Promise<void> {
   const env = process.env;
   const rawLevel = env.SPIKE_SYSTEM_LOG_LEVEL;
   const level = rawLevel ? parseLogLevel(rawLevel) : DEFAULT_LOG_LEVEL;
-  const log = createLogger({
-    level: level ?? DEFAULT_LOG_LEVEL,
-    component: 'keeper',
-    sink: (line) => process.stdout.write(`${line}\n`),
-  });
+  const log = createStdoutLogger('keeper', level ?? DEFAULT_LOG_LEVEL);
   if (level === undefined) log.warn('SPIKE_SYSTEM_LOG_LEVEL is invalid; using WARN');
 
   let source: ReturnType<typeof createX509Source> | undefined;
@@ -128,25 +94,9 @@ async function main(): Promise<void> {
 
     source = createX509Source({
       timeoutMs: sourceTimeoutMs(env.SPIKE_SPIFFE_SOURCE_TIMEOUT, log),
-      logger: {
-        debug: (m) => log.debug(m, { source: 'workload-api' }),
-        info: (m) => log.info(m, { source: 'workload-api' }),
-        warn: (m) => log.warn(m, { source: 'workload-api' }),
-        error: (m) => log.error(m, { source: 'workload-api' }),
-      },
+      logger: workloadApiLogger(log),
     });
-    let context: Awaited<ReturnType<typeof source.ready>>;
-    try {
-      context = await source.ready();
-    } catch (error) {
-      throw new FatalError(`no X.509-SVID from the Workload API (${describe(error)})`);
-    }
-    const ownId = context.svids[0]!.id;
-    if (!hasRole(ownId, 'keeper', roots.keeper)) {
-      throw new FatalError(
-        `own SPIFFE ID ${ownId} does not have the keeper role (SPIKE_TRUST_ROOT_KEEPER)`,
-      );
-    }
+    const ownId = await ownIdWithRole(source, 'keeper', roots.keeper);
 
     const callerAllowed = (id: string) =>
       hasRole(id, 'nexus', roots.nexus) || hasRole(id, 'bootstrap', roots.bootstrap);
@@ -163,57 +113,36 @@ async function main(): Promise<void> {
         'a nexus or bootstrap ID',
       ),
       handler: (request) => app.handle(request),
-      onError: (error) => log.warn('transport error', { error: describe(error) }),
+      onError: (error) => log.warn('transport error', { error: describeError(error) }),
     });
     peerOf = (request) => server.peerOf(request);
 
-    let healthServer: http.Server | undefined;
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
+    let healthServer: HealthServer | undefined;
+    exitOnStopSignal((signal) => {
       app.wipe();
       log.info('stopping; shards wiped', { signal });
-      const closing: Promise<unknown>[] = [server.close(), source?.close() ?? Promise.resolve()];
-      if (healthServer !== undefined) {
-        const h = healthServer;
-        closing.push(new Promise<void>((resolve) => h.close(() => resolve())));
-        h.closeAllConnections();
-      }
-      // Never hang on a peer that will not let go.
-      const deadline = setTimeout(() => process.exit(0), 5000);
-      deadline.unref();
-      void Promise.allSettled(closing).then(() => process.exit(0));
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-
-    const bound = await server.listen(tls.port, tls.host).catch((error: unknown) => {
-      throw new FatalError(`cannot listen on SPIKE_KEEPER_TLS_PORT (${describe(error)})`);
+      return Promise.allSettled([
+        server.close(),
+        source?.close() ?? Promise.resolve(),
+        healthServer?.close() ?? Promise.resolve(),
+      ]);
     });
+
+    const bound = await listenOrFatal(server.listen(tls.port, tls.host), 'SPIKE_KEEPER_TLS_PORT');
     if (health !== undefined) {
-      const h = createHealthServer((request) => app.handle(request));
-      await new Promise<void>((resolve, reject) => {
-        h.once('error', reject);
-        h.listen(health.port, health.host, () => {
-          h.off('error', reject);
-          resolve();
-        });
-      }).catch((error: unknown) => {
-        throw new FatalError(`cannot listen on SPIKE_KEEPER_HEALTH_PORT (${describe(error)})`);
-      });
-      healthServer = h;
+      healthServer = await listenOrFatal(
+        startHealthServer((request) => app.handle(request), health),
+        'SPIKE_KEEPER_HEALTH_PORT',
+      );
     }
-    const healthAddress = healthServer?.address();
     log.info('keeper ready for shards', {
       id: ownId,
       port: bound.port,
-      healthPort:
-        typeof healthAddress === 'object' && healthAddress !== null ? healthAddress.port : null,
+      healthPort: healthServer?.port ?? null,
     });
   } catch (error) {
     const message =
-      error instanceof FatalError ? error.message : `start-up failed (${describe(error)})`;
+      error instanceof FatalError ? error.message : `start-up failed (${describeError(error)})`;
     log.error(message, { fatal: true });
     await source?.close().catch(() => undefined);
     process.exit(1);

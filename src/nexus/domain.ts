@@ -6,9 +6,10 @@
  * `api_bad_request` for invalid input, `api_internal_error` for storage faults and failed
  * decryption (with a fixed message). Nothing here knows an HTTP status (STYLE.md rule 6).
  */
+import type { PolicyInput } from '../core/policy/validate.ts';
 
-export type Permission = 'read' | 'write' | 'list' | 'execute' | 'super';
-export const PERMISSIONS: readonly Permission[] = ['read', 'write', 'list', 'execute', 'super'];
+// The permission set and the policy input are those of the policy engine's validation.
+export { PERMISSIONS, type Permission, type PolicyInput } from '../core/policy/validate.ts';
 
 export interface SecretVersionInfo {
   readonly version: number;
@@ -47,13 +48,6 @@ export interface Secrets {
   list(): Promise<string[]>;
   /** Same 404 rules as `get` for the requested version. */
   metadata(path: string, version?: number): Promise<SecretMetadata>;
-}
-
-export interface PolicyInput {
-  readonly name: string;
-  readonly spiffeIdPattern: string;
-  readonly pathPattern: string;
-  readonly permissions: readonly Permission[];
 }
 
 export interface Policy extends PolicyInput {

@@ -18,13 +18,22 @@
  * The root key and its shares never reach a log line, the audit trail or the disk: only the
  * key-check value is stored (spike-api.md §9).
  */
-import { chmodSync, closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
-import http from 'node:http';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { isSpikeError, SpikeError } from '../core/errors.ts';
-import { createLogger, type Logger } from '../core/log.ts';
+import type { Logger } from '../core/log.ts';
 import { authorizeAny } from '../core/spiffe/authorizer.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
-import { hasRole } from '../core/spike/roles.ts';
+import { describeError } from '../runtime/describe-error.ts';
+import { type HealthServer, startHealthServer } from '../runtime/health.ts';
+import { makePrivateDir } from '../runtime/private-dir.ts';
+import {
+  createStdoutLogger,
+  exitOnStopSignal,
+  FatalError,
+  listenOrFatal,
+  ownIdWithRole,
+  workloadApiLogger,
+} from '../runtime/startup.ts';
 import { createMtlsServer, type MtlsServer } from '../runtime/tls/server.ts';
 import { createX509Source } from '../runtime/workload/client.ts';
 import { createNexusApp } from './app.ts';
@@ -33,24 +42,6 @@ import { createKeeperClient } from './keeper-client.ts';
 import { createKeyLifecycle, type KeyLifecycle } from './lifecycle.ts';
 import { createStaticRootKeyProvider, MutableRootKeyProvider } from './root-key.ts';
 import { type NexusStore, openStore, readStoreEnv } from './store/index.ts';
-
-const JSON_HEADERS = {
-  'Content-Type': 'application/json',
-  'Cache-Control': 'no-store, no-cache, must-revalidate, private',
-  Pragma: 'no-cache',
-  Expires: '0',
-} as const;
-
-/** A start-up failure: its message is the one line printed. */
-class FatalError extends Error {}
-
-/** Error description for logs: codes and names only, no free text that could carry data. */
-function describe(error: unknown): string {
-  if (isSpikeError(error)) return error.code;
-  const code = (error as { code?: unknown } | undefined)?.code;
-  if (typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code)) return code;
-  return error instanceof Error ? error.name : 'unknown error';
-}
 
 /** The audit sink (spike-api.md §12): stderr, or lines appended to a file (mode 0600). */
 function openAudit(file: string | undefined): { write: (line: string) => void; close: () => void } {
@@ -61,7 +52,7 @@ function openAudit(file: string | undefined): { write: (line: string) => void; c
   try {
     fd = openSync(file, 'a', 0o600);
   } catch (error) {
-    throw new FatalError(`cannot open SPIKE_NEXUS_AUDIT_FILE (${describe(error)})`);
+    throw new FatalError(`cannot open SPIKE_NEXUS_AUDIT_FILE (${describeError(error)})`);
   }
   return {
     write: (line) => {
@@ -69,41 +60,6 @@ function openAudit(file: string | undefined): { write: (line: string) => void; c
     },
     close: () => closeSync(fd),
   };
-}
-
-/** Plain-HTTP `/health` and `/ready` (spike-api.md §12), answered by the Nexus app itself. */
-function createHealthServer(handle: (request: Request) => Promise<Response>): http.Server {
-  return http.createServer((req, res) => {
-    const path = (req.url ?? '').split('?')[0];
-    req.resume();
-    if (req.method !== 'GET' || (path !== '/health' && path !== '/ready')) {
-      res.writeHead(400, JSON_HEADERS).end('{"err":"api_bad_request"}');
-      return;
-    }
-    handle(new Request(`http://localhost${path}`))
-      .then(async (response) => {
-        res
-          .writeHead(response.status, Object.fromEntries(response.headers))
-          .end(await response.text());
-      })
-      .catch(() => {
-        res.writeHead(500, JSON_HEADERS).end('{"err":"api_internal_error"}');
-      });
-  });
-}
-
-function listenHealth(
-  server: http.Server,
-  address: NonNullable<NexusConfig['health']>,
-): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(address.port, address.host, () => {
-      server.off('error', reject);
-      const bound = server.address();
-      resolve(typeof bound === 'object' && bound !== null ? bound.port : address.port);
-    });
-  });
 }
 
 function fatal(message: string): never {
@@ -117,13 +73,9 @@ async function main(): Promise<void> {
     config = parseNexusConfig(process.env);
   } catch (error) {
     if (isSpikeError(error)) fatal(`invalid configuration: ${error.message}`);
-    fatal(`invalid configuration (${describe(error)})`);
+    fatal(`invalid configuration (${describeError(error)})`);
   }
-  const log: Logger = createLogger({
-    level: config.logLevel,
-    component: 'nexus',
-    sink: (line) => process.stdout.write(`${line}\n`),
-  });
+  const log: Logger = createStdoutLogger('nexus', config.logLevel);
   for (const warning of config.warnings) log.warn(warning);
   if (config.backend === 'memory') {
     log.warn('SPIKE_NEXUS_BACKEND_STORE=memory: development only; secrets vanish on exit');
@@ -132,17 +84,13 @@ async function main(): Promise<void> {
   let source: X509Source | undefined;
   let store: NexusStore | undefined;
   let server: MtlsServer | undefined;
-  let healthServer: http.Server | undefined;
+  let healthServer: HealthServer | undefined;
   let lifecycle: KeyLifecycle | undefined;
   let audit: ReturnType<typeof openAudit> | undefined;
 
   const closeAll = async () => {
     await lifecycle?.stop().catch(() => undefined);
-    if (healthServer !== undefined) {
-      const h = healthServer;
-      h.closeAllConnections();
-      await new Promise<void>((resolve) => h.close(() => resolve()));
-    }
+    await healthServer?.close();
     await server?.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
     await source?.close().catch(() => undefined);
@@ -160,33 +108,17 @@ async function main(): Promise<void> {
         ? {}
         : { address: config.spiffeEndpointSocket }),
       timeoutMs: config.spiffeSourceTimeoutMs,
-      logger: {
-        debug: (m) => log.debug(m, { source: 'workload-api' }),
-        info: (m) => log.info(m, { source: 'workload-api' }),
-        warn: (m) => log.warn(m, { source: 'workload-api' }),
-        error: (m) => log.error(m, { source: 'workload-api' }),
-      },
+      logger: workloadApiLogger(log),
     });
-    let ownId: string;
-    try {
-      ownId = (await source.ready()).svids[0]!.id;
-    } catch (error) {
-      throw new FatalError(`no X.509-SVID from the Workload API (${describe(error)})`);
-    }
-    if (!hasRole(ownId, 'nexus', config.trustRoots.nexus)) {
-      throw new FatalError(
-        `own SPIFFE ID ${ownId} does not have the nexus role (SPIKE_TRUST_ROOT_NEXUS)`,
-      );
-    }
+    const ownId = await ownIdWithRole(source, 'nexus', config.trustRoots.nexus);
 
     // The store. `lite` has no database and is served by the memory backend's (unused) tables.
     if (config.backend === 'sqlite') {
       const dir = config.dataDir!;
       try {
-        mkdirSync(dir, { recursive: true, mode: 0o700 });
-        chmodSync(dir, 0o700);
+        makePrivateDir(dir);
       } catch (error) {
-        throw new FatalError(`cannot create the data directory ${dir} (${describe(error)})`);
+        throw new FatalError(`cannot create the data directory ${dir} (${describeError(error)})`);
       }
       try {
         const db = readStoreEnv(process.env);
@@ -199,7 +131,7 @@ async function main(): Promise<void> {
           skipSchemaCreation: db.skipSchemaCreation,
         });
       } catch (error) {
-        throw new FatalError(`cannot open the database in ${dir} (${describe(error)})`);
+        throw new FatalError(`cannot open the database in ${dir} (${describeError(error)})`);
       }
       log.info('database opened', { file: store.file ?? null });
     } else {
@@ -271,40 +203,31 @@ async function main(): Promise<void> {
         requestMs: config.requestTimeoutMs,
         idleMs: config.idleTimeoutMs,
       },
-      onError: (error) => log.warn('transport error', { error: describe(error) }),
+      onError: (error) => log.warn('transport error', { error: describeError(error) }),
     });
     server = mtls;
     peerOf = (request) => mtls.peerOf(request);
 
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
+    exitOnStopSignal((signal) => {
       log.info('stopping', { signal });
-      // Never hang on a peer that will not let go.
-      const deadline = setTimeout(() => process.exit(0), 5000);
-      deadline.unref();
-      void closeAll().then(() => process.exit(0));
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-
-    const bound = await mtls.listen(config.tls.port, config.tls.host).catch((error: unknown) => {
-      throw new FatalError(`cannot listen on SPIKE_NEXUS_TLS_PORT (${describe(error)})`);
+      return closeAll();
     });
-    let healthPort: number | null = null;
+
+    const bound = await listenOrFatal(
+      mtls.listen(config.tls.port, config.tls.host),
+      'SPIKE_NEXUS_TLS_PORT',
+    );
     if (config.health !== undefined) {
-      const h = createHealthServer((request) => app.handle(request));
-      healthPort = await listenHealth(h, config.health).catch((error: unknown) => {
-        throw new FatalError(`cannot listen on SPIKE_NEXUS_HEALTH_PORT (${describe(error)})`);
-      });
-      healthServer = h;
+      healthServer = await listenOrFatal(
+        startHealthServer((request) => app.handle(request), config.health),
+        'SPIKE_NEXUS_HEALTH_PORT',
+      );
     }
     log.info('nexus listening', {
       id: ownId,
       backend: config.backend,
       port: bound.port,
-      healthPort,
+      healthPort: healthServer?.port ?? null,
     });
   } catch (error) {
     const message =
@@ -312,7 +235,7 @@ async function main(): Promise<void> {
         ? error.message
         : error instanceof SpikeError
           ? `start-up failed (${error.code}: ${error.message})`
-          : `start-up failed (${describe(error)})`;
+          : `start-up failed (${describeError(error)})`;
     await closeAll().catch(() => undefined);
     fatal(message);
   }

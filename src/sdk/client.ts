@@ -37,6 +37,7 @@
 import { fromBase64, toBase64 } from '../core/bytes.ts';
 import { parseGoDuration } from '../core/duration.ts';
 import { isSpikeError, SpikeError } from '../core/errors.ts';
+import type { Permission, PolicyInput } from '../core/policy/validate.ts';
 import {
   parseRecoveryLine,
   parseShardEnvelope,
@@ -127,15 +128,8 @@ export interface SecretMetadata {
   readonly maxVersions: number;
 }
 
-export type Permission = 'read' | 'write' | 'list' | 'execute' | 'super';
-
-/** A policy to write (spike-api.md §7). */
-export interface PolicyInput {
-  readonly name: string;
-  readonly spiffeIdPattern: string;
-  readonly pathPattern: string;
-  readonly permissions: readonly Permission[];
-}
+// A policy to write (spike-api.md §7) and its permissions: the types the policy engine validates.
+export type { Permission, PolicyInput };
 
 export interface Policy extends PolicyInput {
   readonly createdAt: Date;

@@ -39,7 +39,6 @@ import {
   rmSync,
   statSync,
 } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Subprocess, spawn } from 'bun';
@@ -49,6 +48,10 @@ import { hasRole } from '../../src/core/spike/roles.ts';
 import { type DevIssuer, startDevIssuer } from '../../src/dev/issuer.ts';
 import { createMtlsClient, type MtlsClient } from '../../src/runtime/tls/client.ts';
 import { createX509Source } from '../../src/runtime/workload/client.ts';
+import { freePort, plainStatus, waitUntil } from './process.ts';
+
+/** Re-exported for the modules that took it from here (tests/support/spire.ts). */
+export { freePort };
 
 const ROOT = join(import.meta.dir, '..', '..');
 const TRUST_DOMAIN = 'spike.ist';
@@ -148,34 +151,6 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-/** A free TCP port on 127.0.0.1 (bound, read and released). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** GET `path` on a plain-HTTP loopback port: the status, or 0 when nothing answers. */
-async function plainStatus(port: number, path: string): Promise<number> {
-  try {
-    const response = await fetch(`http://127.0.0.1:${port}${path}`, {
-      signal: AbortSignal.timeout(1000),
-    });
-    await response.arrayBuffer();
-    return response.status;
-  } catch {
-    return 0;
-  }
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 function managed(
   name: string,
   cmd: string[],
@@ -243,7 +218,7 @@ function managed(
         if (proc !== undefined && proc.exitCode !== null) {
           throw new Error(`${name} exited (${proc.exitCode}) before logging "${msg}"`);
         }
-        await sleep(20);
+        await Bun.sleep(20);
       }
       throw new Error(`${name} did not log "${msg}" within ${timeoutMs} ms`);
     },
@@ -386,14 +361,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     keeperHealthPorts,
     nexusReady: () => plainStatus(nexusHealthPort, '/ready'),
     keeperReady: (i) => plainStatus(keeperHealthPorts[i - 1]!, '/ready'),
-    async waitUntil(check, timeoutMs, what) {
-      const start = performance.now();
-      while (performance.now() - start < timeoutMs) {
-        if (await check()) return performance.now() - start;
-        await sleep(10);
-      }
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    },
+    waitUntil,
     waitReady(timeoutMs = 10_000) {
       return cluster.waitUntil(
         async () => (await cluster.nexusReady()) === 200,

@@ -42,6 +42,19 @@ function randomSerial(): string {
 }
 
 /**
+ * The extensions every CA of ours carries (spec/spiffe.md §7): critical basicConstraints CA,
+ * critical keyUsage keyCertSign + cRLSign, the trust domain's URI SAN, and the SKI.
+ */
+async function caExtensions(trustDomain: string, publicKey: CryptoKey): Promise<x509.Extension[]> {
+  return [
+    new x509.BasicConstraintsExtension(true, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+    new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${trustDomain}` }]),
+    await x509.SubjectKeyIdentifierExtension.create(publicKey),
+  ];
+}
+
+/**
  * Creates a self-signed root CA for `trustDomain` whose URI SAN is `spiffe://<trustDomain>`.
  * `notBefore` is backdated by one minute so freshly minted roots are valid at once.
  */
@@ -58,15 +71,7 @@ export async function createRootAuthority(
     notAfter: new Date(now.getTime() + (options.ttlSeconds ?? 24 * 3600) * 1000),
     keys,
     signingAlgorithm: SIGN,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(
-        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
-        true,
-      ),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${trustDomain}` }]),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-    ],
+    extensions: await caExtensions(trustDomain, keys.publicKey),
   });
   return { certificate: new Uint8Array(cert.rawData), keys, chainAboveRoot: [] };
 }
@@ -90,13 +95,7 @@ export async function createIntermediateAuthority(
     signingKey: issuer.keys.privateKey,
     signingAlgorithm: SIGN,
     extensions: [
-      new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(
-        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
-        true,
-      ),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${trustDomain}` }]),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      ...(await caExtensions(trustDomain, keys.publicKey)),
       await x509.AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey),
     ],
   });
