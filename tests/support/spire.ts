@@ -39,7 +39,9 @@ import {
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Subprocess, spawn } from 'bun';
-import { freePort } from './cluster.ts';
+import { freePort, plainStatus } from './process.ts';
+
+export { plainStatus };
 
 /** The SPIRE release `.ci/install-spire` pins (keep the two in step). */
 export const SPIRE_VERSION = '1.13.3';
@@ -445,19 +447,6 @@ export interface SpikeOnSpire {
   keeperReady(i: number): Promise<number>;
   waitReady(timeoutMs?: number): Promise<number>;
   close(): Promise<void>;
-}
-
-/** GET `path` on a plain-HTTP loopback port: the status, or 0 when nothing answers. */
-export async function plainStatus(port: number, path: string): Promise<number> {
-  try {
-    const response = await fetch(`http://127.0.0.1:${port}${path}`, {
-      signal: AbortSignal.timeout(1000),
-    });
-    await response.arrayBuffer();
-    return response.status;
-  } catch {
-    return 0;
-  }
 }
 
 /** The SPIKE executables in `distDir`, checked to exist. */
