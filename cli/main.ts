@@ -10,7 +10,6 @@
  *
  * From a checkout: `bun cli/main.ts <command>`; installed: `spike <command>` (`package.json` bin).
  */
-import 'reflect-metadata';
 import { type CommandDef, defineCommand, renderUsage, runCommand } from 'citty';
 import pkg from '../package.json' with { type: 'json' };
 import { CliExit, EXIT, type ExitCode, writeErr, writeOut } from './output.ts';

@@ -10,7 +10,9 @@
  *   the first answer on its plain health port, which opens only after the mTLS listener is up
  *   (src/keeper/main.ts), polled every 5 ms; median of 5 runs;
  * - Keeper resident memory: `VmRSS` (/proc/<pid>/status) of the last run's Keeper after a Nexus
- *   identity has stored a shard envelope in it over mTLS and 500 ms have passed.
+ *   identity has stored a shard envelope in it over mTLS and 500 ms have passed;
+ * - Keeper resident memory after start: `VmRSS` of a `dist/keeper` in its default configuration
+ *   (no health port), 1.5 s after it logged that it is ready for shards; median of 3 runs.
  *
  * Runs standalone too: `bun tests/bench/executables.ts`.
  */
@@ -119,6 +121,8 @@ export interface ExecutablesBench {
   readonly keeperStartToReadyMs: number;
   /** `VmRSS` of `dist/keeper` holding one shard, in MB. */
   readonly keeperRssMb: number;
+  /** `VmRSS` of `dist/keeper` after start, default configuration, in MB. */
+  readonly keeperRssAfterStartMb: number;
 }
 
 /** Sizes of the executables and the compiled Keeper's start-up time and memory (see header). */
@@ -207,7 +211,56 @@ export async function benchExecutables(): Promise<ExecutablesBench> {
     sizesMb,
     keeperStartToReadyMs: Math.round(times[Math.floor(times.length / 2)]! * 10) / 10,
     keeperRssMb,
+    keeperRssAfterStartMb: await keeperRssAfterStart(dir),
   };
+}
+
+/** Median `VmRSS` (MB) of a default-configured `dist/keeper` 1.5 s after it is ready. */
+async function keeperRssAfterStart(dir: string): Promise<number> {
+  const work = mkdtempSync(join(tmpdir(), 'spike-bench-rss-'));
+  const issuer = await startDevIssuer({
+    dir: join(work, 'sockets'),
+    keepers: 1,
+    logger: { info: () => {}, warn: () => {} },
+  });
+  const figures: number[] = [];
+  try {
+    for (let run = 0; run < 3; run++) {
+      const proc = Bun.spawn([join(dir, 'keeper')], {
+        cwd: work,
+        env: {
+          PATH: PATH_WITHOUT_BUN,
+          HOME: work,
+          SPIFFE_ENDPOINT_SOCKET: issuer.addressFor('keeper-1'),
+          SPIKE_KEEPER_TLS_PORT: `127.0.0.1:${await freePort()}`,
+          SPIKE_SYSTEM_LOG_LEVEL: 'INFO',
+        },
+        stdin: 'ignore',
+        stdout: 'pipe',
+        stderr: 'ignore',
+      });
+      try {
+        const reader = proc.stdout.getReader();
+        let text = '';
+        while (!text.includes('keeper ready for shards')) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error('dist/keeper exited before it was ready');
+          text += new TextDecoder().decode(value);
+        }
+        reader.releaseLock();
+        await Bun.sleep(1500);
+        figures.push(rssMb(proc.pid));
+      } finally {
+        proc.kill('SIGTERM');
+        await proc.exited;
+      }
+    }
+  } finally {
+    await issuer.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+  figures.sort((a, b) => a - b);
+  return Math.round(figures[1]! * 10) / 10;
 }
 
 if (import.meta.main) {

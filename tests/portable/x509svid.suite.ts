@@ -8,10 +8,23 @@
  */
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { Extension } from '@peculiar/x509';
+import {
+  BasicConstraintsExtension,
+  Extension,
+  type JsonNameParams,
+  KeyUsageFlags,
+  KeyUsagesExtension,
+  Name,
+  SubjectAlternativeNameExtension,
+  X509CertificateGenerator,
+} from '@peculiar/x509';
 import { concatBytes } from '../../src/core/bytes.ts';
 import { isSpikeError, type SpikeErrorCode } from '../../src/core/errors.ts';
-import { splitDerCertificates } from '../../src/core/spiffe/der.ts';
+import {
+  type DerElement,
+  readDerElement,
+  splitDerCertificates,
+} from '../../src/core/spiffe/der.ts';
 import { issueX509Svid } from '../../src/core/spiffe/mint.ts';
 import type { X509Bundles } from '../../src/core/spiffe/types.ts';
 import {
@@ -22,6 +35,7 @@ import {
 import {
   createTestPki,
   createTestRoot,
+  derTlv,
   encodePrivateKey,
   type TestPki,
   type TestSvid,
@@ -94,6 +108,102 @@ async function bothReject(
 ): Promise<void> {
   await rejectsWith(own(svid, bundles), code, message);
   await rejectsWith(peer(svid.chain, bundles), code, message);
+}
+
+/** One leaf (`spiffe://example.org/alg`) under a fresh root whose keys and signatures are given. */
+async function chainSignedWith(
+  keyAlgorithm: Algorithm | RsaHashedKeyGenParams | EcKeyGenParams,
+  signingAlgorithm: Algorithm | RsaPssParams | EcdsaParams,
+  leafIssuer?: JsonNameParams,
+) {
+  const caKeys = (await crypto.subtle.generateKey(keyAlgorithm, true, [
+    'sign',
+    'verify',
+  ])) as CryptoKeyPair;
+  const hour = 3600_000;
+  const root = await X509CertificateGenerator.createSelfSigned({
+    serialNumber: '01',
+    name: 'CN=algorithm test root',
+    notBefore: new Date(Date.now() - hour),
+    notAfter: new Date(Date.now() + hour),
+    keys: caKeys,
+    signingAlgorithm,
+    extensions: [
+      new BasicConstraintsExtension(true, undefined, true),
+      new KeyUsagesExtension(KeyUsageFlags.keyCertSign, true),
+    ],
+  });
+  const leafKeys = (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+    'sign',
+    'verify',
+  ])) as CryptoKeyPair;
+  const leaf = await X509CertificateGenerator.create({
+    serialNumber: '02',
+    subject: 'O=SPIRE',
+    issuer: leafIssuer === undefined ? root.subject : new Name(leafIssuer),
+    notBefore: new Date(Date.now() - hour),
+    notAfter: new Date(Date.now() + hour),
+    publicKey: leafKeys.publicKey,
+    signingKey: caKeys.privateKey,
+    signingAlgorithm,
+    extensions: [
+      new KeyUsagesExtension(KeyUsageFlags.digitalSignature, true),
+      new SubjectAlternativeNameExtension([{ type: 'url', value: 'spiffe://example.org/alg' }]),
+    ],
+  });
+  const leafDer = new Uint8Array(leaf.rawData);
+  return {
+    leaf: leafDer,
+    privateKey: new Uint8Array(await crypto.subtle.exportKey('pkcs8', leafKeys.privateKey)),
+    bundles: new Map([[TD, [new Uint8Array(root.rawData)]]]) as X509Bundles,
+  };
+}
+
+/** The top-level elements of a DER SEQUENCE. */
+function derChildren(der: Uint8Array): DerElement[] {
+  const outer = readDerElement(der, 0);
+  const out: DerElement[] = [];
+  for (let at = outer.contentStart; at < outer.end; at = out[out.length - 1]!.end) {
+    out.push(readDerElement(der, at, outer.end));
+  }
+  return out;
+}
+
+/**
+ * Rebuilds `cert` (signed by an ECDSA P-256 key with SHA-256) with its tbsCertificate fields
+ * passed through `edit`, and signs it again with `issuerKey`: the edit is then the only defect.
+ */
+async function reissue(
+  cert: Uint8Array,
+  issuerKey: CryptoKey,
+  edit: (fields: Uint8Array[]) => Uint8Array[],
+): Promise<Uint8Array> {
+  const [tbs, signatureAlgorithm] = derChildren(cert);
+  const fields = derChildren(cert.subarray(tbs!.start, tbs!.end)).map((el) =>
+    cert.subarray(tbs!.start + el.start, tbs!.start + el.end),
+  );
+  const newTbs = new Uint8Array(derTlv(0x30, concatBytes(...edit(fields))));
+  const p1363 = new Uint8Array(
+    await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, issuerKey, newTbs),
+  );
+  const integer = (bytes: Uint8Array) => {
+    let i = 0;
+    while (i < bytes.length - 1 && bytes[i] === 0) i++;
+    const v = bytes.subarray(i);
+    return derTlv(0x02, v[0]! & 0x80 ? concatBytes(new Uint8Array([0]), v) : v);
+  };
+  const signature = derTlv(
+    0x30,
+    concatBytes(integer(p1363.subarray(0, 32)), integer(p1363.subarray(32))),
+  );
+  return derTlv(
+    0x30,
+    concatBytes(
+      newTbs,
+      cert.subarray(signatureAlgorithm!.start, signatureAlgorithm!.end),
+      derTlv(0x03, concatBytes(new Uint8Array([0]), signature)),
+    ),
+  );
 }
 
 export function suite(t: Harness): void {
@@ -658,4 +768,109 @@ export function suite(t: Harness): void {
       );
     });
   });
+
+  t.describe(
+    'X.509-SVID validation: signature algorithms and encodings (spec/spiffe.md §4)',
+    () => {
+      const rsa = (name: string, hash: string): RsaHashedKeyGenParams => ({
+        name,
+        hash,
+        modulusLength: 2048,
+        publicExponent: new Uint8Array([1, 0, 1]),
+      });
+      const accepted: [string, Algorithm | RsaHashedKeyGenParams | EcKeyGenParams, Algorithm][] = [
+        [
+          'ECDSA P-384 / SHA-384',
+          { name: 'ECDSA', namedCurve: 'P-384' } as EcKeyGenParams,
+          {
+            name: 'ECDSA',
+            hash: 'SHA-384',
+          } as EcdsaParams,
+        ],
+        [
+          'ECDSA P-521 / SHA-512',
+          { name: 'ECDSA', namedCurve: 'P-521' } as EcKeyGenParams,
+          {
+            name: 'ECDSA',
+            hash: 'SHA-512',
+          } as EcdsaParams,
+        ],
+        [
+          'RSA PKCS#1 v1.5 / SHA-256',
+          rsa('RSASSA-PKCS1-v1_5', 'SHA-256'),
+          {
+            name: 'RSASSA-PKCS1-v1_5',
+          },
+        ],
+        [
+          'RSASSA-PSS / SHA-256',
+          rsa('RSA-PSS', 'SHA-256'),
+          {
+            name: 'RSA-PSS',
+            saltLength: 32,
+          } as RsaPssParams,
+        ],
+        ['Ed25519', { name: 'Ed25519' }, { name: 'Ed25519' }],
+      ];
+      for (const [name, keyAlgorithm, signingAlgorithm] of accepted) {
+        t.it(`CA signing with ${name}: accepted; a tampered signature is not`, async () => {
+          const { leaf, privateKey, bundles } = await chainSignedWith(
+            keyAlgorithm,
+            signingAlgorithm,
+          );
+          assert.equal(await peer([leaf], bundles), 'spiffe://example.org/alg');
+          const svid = await validateOwnX509Svid(
+            { spiffeId: 'spiffe://example.org/alg', chain: leaf, privateKey, hint: '' },
+            bundles,
+            new Date(),
+          );
+          assert.equal(svid.serial, '02');
+          // The signature is the certificate's last bytes.
+          const tampered = leaf.slice();
+          tampered[tampered.length - 2]! ^= 0x01;
+          await rejectsWith(peer([tampered], bundles), 'svid_untrusted', /unknown authority/);
+        });
+      }
+
+      t.it('RSASSA-PSS over SHA-1 is refused like every SHA-1 signature', async () => {
+        const { leaf, bundles } = await chainSignedWith(rsa('RSA-PSS', 'SHA-1'), {
+          name: 'RSA-PSS',
+          saltLength: 20,
+        } as RsaPssParams);
+        await rejectsWith(peer([leaf], bundles), 'svid_invalid', /insecure or unsupported/);
+      });
+
+      t.it('issuer and subject names are compared byte for byte (as Go does)', async () => {
+        // The root's CN is a PrintableString; the leaf names it as a UTF8String with the same text.
+        const { leaf, bundles } = await chainSignedWith(
+          { name: 'ECDSA', namedCurve: 'P-256' } as EcKeyGenParams,
+          { name: 'ECDSA', hash: 'SHA-256' } as EcdsaParams,
+          [{ CN: [{ utf8String: 'algorithm test root' }] }],
+        );
+        await rejectsWith(peer([leaf], bundles), 'svid_untrusted', /unknown authority/);
+      });
+
+      t.it('tbsCertificate must be strict DER at its top level, even when signed', async () => {
+        const { pki, bundles } = await setup();
+        const svid = await pki.issue('spiffe://example.org/layout', { via: 'intermediate' });
+        const key = pki.intermediate.keys.privateKey;
+        const inter = svid.chain[1]!;
+        // The control: re-signing the fields unchanged gives a valid certificate.
+        const same = await reissue(svid.leaf, key, (fields) => fields);
+        assert.equal(await peer([same, inter], bundles), 'spiffe://example.org/layout');
+        // subjectPublicKeyInfo (the 7th field after [0] version) tagged [0] instead of SEQUENCE.
+        const mistagged = await reissue(svid.leaf, key, (fields) =>
+          fields.map((f, i) => (i === 6 ? concatBytes(new Uint8Array([0xa0]), f.subarray(1)) : f)),
+        );
+        // An element after the extensions.
+        const trailing = await reissue(svid.leaf, key, (fields) => [
+          ...fields,
+          new Uint8Array([0x05, 0x00]),
+        ]);
+        for (const leaf of [mistagged, trailing]) {
+          await rejectsWith(peer([leaf, inter], bundles), 'svid_invalid', /failed to parse/);
+        }
+      });
+    },
+  );
 }

@@ -9,25 +9,44 @@
  *   serverAuth and clientAuth;
  * - every signing certificate: cA = true, keyCertSign (when keyUsage is present on a root; always
  *   on intermediates), pathLen honoured, URI SAN (if any) a trust domain ID without a path;
- * - the chain must be in order (leaf first, each certificate issued by the next) and end at a root
- *   that is byte-identical to one in the bundle **of the leaf's trust domain** (§5 Federation: a
- *   TLS stack given the union of several bundles accepts a chain to any of them);
+ * - the chain must be in order (leaf first, each certificate issued by the next: issuer and subject
+ *   names byte-identical, as Go compares them, and the signature valid) and end at a root that is
+ *   byte-identical to one in the bundle **of the leaf's trust domain** (§5 Federation: a TLS stack
+ *   given the union of several bundles accepts a chain to any of them);
  * - every certificate on the path must be within its validity window at `now`, with no skew;
- * - an unknown critical extension anywhere on the path rejects the chain (RFC 5280 §4.2).
+ * - an unknown critical extension anywhere on the path rejects the chain (RFC 5280 §4.2);
+ * - leaves and intermediates must be signed with ECDSA, RSA PKCS#1 v1.5 or RSASSA-PSS over
+ *   SHA-256/384/512, or Ed25519 (as Go: no SHA-1, no MD5).
  *
- * Certificates are parsed by @peculiar/x509 and signatures checked with Web Crypto, so this file
- * runs unchanged on Bun, Deno and edge runtimes. Only parsing is cached (by exact DER bytes);
- * every trust, signature and time decision is made afresh on each call.
+ * Certificates are decoded by @peculiar/asn1-x509 (the RFC 5280 ASN.1 schema, ARCHITECTURE.md
+ * decision 6) and signatures checked with Web Crypto directly, so this file runs unchanged on Bun,
+ * Deno and edge runtimes. We deliberately avoid @peculiar/x509 here: it pulls in a DI container
+ * and the CMS/PKCS#12/CSR schemas (~8 MB resident), which every Keeper would carry for nothing.
+ * Only parsing is cached (by exact DER bytes); every trust, signature and time decision is made
+ * afresh on each call.
  *
  * Errors: `svid_invalid` for malformed or rule-breaking certificates and keys, `svid_untrusted`
  * for a missing bundle, an unknown authority or a validity failure. Messages follow go-spiffe and
  * never contain key material.
  */
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
-import { equalBytes } from '../bytes.ts';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import {
+  AuthorityInfoAccessSyntax,
+  AuthorityKeyIdentifier,
+  BasicConstraints,
+  Certificate,
+  CertificatePolicies,
+  CRLDistributionPoints,
+  ExtendedKeyUsage,
+  GeneralNames,
+  KeyUsage,
+  KeyUsageFlags as KU,
+  SubjectAlternativeName,
+  SubjectKeyIdentifier,
+} from '@peculiar/asn1-x509';
+import { equalBytes, toHex } from '../bytes.ts';
 import { SpikeError } from '../errors.ts';
-import { readDerElement, splitDerCertificates } from './der.ts';
+import { type DerElement, readDerElement, splitDerCertificates } from './der.ts';
 import { parseSpiffeId, type SpiffeId } from './id.ts';
 import type { X509Bundles, X509Svid } from './types.ts';
 
@@ -39,12 +58,16 @@ const OID = {
   keyUsage: '2.5.29.15',
   extKeyUsage: '2.5.29.37',
   subjectAltName: '2.5.29.17',
+  issuerAltName: '2.5.29.18',
   subjectKeyIdentifier: '2.5.29.14',
   authorityKeyIdentifier: '2.5.29.35',
   crlDistributionPoints: '2.5.29.31',
+  certificatePolicies: '2.5.29.32',
+  authorityInfoAccess: '1.3.6.1.5.5.7.1.1',
   serverAuth: '1.3.6.1.5.5.7.3.1',
   clientAuth: '1.3.6.1.5.5.7.3.2',
   anyExtendedKeyUsage: '2.5.29.37.0',
+  rsassaPss: '1.2.840.113549.1.1.10',
 } as const;
 
 /**
@@ -62,16 +85,49 @@ const HANDLED_EXTENSIONS: ReadonlySet<string> = new Set([
   OID.crlDistributionPoints,
 ]);
 
-const KU = x509.KeyUsageFlags;
+/**
+ * Extensions we do not use but whose value must still decode, or the certificate is malformed (as
+ * Go, which parses these too, and as this module always did).
+ */
+const DECODED_EXTENSIONS: ReadonlyMap<string, new () => object> = new Map<string, new () => object>(
+  [
+    [OID.subjectKeyIdentifier, SubjectKeyIdentifier],
+    [OID.authorityKeyIdentifier, AuthorityKeyIdentifier],
+    [OID.crlDistributionPoints, CRLDistributionPoints],
+    [OID.certificatePolicies, CertificatePolicies],
+    [OID.authorityInfoAccess, AuthorityInfoAccessSyntax],
+    [OID.issuerAltName, GeneralNames],
+  ],
+);
+
+type Hash = 'SHA-256' | 'SHA-384' | 'SHA-512';
+
+/** How to check a certificate's signature with Web Crypto (the key comes from the issuer). */
+type SignatureScheme =
+  | { readonly name: 'ECDSA' | 'RSASSA-PKCS1-v1_5'; readonly hash: Hash }
+  | { readonly name: 'RSA-PSS'; readonly hash: Hash; readonly saltLength: number }
+  | { readonly name: 'Ed25519' };
 
 /** What we need from one parsed certificate. */
 interface Cert {
-  readonly der: Uint8Array;
-  readonly x: x509.X509Certificate;
-  /** The outer signatureAlgorithm OID, hex of its content octets. */
-  readonly signatureOid: string;
-  readonly subject: string;
-  readonly issuer: string;
+  readonly der: Uint8Array<ArrayBuffer>;
+  /** The signed bytes (tbsCertificate), exactly as received. */
+  readonly tbs: Uint8Array<ArrayBuffer>;
+  /** The signatureValue bits. */
+  readonly signature: Uint8Array<ArrayBuffer>;
+  /** `undefined` for an algorithm we refuse (SHA-1, MD5, unknown, unusable PSS parameters). */
+  readonly scheme: SignatureScheme | undefined;
+  /** DER of the issuer and subject Names: chaining compares them byte for byte. */
+  readonly issuer: Uint8Array<ArrayBuffer>;
+  readonly subject: Uint8Array<ArrayBuffer>;
+  /** The subject Name holds no attribute at all. */
+  readonly emptySubject: boolean;
+  /** DER of subjectPublicKeyInfo, exactly as received. */
+  readonly spki: Uint8Array<ArrayBuffer>;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  /** Lower-case hex of the serial number, without the DER sign byte. */
+  readonly serial: string;
   /** `undefined` when the extension is absent. */
   readonly ca: { readonly ca: boolean; readonly pathLength: number | undefined } | undefined;
   readonly keyUsage: { readonly usages: number; readonly critical: boolean } | undefined;
@@ -93,7 +149,7 @@ function untrusted(message: string): SpikeError {
  * SEQUENCE, signatureAlgorithm, signatureValue BIT STRING } with nothing trailing, and the
  * signature algorithm inside the signed part identical to the outer one (as Go requires).
  */
-function checkCertificateFraming(der: Uint8Array): string {
+function checkCertificateFraming(der: Uint8Array): void {
   const outer = readDerElement(der, 0);
   if (outer.end !== der.length) throw invalid('certificate has trailing data');
   const tbs = readDerElement(der, outer.contentStart, outer.end);
@@ -116,27 +172,124 @@ function checkCertificateFraming(der: Uint8Array): string {
   }
   const oid = readDerElement(der, sigAlg.contentStart, sigAlg.end);
   if (oid.tag !== 0x06) throw invalid('failed to parse certificate');
-  return hexOf(der.subarray(oid.contentStart, oid.end));
 }
 
 /**
- * Signature algorithms accepted on leaves and intermediates (as Go: no SHA-1, no MD5): ECDSA and
- * RSA PKCS#1 v1.5 with SHA-256/384/512, RSASSA-PSS, Ed25519. Roots' self-signatures are never
- * checked, so roots are not restricted.
+ * The raw bytes of the tbsCertificate fields we compare or hand to Web Crypto: decoded values come
+ * from the schema, but these must be the received bytes (a re-encoding could differ). The walk
+ * also holds the top level of tbsCertificate to strict DER (RFC 5280 §4.1: version, serial,
+ * signature, issuer, validity, subject, subjectPublicKeyInfo, then the optional [1] [2] [3]),
+ * where the BER decoder would let a mistagged or mis-sized field through.
  */
-const SIGNATURE_OIDS: ReadonlySet<string> = new Set([
-  '2a8648ce3d040302', // ecdsa-with-SHA256
-  '2a8648ce3d040303', // ecdsa-with-SHA384
-  '2a8648ce3d040304', // ecdsa-with-SHA512
-  '2a864886f70d01010b', // sha256WithRSAEncryption
-  '2a864886f70d01010c', // sha384WithRSAEncryption
-  '2a864886f70d01010d', // sha512WithRSAEncryption
-  '2a864886f70d01010a', // RSASSA-PSS
-  '2b6570', // Ed25519
+function rawTbsFields(der: Uint8Array<ArrayBuffer>) {
+  const outer = readDerElement(der, 0);
+  const tbs = readDerElement(der, outer.contentStart, outer.end);
+  const fields: DerElement[] = [];
+  for (let at = tbs.contentStart; at < tbs.end; ) {
+    const field = readDerElement(der, at, tbs.end);
+    fields.push(field);
+    at = field.end;
+  }
+  if (fields[0]?.tag === 0xa0) fields.shift(); // version
+  // serialNumber INTEGER, then signature, issuer, validity, subject, subjectPublicKeyInfo.
+  const required = [0x02, 0x30, 0x30, 0x30, 0x30, 0x30];
+  const optional = fields.slice(required.length);
+  let misplaced = required.some((tag, i) => fields[i]?.tag !== tag);
+  // issuerUniqueID [1], subjectUniqueID [2] (IMPLICIT BIT STRING), extensions [3], in order.
+  for (const [i, { tag }] of optional.entries()) {
+    if (![0x81, 0x82, 0xa3].includes(tag) || tag <= (optional[i - 1]?.tag ?? 0)) misplaced = true;
+  }
+  if (misplaced) throw new Error('unexpected tbsCertificate layout');
+  const slice = (i: number) => der.subarray(fields[i]!.start, fields[i]!.end);
+  return {
+    tbs: der.subarray(tbs.start, tbs.end),
+    issuer: slice(2),
+    subject: slice(4),
+    spki: slice(5),
+  };
+}
+
+/** Accepted signature algorithms other than RSASSA-PSS (whose hash is in its parameters). */
+const SIGNATURE_SCHEMES: ReadonlyMap<string, SignatureScheme> = new Map<string, SignatureScheme>([
+  ['1.2.840.10045.4.3.2', { name: 'ECDSA', hash: 'SHA-256' }], // ecdsa-with-SHA256
+  ['1.2.840.10045.4.3.3', { name: 'ECDSA', hash: 'SHA-384' }],
+  ['1.2.840.10045.4.3.4', { name: 'ECDSA', hash: 'SHA-512' }],
+  ['1.2.840.113549.1.1.11', { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }], // sha256WithRSA
+  ['1.2.840.113549.1.1.12', { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-384' }],
+  ['1.2.840.113549.1.1.13', { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-512' }],
+  ['1.3.101.112', { name: 'Ed25519' }],
 ]);
 
+/** Hash AlgorithmIdentifier OIDs (hex of the content octets) Web Crypto can use with PSS. */
+const HASH_OIDS: Readonly<Record<string, Hash>> = {
+  '608648016503040201': 'SHA-256', // 2.16.840.1.101.3.4.2.1
+  '608648016503040202': 'SHA-384',
+  '608648016503040203': 'SHA-512',
+};
+
+const MGF1_OID = '2a864886f70d010108'; // 1.2.840.113549.1.1.8
+
+/**
+ * RSASSA-PSS-params (RFC 4055 §3.1): SEQUENCE { [0] hash DEFAULT sha1, [1] maskGen DEFAULT
+ * mgf1SHA1, [2] saltLength DEFAULT 20, [3] trailerField DEFAULT 1 }. Web Crypto verifies only
+ * MGF1 with the message hash and trailer 1, so anything else, and SHA-1 (also what omitted
+ * parameters mean), is an unsupported algorithm, as in Go.
+ */
+function pssScheme(params: ArrayBuffer | null | undefined): SignatureScheme | undefined {
+  if (!(params instanceof ArrayBuffer)) return undefined;
+  const der = new Uint8Array(params);
+  try {
+    const seq = readDerElement(der, 0);
+    if (seq.tag !== 0x30 || seq.end !== der.length) return undefined;
+    let hash: Hash | undefined;
+    let mgfHash: Hash | undefined;
+    let saltLength = 20;
+    let lastTag = 0;
+    for (let at = seq.contentStart; at < seq.end; ) {
+      const field = readDerElement(der, at, seq.end);
+      at = field.end;
+      // Each field is an explicit tag around one element, in increasing tag order.
+      const value = readDerElement(der, field.contentStart, field.end);
+      if (field.tag <= lastTag || value.end !== field.end) return undefined;
+      lastTag = field.tag;
+      if (field.tag === 0xa0) {
+        hash = hashOf(der, value);
+      } else if (field.tag === 0xa1) {
+        const mgf = readAlgorithmId(der, value);
+        if (mgf.oid !== MGF1_OID || mgf.params === undefined) return undefined;
+        mgfHash = hashOf(der, mgf.params);
+      } else if (field.tag === 0xa2) {
+        const octets = der.subarray(value.contentStart, value.end);
+        if (value.tag !== 0x02 || octets.length === 0 || octets.length > 2) return undefined;
+        if ((octets[0]! & 0x80) !== 0) return undefined; // negative
+        saltLength = octets.reduce((n, b) => n * 256 + b, 0);
+      } else if (field.tag === 0xa3) {
+        const octets = der.subarray(value.contentStart, value.end);
+        if (value.tag !== 0x02 || octets.length !== 1 || octets[0] !== 1) return undefined;
+      } else {
+        return undefined;
+      }
+    }
+    if (hash === undefined || mgfHash !== hash) return undefined;
+    return { name: 'RSA-PSS', hash, saltLength };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A hash AlgorithmIdentifier (parameters NULL or absent) → its Web Crypto name. */
+function hashOf(bytes: Uint8Array, el: DerElement): Hash | undefined {
+  if (el.tag !== 0x30) return undefined;
+  const alg = readAlgorithmId(bytes, el);
+  const params = alg.params;
+  if (params !== undefined && (params.tag !== 0x05 || params.end !== params.contentStart)) {
+    return undefined;
+  }
+  return HASH_OIDS[alg.oid];
+}
+
 function checkSignatureAlgorithm(cert: Cert): void {
-  if (!SIGNATURE_OIDS.has(cert.signatureOid)) {
+  if (cert.scheme === undefined) {
     throw invalid('x509: certificate signed with an insecure or unsupported algorithm');
   }
 }
@@ -145,8 +298,8 @@ function checkSignatureAlgorithm(cert: Cert): void {
  * Parsed certificates, keyed by their complete DER bytes (as a binary string, compared exactly, so
  * a hit is a certificate with the very same bytes). Parsing is a pure function of those bytes and
  * `Cert` is never mutated, so reuse is safe; nothing time-dependent or trust-dependent is cached.
- * It spares the per-connection parse of the roots, intermediates and repeat clients (~1 ms each
- * with @peculiar/x509). Bounded; the oldest entry goes first.
+ * It spares the per-connection parse of the roots, intermediates and repeat clients. Bounded; the
+ * oldest entry goes first.
  */
 const parsedCache = new Map<string, Cert>();
 const PARSED_CACHE_MAX = 256;
@@ -176,48 +329,78 @@ function parseCert(der: Uint8Array): Cert {
   return cert;
 }
 
+/** Hex of a DER INTEGER's octets without the sign byte that keeps a high bit positive. */
+function serialHex(raw: ArrayBuffer): string {
+  let octets = new Uint8Array(raw);
+  if (octets.length > 1 && octets[0] === 0 && octets[1]! > 0x7f) octets = octets.subarray(1);
+  return toHex(octets);
+}
+
 function parseCertUncached(der: Uint8Array<ArrayBuffer>): Cert {
-  const signatureOid = checkCertificateFraming(der);
-  let x: x509.X509Certificate;
-  let extensions: x509.Extension[];
-  try {
-    x = new x509.X509Certificate(der);
-    // Read once: @peculiar caches an empty list if this getter throws half-way.
-    extensions = x.extensions;
-    // Touch the fields we use so malformed ones fail here, as parse errors.
-    void x.notBefore;
-    void x.notAfter;
-    void x.serialNumber;
-  } catch (error) {
-    throw invalid('failed to parse certificate', error);
-  }
-  const seen = new Set<string>();
+  checkCertificateFraming(der);
+  let asn: Certificate;
+  let raw: ReturnType<typeof rawTbsFields>;
+  let notBefore: Date;
+  let notAfter: Date;
+  let serial: string;
   let ca: Cert['ca'];
   let keyUsage: Cert['keyUsage'];
   let extKeyUsage: Cert['extKeyUsage'];
   let san: Cert['san'];
   let unhandledCritical = false;
-  for (const ext of extensions) {
-    if (seen.has(ext.type)) throw invalid('certificate contains a duplicate extension');
-    seen.add(ext.type);
-    if (ext.critical && !HANDLED_EXTENSIONS.has(ext.type)) unhandledCritical = true;
-    if (ext instanceof x509.BasicConstraintsExtension) {
-      ca = { ca: ext.ca, pathLength: ext.pathLength };
-    } else if (ext instanceof x509.KeyUsagesExtension) {
-      keyUsage = { usages: ext.usages, critical: ext.critical };
-    } else if (ext instanceof x509.ExtendedKeyUsageExtension) {
-      extKeyUsage = ext.usages.map((u) => String(u));
-    } else if (ext instanceof x509.SubjectAlternativeNameExtension) {
-      const uris = ext.names.items.filter((n) => n.type === 'url').map((n) => n.value);
-      san = { uris, critical: ext.critical };
+  let duplicate = false;
+  try {
+    asn = AsnConvert.parse(der, Certificate);
+    raw = rawTbsFields(der);
+    const tbs = asn.tbsCertificate;
+    notBefore = tbs.validity.notBefore.getTime();
+    notAfter = tbs.validity.notAfter.getTime();
+    serial = serialHex(tbs.serialNumber);
+    // Every extension value is decoded before any rule is applied, so a malformed one is a parse
+    // error even when another rule (a duplicate, say) would also reject the certificate.
+    const seen = new Set<string>();
+    for (const ext of tbs.extensions ?? []) {
+      const id = ext.extnID;
+      const value = ext.extnValue.buffer;
+      if (seen.has(id)) duplicate = true;
+      seen.add(id);
+      if (ext.critical && !HANDLED_EXTENSIONS.has(id)) unhandledCritical = true;
+      if (id === OID.basicConstraints) {
+        const bc = AsnConvert.parse(value, BasicConstraints);
+        ca = { ca: bc.cA, pathLength: bc.pathLenConstraint };
+      } else if (id === OID.keyUsage) {
+        keyUsage = { usages: AsnConvert.parse(value, KeyUsage).toNumber(), critical: ext.critical };
+      } else if (id === OID.extKeyUsage) {
+        extKeyUsage = AsnConvert.parse(value, ExtendedKeyUsage).map((usage) => String(usage));
+      } else if (id === OID.subjectAltName) {
+        const uris: string[] = [];
+        for (const name of AsnConvert.parse(value, SubjectAlternativeName)) {
+          const uri = name.uniformResourceIdentifier;
+          if (uri !== undefined) uris.push(uri);
+        }
+        san = { uris, critical: ext.critical };
+      } else {
+        const schema = DECODED_EXTENSIONS.get(id);
+        if (schema !== undefined) AsnConvert.parse(value, schema);
+      }
     }
+  } catch (error) {
+    throw invalid('failed to parse certificate', error);
   }
+  if (duplicate) throw invalid('certificate contains a duplicate extension');
+  const signatureAlgorithm = asn.signatureAlgorithm;
   return {
     der,
-    x,
-    signatureOid,
-    subject: x.subject,
-    issuer: x.issuer,
+    ...raw,
+    signature: new Uint8Array(asn.signatureValue),
+    scheme:
+      signatureAlgorithm.algorithm === OID.rsassaPss
+        ? pssScheme(signatureAlgorithm.parameters)
+        : SIGNATURE_SCHEMES.get(signatureAlgorithm.algorithm),
+    emptySubject: asn.tbsCertificate.subject.every((rdn) => rdn.length === 0),
+    notBefore,
+    notAfter,
+    serial,
     ca,
     keyUsage,
     extKeyUsage,
@@ -260,12 +443,25 @@ function checkLeaf(leaf: Cert): SpiffeId {
   ) {
     throw invalid('leaf certificate extended key usage must include serverAuth and clientAuth');
   }
-  if (leaf.subject === '' && leaf.san?.critical !== true) {
+  if (leaf.emptySubject && leaf.san?.critical !== true) {
     throw invalid('leaf certificate with an empty subject must have a critical SAN extension');
   }
   if (leaf.unhandledCritical) throw invalid('x509: unhandled critical extension');
   checkSignatureAlgorithm(leaf);
   return id;
+}
+
+/**
+ * The synchronous part of the leaf rules (spec/spiffe.md §4) on one DER certificate, for places
+ * that cannot wait for a promise (a TLS client's `checkServerIdentity`). It checks no signature
+ * or chain: callers must still run {@link verifyPeerX509Svid} before trusting the peer.
+ *
+ * @returns the leaf's SPIFFE ID and its serial number (lowercase hex).
+ * @throws SpikeError `svid_invalid`
+ */
+export function inspectLeafCertificate(der: Uint8Array): { id: SpiffeId; serial: string } {
+  const leaf = parseCert(der);
+  return { id: checkLeaf(leaf), serial: leaf.serial };
 }
 
 /** The signing-certificate rules of spec/spiffe.md §4, for an intermediate from the chain. */
@@ -301,18 +497,65 @@ function isUsableRoot(root: Cert): boolean {
 
 function isTimeValid(cert: Cert, now: Date): boolean {
   const t = now.getTime();
-  return t >= cert.x.notBefore.getTime() && t <= cert.x.notAfter.getTime();
+  return t >= cert.notBefore.getTime() && t <= cert.notAfter.getTime();
 }
 
 function checkTime(cert: Cert, now: Date): void {
   if (!isTimeValid(cert, now)) throw untrusted('certificate has expired or is not yet valid');
 }
 
-/** True when `cert` names `issuer` as its issuer and `issuer`'s key made its signature. */
+/** Bytes per coordinate of the curves Web Crypto supports (IEEE P1363 signature halves). */
+const CURVE_SIZES: Readonly<Record<string, number>> = { 'P-256': 32, 'P-384': 48, 'P-521': 66 };
+
+/**
+ * X.509 carries ECDSA signatures as DER `SEQUENCE { r INTEGER, s INTEGER }` (RFC 3279 §2.2.3);
+ * Web Crypto wants `r‖s`, each left-padded to the curve size. `undefined` for anything else,
+ * including negative or oversized integers (never produced by a correct signer).
+ */
+function ecdsaSignatureToP1363(sig: Uint8Array, size: number): Uint8Array<ArrayBuffer> | undefined {
+  const seq = readDerElement(sig, 0);
+  if (seq.tag !== 0x30 || seq.end !== sig.length) return undefined;
+  const r = readDerElement(sig, seq.contentStart, seq.end);
+  const s = readDerElement(sig, r.end, seq.end);
+  if (s.end !== seq.end) return undefined;
+  const out = new Uint8Array(2 * size);
+  for (const [i, el] of [r, s].entries()) {
+    let octets = sig.subarray(el.contentStart, el.end);
+    if (el.tag !== 0x02 || octets.length === 0 || (octets[0]! & 0x80) !== 0) return undefined;
+    while (octets.length > 0 && octets[0] === 0) octets = octets.subarray(1);
+    if (octets.length > size) return undefined;
+    out.set(octets, (i + 1) * size - octets.length);
+  }
+  return out;
+}
+
+/**
+ * True when `cert` names `issuer` as its issuer and `issuer`'s key made its signature. Web Crypto
+ * checks that the key's type (from its SubjectPublicKeyInfo) fits the algorithm, so an EC key can
+ * never verify an RSA signature and the like.
+ */
 async function isSignedBy(cert: Cert, issuer: Cert): Promise<boolean> {
-  if (cert.issuer !== issuer.subject) return false;
+  const scheme = cert.scheme;
+  if (scheme === undefined || !equalBytes(cert.issuer, issuer.subject)) return false;
   try {
-    return await cert.x.verify({ publicKey: issuer.x.publicKey, signatureOnly: true });
+    let importParams: AlgorithmIdentifier | EcKeyImportParams | RsaHashedImportParams = scheme;
+    let verifyParams: AlgorithmIdentifier | EcdsaParams | RsaPssParams = scheme;
+    let signature = cert.signature;
+    if (scheme.name === 'ECDSA') {
+      const key = readSpkiAlgorithm(issuer.spki);
+      const namedCurve = key.params === undefined ? undefined : CURVES[key.params];
+      if (key.oid !== KEY_OIDS.ec || namedCurve === undefined) return false;
+      const p1363 = ecdsaSignatureToP1363(signature, CURVE_SIZES[namedCurve]!);
+      if (p1363 === undefined) return false;
+      signature = p1363;
+      importParams = { name: 'ECDSA', namedCurve };
+    } else if (scheme.name === 'RSA-PSS') {
+      verifyParams = { name: 'RSA-PSS', saltLength: scheme.saltLength };
+    }
+    const publicKey = await crypto.subtle.importKey('spki', issuer.spki, importParams, false, [
+      'verify',
+    ]);
+    return await crypto.subtle.verify(verifyParams, publicKey, signature, cert.tbs);
   } catch {
     return false;
   }
@@ -434,8 +677,8 @@ export async function validateOwnX509Svid(
     chain: ders,
     privateKey: new Uint8Array(input.privateKey),
     hint: input.hint,
-    notAfter: leaf.x.notAfter,
-    serial: leaf.x.serialNumber.toLowerCase(),
+    notAfter: new Date(leaf.notAfter.getTime()),
+    serial: leaf.serial,
   };
 }
 
@@ -472,23 +715,26 @@ const CURVES: Record<string, string> = {
   '2b81040023': 'P-521', // 1.3.132.0.35
 };
 
-function hexOf(bytes: Uint8Array): string {
-  let s = '';
-  for (const b of bytes) s += b.toString(16).padStart(2, '0');
-  return s;
+/** An AlgorithmIdentifier's OID (hex of its content octets) and its parameters element, if any. */
+function readAlgorithmId(
+  bytes: Uint8Array,
+  el: DerElement,
+): { oid: string; params: DerElement | undefined } {
+  const oid = readDerElement(bytes, el.contentStart, el.end);
+  if (oid.tag !== 0x06) throw new Error('algorithm is not an OID');
+  let params: DerElement | undefined;
+  if (oid.end < el.end) {
+    params = readDerElement(bytes, oid.end, el.end);
+    if (params.end !== el.end) throw new Error('trailing data in AlgorithmIdentifier');
+  }
+  return { oid: toHex(bytes.subarray(oid.contentStart, oid.end)), params };
 }
 
 /** The algorithm OID and (for EC) curve OID of an AlgorithmIdentifier, as hex of the contents. */
-function readAlgorithm(bytes: Uint8Array, el: { contentStart: number; end: number }) {
-  const oid = readDerElement(bytes, el.contentStart, el.end);
-  if (oid.tag !== 0x06) throw new Error('algorithm is not an OID');
-  let params: string | undefined;
-  if (oid.end < el.end) {
-    const p = readDerElement(bytes, oid.end, el.end);
-    if (p.end !== el.end) throw new Error('trailing data in AlgorithmIdentifier');
-    if (p.tag === 0x06) params = hexOf(bytes.subarray(p.contentStart, p.end));
-  }
-  return { oid: hexOf(bytes.subarray(oid.contentStart, oid.end)), params };
+function readAlgorithm(bytes: Uint8Array, el: DerElement) {
+  const { oid, params: p } = readAlgorithmId(bytes, el);
+  const params = p?.tag === 0x06 ? toHex(bytes.subarray(p.contentStart, p.end)) : undefined;
+  return { oid, params };
 }
 
 /**
@@ -557,7 +803,7 @@ async function checkPrivateKey(privateKey: Uint8Array, leaf: Cert): Promise<void
     throw invalid('private key must be an unencrypted PKCS#8 DER key');
   }
   let leafAlg: { oid: string; params: string | undefined };
-  const spki = new Uint8Array(leaf.x.publicKey.rawData);
+  const spki = leaf.spki;
   try {
     leafAlg = readSpkiAlgorithm(spki);
   } catch (error) {

@@ -15,14 +15,12 @@
  * finish, new requests open a new session with the new SVID. A session that closes or receives
  * GOAWAY is replaced transparently on the next request.
  */
-import 'reflect-metadata';
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import * as x509 from '@peculiar/x509';
 import { isSpikeError, SpikeError } from '../../core/errors.ts';
 import type { Authorizer } from '../../core/spiffe/authorizer.ts';
-import { parseSpiffeId } from '../../core/spiffe/id.ts';
 import type { X509Context, X509Source } from '../../core/spiffe/types.ts';
+import { inspectLeafCertificate } from '../../core/spiffe/x509svid.ts';
 import { contextFingerprint, peerChainOf, tlsMaterialOf, verifyPeer } from './server.ts';
 
 export interface MtlsClientOptions {
@@ -92,17 +90,7 @@ function checkServerLeaf(raw: Uint8Array | undefined, authorizer: Authorizer): E
     if (raw === undefined || raw.length === 0) {
       return new SpikeError('svid_invalid', 'server presented no certificate');
     }
-    const cert = new x509.X509Certificate(raw.slice());
-    const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
-    const uris = (san?.names.items ?? []).filter((n) => n.type === 'url').map((n) => n.value);
-    if (uris.length === 0) return new SpikeError('svid_invalid', 'certificate contains no URI SAN');
-    if (uris.length > 1) {
-      return new SpikeError('svid_invalid', 'certificate contains more than one URI SAN');
-    }
-    const id = parseSpiffeId(uris[0]!);
-    if (id.path === '') {
-      return new SpikeError('svid_invalid', 'leaf certificate SPIFFE ID must have a non-root path');
-    }
+    const { id } = inspectLeafCertificate(raw);
     authorizer(id);
     return undefined;
   } catch (error) {
@@ -209,7 +197,7 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
             (id) => {
               s.peerId = id;
               try {
-                s.serial = new x509.X509Certificate(chain[0]!.slice()).serialNumber.toLowerCase();
+                s.serial = inspectLeafCertificate(chain[0]!).serial;
               } catch {
                 // verifyPeer parsed it already; the serial is observability only
               }

@@ -19,7 +19,6 @@
  *   requests on open connections are refused, until a new SVID arrives.
  * - Request bodies are streamed to the handler (never buffered here), so callers can cap them.
  */
-import 'reflect-metadata';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
