@@ -43,15 +43,27 @@ export function parseLogLevel(value: string): LogLevel | undefined {
   return (LOG_LEVELS as readonly string[]).includes(upper) ? (upper as LogLevel) : undefined;
 }
 
+/** The last {@link formatGoTime} answer (audit lines come many per millisecond). */
+let lastFormatted = { epochMs: Number.NaN, text: '' };
+
 /**
  * RFC 3339 in UTC the way Go's `time.Time` marshals it: fraction only when non-zero, without
  * trailing zeros (`2026-07-25T20:37:48.12Z`, `2026-07-25T20:37:48Z`); the zero time prints as
  * `0001-01-01T00:00:00Z` (spike-api.md §3 "Times").
  */
 export function formatGoTime(time: Date): string {
+  const epochMs = time.getTime();
+  // An invalid date (NaN) never matches, so it still throws below.
+  if (epochMs === lastFormatted.epochMs) return lastFormatted.text;
   const iso = time.toISOString();
-  // toISOString always has three fraction digits; drop the zeros Go would not print.
-  return iso.replace(/\.(\d*?)0+Z$/, (_, kept: string) => (kept === '' ? 'Z' : `.${kept}Z`));
+  // toISOString always ends in `.mmmZ` (three fraction digits); drop the zeros Go would not print.
+  const ms = time.getUTCMilliseconds();
+  let text = iso;
+  if (ms === 0) text = `${iso.slice(0, -5)}Z`;
+  else if (ms % 100 === 0) text = `${iso.slice(0, -3)}Z`;
+  else if (ms % 10 === 0) text = `${iso.slice(0, -2)}Z`;
+  lastFormatted = { epochMs, text };
+  return text;
 }
 
 /** Go's zero `time.Time`, `0001-01-01T00:00:00Z`. */

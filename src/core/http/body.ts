@@ -50,9 +50,10 @@ export async function readBodyCapped(request: Request, maxBytes: number): Promis
   } catch (error) {
     if (isSpikeError(error)) throw error;
     throw new SpikeError('api_bad_request', 'request body could not be read', { cause: error });
-  } finally {
-    reader.releaseLock();
   }
+  // The reader keeps its lock: the body is consumed (or cancelled) and nothing reads it after
+  // us, while `releaseLock()` would reject the reader's `closed` promise with a fresh TypeError,
+  // a cost paid on every request for nothing.
   if (chunks.length === 1) return chunks[0]!;
   const out = new Uint8Array(total);
   let offset = 0;

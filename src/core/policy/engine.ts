@@ -15,7 +15,9 @@
  * an in-memory cache keyed by name, filled from the store on first use and updated on every upsert
  * and delete made through the engine, so an access check never reads the database [Ours: upstream
  * decrypts and compiles every policy on every request]. Writes are serialised so the cache ends up
- * in the order the store applied them.
+ * in the order the store applied them. On top of the cache, the policies matching each caller and
+ * the verdict for each (caller, permissions, path) are remembered, both bounded and dropped on
+ * every change to the cache: a workload reading the same path runs no pattern at all.
  *
  * Portable: no runtime APIs. The store is a port (`PolicyRepository`), structurally the
  * `PolicyStore` of src/nexus/domain.ts.
@@ -23,7 +25,13 @@
 import type { RE2JS } from 're2js';
 import { SpikeError } from '../errors.ts';
 import { hasRole, type SpikeRole } from '../spike/roles.ts';
-import { compileRe2, type Permission, type PolicyInput, validatePolicyInput } from './validate.ts';
+import {
+  compileRe2,
+  isPermission,
+  type Permission,
+  type PolicyInput,
+  validatePolicyInput,
+} from './validate.ts';
 
 /** Reserved system paths (spiffe/spike PR #301), in the order the put rule tries them (§7). */
 export const RESERVED_PATHS = Object.freeze([
@@ -159,6 +167,23 @@ function grantsOnPath(
 
 /** Callers whose matching policies are remembered; past this the memo starts over (bounded RAM). */
 const MAX_MEMOISED_CALLERS = 4096;
+/** Policy verdicts remembered (caller, path, permissions); past this the memo starts over. */
+const MAX_MEMOISED_VERDICTS = 4096;
+/** Verdicts with longer keys are computed every time, never remembered (bounds the memo's RAM). */
+const MAX_MEMOISED_KEY = 1024;
+
+/** The verdict memo's key: length-prefixed parts, so no two different inputs share a key. */
+function verdictKey(
+  callerId: string,
+  path: string,
+  wanted: readonly Permission[],
+): string | undefined {
+  if (callerId.length + path.length > MAX_MEMOISED_KEY) return;
+  // Only the fixed permission words (no commas) are joined; anything else is never remembered.
+  if (!wanted.every(isPermission)) return;
+  const w = wanted.join(',');
+  return `${callerId.length}:${callerId}${w.length}:${w}${path}`;
+}
 
 /** The engine the HTTP layer talks to (§7). */
 export interface PolicyEngine {
@@ -195,6 +220,9 @@ export function createPolicyEngine(options: {
   // the SPIFFE half of §7 is evaluated once per caller, not once per policy per request; cleared
   // on every change to the cache.
   const byCaller = new Map<string, CompiledPolicy[]>();
+  // (caller, wanted, path) → the policy verdict, so a workload reading the same paths again and
+  // again does not re-run the path patterns; computed and cleared exactly like `byCaller`.
+  const verdicts = new Map<string, boolean>();
 
   async function load(): Promise<Map<string, CompiledPolicy>> {
     if (cache !== undefined) return cache;
@@ -238,6 +266,9 @@ export function createPolicyEngine(options: {
         return path === CIPHER_EXEC_PATH && wanted.every((w) => w === 'execute');
       }
       const policies = await load();
+      const key = verdictKey(callerId, path, wanted);
+      const known = key === undefined || policies !== cache ? undefined : verdicts.get(key);
+      if (known !== undefined) return known;
       let mine = byCaller.get(callerId);
       if (mine === undefined) {
         mine = [];
@@ -250,10 +281,18 @@ export function createPolicyEngine(options: {
           byCaller.set(callerId, mine);
         }
       }
+      let verdict = false;
       for (const compiled of mine) {
-        if (grantsOnPath(compiled, path, wanted)) return true;
+        if (grantsOnPath(compiled, path, wanted)) {
+          verdict = true;
+          break;
+        }
       }
-      return false;
+      if (key !== undefined && policies === cache) {
+        if (verdicts.size >= MAX_MEMOISED_VERDICTS) verdicts.clear();
+        verdicts.set(key, verdict);
+      }
+      return verdict;
     },
 
     async upsert(raw) {
@@ -266,6 +305,7 @@ export function createPolicyEngine(options: {
         epoch++;
         cache?.set(stored.name, compiled);
         byCaller.clear();
+        verdicts.clear();
         return stored;
       });
     },
@@ -277,6 +317,7 @@ export function createPolicyEngine(options: {
         epoch++;
         cache?.delete(name);
         byCaller.clear();
+        verdicts.clear();
       });
     },
 
@@ -285,6 +326,7 @@ export function createPolicyEngine(options: {
       cache = undefined;
       loading = undefined;
       byCaller.clear();
+      verdicts.clear();
     },
   };
 }

@@ -7,6 +7,8 @@
  * starts with `spiffe://td<path>/` (so `/spike/nexus/instance-1` is Nexus, `/spike/nexu` is not).
  * Matching happens only on strictly parsed IDs (spec/spiffe.md §3); anything that fails the parse
  * has no role at all. Any valid ID without a role is a plain workload, governed by policies.
+ * Parses are remembered per string (bounded), as role checks run on every request for the same
+ * few callers.
  */
 import { SpikeError } from '../errors.ts';
 import { parseSpiffeId, parseTrustDomain } from '../spiffe/id.ts';
@@ -37,8 +39,63 @@ export const SPIKE_ROLES: readonly SpikeRole[] = Object.freeze(
   Object.keys(ROLE_PATHS) as SpikeRole[],
 );
 
+/** `<role path>/`: IDs below a role's path have the role too. */
+const ROLE_PREFIXES = Object.freeze(
+  Object.fromEntries(SPIKE_ROLES.map((role) => [role, `${ROLE_PATHS[role]}/`])) as Record<
+    SpikeRole,
+    string
+  >,
+);
+
 /** The trust domain used when a trust-root variable is unset or empty (spike-api.md §1). */
 export const DEFAULT_TRUST_ROOT = 'spike.ist';
+
+/** Parse results remembered per string; past this a memo starts over (bounded RAM). */
+const MAX_MEMOISED = 4096;
+/** Longer strings are parsed every time (no valid SPIFFE ID is longer than 2048 bytes). */
+const MAX_MEMOISED_LENGTH = 2048;
+
+type ParsedId = { readonly trustDomain: string; readonly path: string };
+
+// Callers and trust roots are few and fixed, while roles are checked on every request: the strict
+// parses run once per distinct string. Failures are remembered as `null`.
+const idMemo = new Map<string, ParsedId | null>();
+const trustDomainMemo = new Map<string, string | null>();
+
+function memoised<V>(
+  memo: Map<string, V | null>,
+  key: string,
+  parse: (key: string) => V,
+): V | null {
+  const known = memo.get(key);
+  if (known !== undefined) return known;
+  let value: V | null;
+  try {
+    value = parse(key);
+  } catch {
+    value = null;
+  }
+  if (key.length <= MAX_MEMOISED_LENGTH) {
+    if (memo.size >= MAX_MEMOISED) memo.clear();
+    memo.set(key, value);
+  }
+  return value;
+}
+
+/** `parseSpiffeId(id)`'s parts, or `null` when it throws. */
+function parsedId(id: string): ParsedId | null {
+  if (typeof id !== 'string') return null;
+  return memoised(idMemo, id, (value) => {
+    const { trustDomain, path } = parseSpiffeId(value);
+    return { trustDomain, path };
+  });
+}
+
+/** `parseTrustDomain(td)`, or `null` when it throws. */
+function trustDomainName(td: string): string | null {
+  if (typeof td !== 'string') return null;
+  return memoised(trustDomainMemo, td, parseTrustDomain);
+}
 
 /**
  * True when `id` has `role` under one of `trustDomains` (spike-api.md §1 "Role match"): the ID
@@ -46,22 +103,12 @@ export const DEFAULT_TRUST_ROOT = 'spike.ist';
  * trust domain entry, never matches.
  */
 export function hasRole(id: string, role: SpikeRole, trustDomains: readonly string[]): boolean {
-  let parsed: { trustDomain: string; path: string };
-  try {
-    parsed = parseSpiffeId(id);
-  } catch {
-    return false;
-  }
+  const parsed = parsedId(id);
+  if (parsed === null) return false;
   const path = ROLE_PATHS[role];
-  if (parsed.path !== path && !parsed.path.startsWith(`${path}/`)) return false;
+  if (parsed.path !== path && !parsed.path.startsWith(ROLE_PREFIXES[role])) return false;
   for (const td of trustDomains) {
-    let name: string;
-    try {
-      name = parseTrustDomain(td);
-    } catch {
-      continue;
-    }
-    if (name === parsed.trustDomain) return true;
+    if (trustDomainName(td) === parsed.trustDomain) return true;
   }
   return false;
 }
