@@ -92,6 +92,23 @@ export async function ensureExecutables(
   return { dir: DIST, built: stale };
 }
 
+/** `dist/keeper` from an empty directory with a PATH without Bun. */
+function spawnKeeper<Out extends 'ignore' | 'pipe'>(
+  dir: string,
+  work: string,
+  socket: string,
+  stdout: Out,
+  env: Record<string, string>,
+) {
+  return Bun.spawn([join(dir, 'keeper')], {
+    cwd: work,
+    env: { PATH: PATH_WITHOUT_BUN, HOME: work, SPIFFE_ENDPOINT_SOCKET: socket, ...env },
+    stdin: 'ignore',
+    stdout,
+    stderr: 'ignore',
+  });
+}
+
 function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/^VmRSS:\s+(\d+)\s+kB$/m.exec(status)?.[1]);
@@ -145,18 +162,9 @@ export async function benchExecutables(): Promise<ExecutablesBench> {
     for (let run = 0; run < RUNS; run++) {
       const [tlsPort, healthPort] = [await freePort(), await freePort()];
       const started = performance.now();
-      const proc = Bun.spawn([join(dir, 'keeper')], {
-        cwd: work,
-        env: {
-          PATH: PATH_WITHOUT_BUN,
-          HOME: work,
-          SPIFFE_ENDPOINT_SOCKET: issuer.addressFor('keeper-1'),
-          SPIKE_KEEPER_TLS_PORT: `127.0.0.1:${tlsPort}`,
-          SPIKE_KEEPER_HEALTH_PORT: `127.0.0.1:${healthPort}`,
-        },
-        stdin: 'ignore',
-        stdout: 'ignore',
-        stderr: 'ignore',
+      const proc = spawnKeeper(dir, work, issuer.addressFor('keeper-1'), 'ignore', {
+        SPIKE_KEEPER_TLS_PORT: `127.0.0.1:${tlsPort}`,
+        SPIKE_KEEPER_HEALTH_PORT: `127.0.0.1:${healthPort}`,
       });
       try {
         while (!(await answers(healthPort))) {
@@ -226,18 +234,9 @@ async function keeperRssAfterStart(dir: string): Promise<number> {
   const figures: number[] = [];
   try {
     for (let run = 0; run < 3; run++) {
-      const proc = Bun.spawn([join(dir, 'keeper')], {
-        cwd: work,
-        env: {
-          PATH: PATH_WITHOUT_BUN,
-          HOME: work,
-          SPIFFE_ENDPOINT_SOCKET: issuer.addressFor('keeper-1'),
-          SPIKE_KEEPER_TLS_PORT: `127.0.0.1:${await freePort()}`,
-          SPIKE_SYSTEM_LOG_LEVEL: 'INFO',
-        },
-        stdin: 'ignore',
-        stdout: 'pipe',
-        stderr: 'ignore',
+      const proc = spawnKeeper(dir, work, issuer.addressFor('keeper-1'), 'pipe', {
+        SPIKE_KEEPER_TLS_PORT: `127.0.0.1:${await freePort()}`,
+        SPIKE_SYSTEM_LOG_LEVEL: 'INFO',
       });
       try {
         const reader = proc.stdout.getReader();
