@@ -24,6 +24,7 @@ import {
   exitOnStopSignal,
   FatalError,
   listenOrFatal,
+  logSvidRotations,
   ownIdWithRole,
   workloadApiLogger,
 } from '../runtime/startup.ts';
@@ -97,6 +98,7 @@ async function main(): Promise<void> {
       logger: workloadApiLogger(log),
     });
     const ownId = await ownIdWithRole(source, 'keeper', roots.keeper);
+    logSvidRotations(source, log);
 
     const callerAllowed = (id: string) =>
       hasRole(id, 'nexus', roots.nexus) || hasRole(id, 'bootstrap', roots.bootstrap);

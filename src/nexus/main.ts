@@ -31,6 +31,7 @@ import {
   exitOnStopSignal,
   FatalError,
   listenOrFatal,
+  logSvidRotations,
   ownIdWithRole,
   workloadApiLogger,
 } from '../runtime/startup.ts';
@@ -111,6 +112,7 @@ async function main(): Promise<void> {
       logger: workloadApiLogger(log),
     });
     const ownId = await ownIdWithRole(source, 'nexus', config.trustRoots.nexus);
+    logSvidRotations(source, log);
 
     // The store. `lite` has no database and is served by the memory backend's (unused) tables.
     if (config.backend === 'sqlite') {

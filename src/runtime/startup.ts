@@ -67,6 +67,27 @@ export async function ownIdWithRole(
 }
 
 /**
+ * Logs every change of our own identity (rotation, or withdrawal by the Workload API) at INFO, with
+ * the new leaf's serial and expiry; never key material. Returns the unsubscribe function.
+ */
+export function logSvidRotations(source: X509Source, log: Logger): () => void {
+  return source.onUpdate((context) => {
+    const svid = context?.svids[0];
+    if (svid === undefined) {
+      log.warn(
+        'X.509-SVID withdrawn by the Workload API; refusing new connections until a new one',
+      );
+      return;
+    }
+    log.info('X.509-SVID rotated', {
+      id: svid.id,
+      serial: svid.serial,
+      notAfter: svid.notAfter.toISOString(),
+    });
+  });
+}
+
+/**
  * `listening` (a listener's start), or a {@link FatalError} `cannot listen on <variable> (<code>)`
  * when it fails (e.g. `EADDRINUSE`).
  */
