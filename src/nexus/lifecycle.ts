@@ -602,8 +602,7 @@ export function createKeyLifecycle(options: KeyLifecycleOptions): KeyLifecycle {
       stopped = true;
       phase = 'stopped';
       ready.reject(new SpikeError('state_not_ready', 'stopped'));
-      wakeAll();
-      for (const wake of [...ackWaiters]) wake();
+      wakeAll(); // every ack waiter is also a sleeper, so this wakes first boot too
       collector?.clear();
       collector = undefined;
       if (current !== undefined) zero(...current.shares);

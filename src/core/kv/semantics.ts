@@ -115,6 +115,16 @@ export function selectReadVersion(
   return v !== undefined && isLive(v, now) ? v : undefined;
 }
 
+/** The existing, not destroyed versions a delete or destroy request names (as `resolveTargets`). */
+function namedUndestroyed(
+  versions: readonly VersionState[],
+  requested: readonly number[],
+  now: number,
+): VersionState[] {
+  const targets = new Set(resolveTargets(requested, currentVersion(versions, now)));
+  return versions.filter((v) => targets.has(v.version) && !v.destroyed);
+}
+
 /**
  * Delete (§6): sets `deletedAt = now` on the named versions that exist. Destroyed versions are
  * left as they are. Returns the new states of the versions that changed (possibly none: a
@@ -125,13 +135,7 @@ export function planDelete(
   requested: readonly number[],
   now: number,
 ): VersionState[] {
-  const targets = new Set(resolveTargets(requested, currentVersion(versions, now)));
-  const out: VersionState[] = [];
-  for (const v of versions) {
-    if (!targets.has(v.version) || v.destroyed) continue;
-    out.push({ ...v, deletedAt: now });
-  }
-  return out;
+  return namedUndestroyed(versions, requested, now).map((v) => ({ ...v, deletedAt: now }));
 }
 
 /**
@@ -176,13 +180,11 @@ export function planDestroy(
   requested: readonly number[],
   now: number,
 ): VersionState[] {
-  const targets = new Set(resolveTargets(requested, currentVersion(versions, now)));
-  const out: VersionState[] = [];
-  for (const v of versions) {
-    if (!targets.has(v.version) || v.destroyed) continue;
-    out.push({ ...v, destroyed: true, deletedAt: isDeleted(v, now) ? v.deletedAt : now });
-  }
-  return out;
+  return namedUndestroyed(versions, requested, now).map((v) => ({
+    ...v,
+    destroyed: true,
+    deletedAt: isDeleted(v, now) ? v.deletedAt : now,
+  }));
 }
 
 /** Applies changed version states to a list (by version number), keeping the list's order. */

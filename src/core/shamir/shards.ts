@@ -20,8 +20,6 @@ import { SpikeError } from '../errors.ts';
 
 /** Shard envelope format version (spike-api.md §9). */
 export const SHARD_ENVELOPE_VERSION = 1;
-/** Length of one share in bytes: 32 y-bytes then the x-coordinate (spike-api.md §9). */
-export const SHARE_LENGTH = ROOT_KEY_LENGTH + 1;
 /** Highest share count and index GF(256) allows (spike-api.md §9: 2 ≤ t ≤ n ≤ 255). */
 export const MAX_SHARES = 255;
 
