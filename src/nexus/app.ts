@@ -125,20 +125,18 @@ export interface NexusAppDeps {
 /** The Elysia app `createNexusApp` returns; `handle(request)` serves one request. */
 export type NexusApp = Elysia;
 
-const JSON_HEADERS = Object.freeze({
-  'Content-Type': 'application/json',
+const NO_STORE = {
   'Cache-Control': 'no-store, no-cache, must-revalidate, private',
   Pragma: 'no-cache',
   Expires: '0',
-});
+};
 
-const OCTET_HEADERS = Object.freeze({
-  ...JSON_HEADERS,
-  'Content-Type': 'application/octet-stream',
-});
-
-const TEXT_ERROR_HEADERS = Object.freeze({
-  ...JSON_HEADERS,
+// `Headers` objects: a `Response` copies them (cheaper from `Headers` than from a record), so the
+// shared objects are never changed by what happens to a response.
+const JSON_HEADERS = new Headers({ ...NO_STORE, 'Content-Type': 'application/json' });
+const OCTET_HEADERS = new Headers({ ...NO_STORE, 'Content-Type': 'application/octet-stream' });
+const TEXT_ERROR_HEADERS = new Headers({
+  ...NO_STORE,
   'Content-Type': 'text/plain; charset=utf-8',
 });
 
@@ -205,12 +203,8 @@ interface Route {
   readonly run: (ctx: Ctx) => Promise<Response>;
 }
 
-// The same headers as a `Headers` object: a `Response` copies them (cheaper from `Headers` than
-// from a record), so the shared object is never changed by what happens to a response.
-const JSON_HEADER_LIST = new Headers(JSON_HEADERS);
-
 function jsonResponse(status: number, body: unknown): Response {
-  return new Response(JSON.stringify(body), { status, headers: JSON_HEADER_LIST });
+  return new Response(JSON.stringify(body), { status, headers: JSON_HEADERS });
 }
 
 function errorBody(zero: Readonly<Record<string, unknown>>, err: string): Record<string, unknown> {
@@ -324,13 +318,13 @@ export function createNexusApp(deps: NexusAppDeps): NexusApp {
     let state = states.get(request);
     if (state === undefined) {
       let path = '';
-      let query = new URLSearchParams();
+      let query: URLSearchParams;
       try {
         const url = new URL(request.url);
         path = url.pathname;
         query = url.searchParams;
       } catch {
-        // An unparsable URL matches no route.
+        query = new URLSearchParams(); // an unparsable URL matches no route
       }
       state = {
         start: performance.now(),
@@ -450,6 +444,13 @@ export function createNexusApp(deps: NexusAppDeps): NexusApp {
     validateSecretPath(path);
     ctx.state.resource = path;
     return path;
+  }
+
+  function requireNonce(nonce: Uint8Array | null): Uint8Array {
+    if (nonce === null || nonce.length !== NONCE_BYTES) {
+      throw new SpikeError('api_bad_request', 'invalid nonce: expected 12 bytes');
+    }
+    return nonce;
   }
 
   function tooLargeForCipher(): SpikeError {
@@ -646,15 +647,13 @@ export function createNexusApp(deps: NexusAppDeps): NexusApp {
         if (req.version !== 1) {
           throw new SpikeError('api_bad_request', 'invalid version: only version 1 exists');
         }
-        if (req.nonce === null || req.nonce.length !== NONCE_BYTES) {
-          throw new SpikeError('api_bad_request', 'invalid nonce: expected 12 bytes');
-        }
+        const nonce = requireNonce(req.nonce);
         const ciphertext = req.ciphertext ?? new Uint8Array(0);
         if (ciphertext.length > deps.maxCipherBytes) throw tooLargeForCipher();
         if (ciphertext.length < TAG_BYTES) {
           throw new SpikeError('api_bad_request', 'invalid ciphertext: shorter than the tag');
         }
-        const plaintext = await decryptCipherParts(requireKeys().cipher, req.nonce, ciphertext);
+        const plaintext = await decryptCipherParts(requireKeys().cipher, nonce, ciphertext);
         return jsonResponse(200, { plaintext: toBase64(plaintext) });
       },
     },
@@ -708,20 +707,14 @@ export function createNexusApp(deps: NexusAppDeps): NexusApp {
       run: async (ctx) => {
         const req = await readJson(ctx, SCHEMA.verify);
         authorizeRole(ctx, 'bootstrap');
-        if (req.nonce === null || req.nonce.length !== NONCE_BYTES) {
-          throw new SpikeError('api_bad_request', 'invalid nonce: expected 12 bytes');
-        }
+        const nonce = requireNonce(req.nonce);
         const ciphertext = req.ciphertext ?? new Uint8Array(0);
         if (ciphertext.length < TAG_BYTES || ciphertext.length > deps.maxCipherBytes) {
           throw new SpikeError('api_bad_request', 'invalid ciphertext length');
         }
         let plaintext: Uint8Array;
         try {
-          plaintext = await decryptCipherParts(
-            requireKeys().bootstrapVerify,
-            req.nonce,
-            ciphertext,
-          );
+          plaintext = await decryptCipherParts(requireKeys().bootstrapVerify, nonce, ciphertext);
         } catch (error) {
           if (isSpikeError(error) && error.code === 'state_not_ready') throw error;
           // §9: a verify decrypt failure is a 500.

@@ -29,7 +29,7 @@ export type WireErrorCode =
 const INTERNAL: HttpError = { status: 500, err: 'api_internal_error' };
 
 /** Every `SpikeErrorCode` → its HTTP answer. Exhaustive: a new code must be placed here. */
-export const HTTP_ERRORS: Readonly<Record<SpikeErrorCode, HttpError>> = Object.freeze({
+const HTTP_ERRORS: Readonly<Record<SpikeErrorCode, HttpError>> = Object.freeze({
   api_bad_request: { status: 400, err: 'api_bad_request' },
   access_unauthorized: { status: 401, err: 'access_unauthorized' },
   api_not_found: { status: 404, err: 'api_not_found' },

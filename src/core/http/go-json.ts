@@ -387,6 +387,21 @@ function assign(
   }
 }
 
+// Stateless for whole-input `decode` calls, so one instance serves every request.
+const UTF8 = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+
+/** Folded key → field name, per schema: schemas are long-lived constants, so fold them once. */
+const foldedFields = new WeakMap<GoJsonSchema, ReadonlyMap<string, string>>();
+
+function foldedFieldsOf(schema: GoJsonSchema): ReadonlyMap<string, string> {
+  let byFolded = foldedFields.get(schema);
+  if (byFolded === undefined) {
+    byFolded = new Map(Object.keys(schema).map((field) => [foldKey(field), field]));
+    foldedFields.set(schema, byFolded);
+  }
+  return byFolded;
+}
+
 function zeroOf(kind: GoJsonKind): unknown {
   switch (kind) {
     case 'string':
@@ -412,10 +427,7 @@ export function decodeGoJson<S extends GoJsonSchema>(
   input: Uint8Array | string,
   schema: S,
 ): GoJsonResult<S> {
-  const text =
-    typeof input === 'string'
-      ? input
-      : new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(input);
+  const text = typeof input === 'string' ? input : UTF8.decode(input);
   let root: Node;
   try {
     root = new Parser(text).parseDocument();
@@ -425,15 +437,12 @@ export function decodeGoJson<S extends GoJsonSchema>(
     throw error;
   }
   const out: Record<string, unknown> = {};
-  const byFolded = new Map<string, string>();
-  for (const [field, kind] of Object.entries(schema)) {
-    out[field] = zeroOf(kind);
-    byFolded.set(foldKey(field), field);
-  }
+  for (const [field, kind] of Object.entries(schema)) out[field] = zeroOf(kind);
   if (root.t === 'null') return out as GoJsonResult<S>;
   if (root.t !== 'object') {
     throw new SpikeError('api_bad_request', 'request body must be a JSON object');
   }
+  const byFolded = foldedFieldsOf(schema);
   for (const [key, node] of root.entries) {
     const field = byFolded.get(foldKey(key));
     if (field === undefined) continue;

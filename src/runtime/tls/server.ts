@@ -66,16 +66,11 @@ export interface MtlsServer {
 const DEFAULT_TIMEOUTS = { headerMs: 10_000, requestMs: 30_000, idleMs: 60_000 } as const;
 const DEFAULT_MAX_HEADER_SIZE = 16 * 1024;
 
-/** Requests created by any server of this module → verified peer ID. Unforgeable by clients. */
-const peers = new WeakMap<Request, string>();
-
 /**
- * The verified peer SPIFFE ID of `request`, when it was created by an mTLS server of this module
- * (spiffe.md §5; ARCHITECTURE.md decision 2). Handlers use this, never a header.
+ * Requests created by any server of this module → verified peer ID (spiffe.md §5; ARCHITECTURE.md
+ * decision 2), read through `MtlsServer.peerOf`. Unforgeable by clients.
  */
-export function peerIdOf(request: Request): string | undefined {
-  return peers.get(request);
-}
+const peers = new WeakMap<Request, string>();
 
 // ---------------------------------------------------------------------------------------------
 // TLS material shared with the client (src/runtime/tls/client.ts)
@@ -411,7 +406,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       await done;
     },
 
-    peerOf: peerIdOf,
+    peerOf: (request) => peers.get(request),
 
     address() {
       const address = server?.address();
@@ -432,10 +427,6 @@ function headerListSize(raw: readonly string[]): number {
 function toWebRequest(req: NodeRequest, signal: AbortSignal): Request | undefined {
   const path = req.url;
   if (typeof path !== 'string' || !path.startsWith('/')) return;
-  // A fixed origin: the client's Host / :authority is not ours to trust, and routers that find
-  // the path by character position (Elysia) would be misled by a short host.
-  const host = 'localhost';
-
   const headers = new Headers();
   const raw = req.rawHeaders;
   try {
@@ -451,8 +442,10 @@ function toWebRequest(req: NodeRequest, signal: AbortSignal): Request | undefine
   const method = req.method;
   const hasBody = method !== 'GET' && method !== 'HEAD';
   try {
-    // String concatenation, not `new URL(path, base)`: a path like `//evil/x` stays a path.
-    return new Request(`https://${host}${path}`, {
+    // A fixed origin: the client's Host / :authority is not ours to trust, and routers that find
+    // the path by character position (Elysia) would be misled by a short host. String
+    // concatenation, not `new URL(path, base)`: a path like `//evil/x` stays a path.
+    return new Request(`https://localhost${path}`, {
       method,
       headers,
       signal,
