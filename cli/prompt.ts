@@ -5,7 +5,7 @@
  * normal output (spike-api.md §11); nothing typed at the hidden prompt is echoed.
  */
 import { concatBytes } from '../src/core/bytes.ts';
-import { fail } from './output.ts';
+import { fail, writeOut } from './output.ts';
 
 /** Writes `text` to stdout and waits until it is flushed. */
 export function writeRaw(bytes: Uint8Array | string): Promise<void> {
@@ -41,11 +41,21 @@ async function readLine(max = 4096): Promise<string> {
  * Asks `question` (printed as is, e.g. `… (y/N): `) and returns true only for `y` or `Y`
  * (spike-api.md §11 `policy delete`). End of input counts as no.
  */
-export async function confirm(question: string): Promise<boolean> {
+async function confirm(question: string): Promise<boolean> {
   await writeRaw(question);
   const answer = (await readLine()).trim();
   if (!process.stdin.isTTY) await writeRaw('\n');
   return answer === 'y' || answer === 'Y';
+}
+
+/**
+ * True with `--yes` (`yes`) or a confirmed `question`; otherwise prints `Operation canceled.`
+ * (exit 0, spike-api.md §11) and returns false.
+ */
+export async function confirmed(yes: boolean | undefined, question: string): Promise<boolean> {
+  if (yes === true || (await confirm(question))) return true;
+  writeOut('Operation canceled.');
+  return false;
 }
 
 /**

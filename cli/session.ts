@@ -11,10 +11,8 @@
  * The SDK, the Workload API client and the X.509 parser load only when a command connects, so
  * `--help` and usage errors stay fast.
  */
-import { existsSync } from 'node:fs';
 import { isSpikeError, type SpikeError } from '../src/core/errors.ts';
 import { hasRole, parseTrustRoots, ROLE_PATHS, type SpikeRole } from '../src/core/spike/roles.ts';
-import type { EndpointAddress } from '../src/core/workload/address.ts';
 import type { SpikeClient } from '../src/sdk/client.ts';
 import { SpikeApiError } from '../src/sdk/errors.ts';
 import { EXIT, type ExitCode, fail, writeErr } from './output.ts';
@@ -39,25 +37,13 @@ export const CONNECT_MESSAGE = 'Error: Failed to connect to SPIKE Nexus.';
  * that the identity has it (under `SPIKE_TRUST_ROOT_PILOT`). Ends the command on failure.
  */
 export async function connect(role?: PilotRole): Promise<SpikeClient> {
-  const [{ createClient }, { resolveEndpointAddress, SOURCE_TIMEOUT_ENV }, { explainSourceError }] =
+  const [{ createClient }, { SOURCE_TIMEOUT_ENV }, { explainSourceError, workloadAddress }] =
     await Promise.all([
       import('../src/sdk/client.ts'),
       import('../src/runtime/workload/client.ts'),
       import('./commands/whoami.ts'),
     ]);
-  let address: EndpointAddress;
-  try {
-    address = resolveEndpointAddress();
-  } catch (error) {
-    fail(
-      `Error: ${isSpikeError(error) ? error.message : 'invalid Workload API address'}`,
-      EXIT.usage,
-    );
-  }
-  // Fail fast: the source would otherwise retry a missing socket until its timeout.
-  if (address.kind === 'unix' && !existsSync(address.path)) {
-    fail(`Error: no Workload API socket at ${address.path}: is the SPIRE Agent running?`);
-  }
+  const address = workloadAddress();
 
   let client: SpikeClient;
   try {

@@ -12,7 +12,7 @@ import { isValidName, PERMISSIONS } from '../../src/core/policy/validate.ts';
 import type { Permission, Policy, PolicyInput } from '../../src/sdk/client.ts';
 import { commandMeta } from '../help.ts';
 import { EXIT, fail, formatArg, parseFormat, printValue, writeErr, writeOut } from '../output.ts';
-import { confirm } from '../prompt.ts';
+import { confirmed } from '../prompt.ts';
 import { api, withClient } from '../session.ts';
 
 const FLAG_ARGS = {
@@ -293,13 +293,8 @@ const del = defineCommand({
     await withClient('superuser', async (spike) => {
       // A missing policy is reported before asking.
       await api('policy', () => spike.getPolicy(name));
-      if (
-        args.yes !== true &&
-        !(await confirm(`Are you sure you want to delete policy '${name}'? (y/N): `))
-      ) {
-        writeOut('Operation canceled.');
-        return;
-      }
+      const question = `Are you sure you want to delete policy '${name}'? (y/N): `;
+      if (!(await confirmed(args.yes, question))) return;
       await api('policy', () => spike.deletePolicy(name));
       writeOut('Policy deleted successfully.');
     });

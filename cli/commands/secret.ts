@@ -11,7 +11,7 @@ import type { SecretMetadata } from '../../src/sdk/client.ts';
 import { checkSecretPath, parsePairs, parseVersion, parseVersions } from '../args.ts';
 import { commandMeta } from '../help.ts';
 import { fail, formatArg, parseFormat, printValue, writeOut } from '../output.ts';
-import { confirm } from '../prompt.ts';
+import { confirmed } from '../prompt.ts';
 import { api, failApi, withClient } from '../session.ts';
 
 const versionArg = {
@@ -39,6 +39,16 @@ const pathArg = {
   description: 'Secret path, e.g. tenants/acme/db',
   required: true,
 } as const;
+
+/** Runs a read of one secret: a missing one says `Secret not found.` (§11), the rest `failApi`. */
+async function readSecret<T>(read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (error) {
+    if (isSpikeError(error) && error.code === 'api_not_found') fail('Error: Secret not found.');
+    failApi(error, 'secret');
+  }
+}
 
 /** Human output of `secret get`: `k: v` lines sorted by key. */
 function renderData(data: Readonly<Record<string, string>>): string {
@@ -87,14 +97,9 @@ const get = defineCommand({
     const path = checkSecretPath(args.path);
     const version = parseVersion(args.version);
     const key = args.key === undefined || args.key === '' ? undefined : args.key;
-    const { data } = await withClient('superuser', async (spike) => {
-      try {
-        return await spike.getSecret(path, version === undefined ? {} : { version });
-      } catch (error) {
-        if (isSpikeError(error) && error.code === 'api_not_found') fail('Error: Secret not found.');
-        failApi(error, 'secret');
-      }
-    });
+    const { data } = await withClient('superuser', (spike) =>
+      readSecret(() => spike.getSecret(path, version === undefined ? {} : { version })),
+    );
     if (key === undefined) {
       // Sorted by key in every format, as Go marshals maps.
       const sorted = Object.fromEntries(
@@ -178,15 +183,8 @@ const destroy = defineCommand({
         versions.length === 0
           ? 'current'
           : versions.map((v) => (v === 0 ? 'current' : String(v))).join(', ');
-      if (
-        args.yes !== true &&
-        !(await confirm(
-          `Are you sure you want to destroy version(s) ${which} of secret '${path}' for good? (y/N): `,
-        ))
-      ) {
-        writeOut('Operation canceled.');
-        return;
-      }
+      const question = `Are you sure you want to destroy version(s) ${which} of secret '${path}' for good? (y/N): `;
+      if (!(await confirmed(args.yes, question))) return;
       await api('secret', () => spike.destroySecret(path, versions));
       writeOut('OK');
     });
@@ -203,15 +201,8 @@ const purge = defineCommand({
   async run({ args }) {
     const path = checkSecretPath(args.path);
     await withClient('superuser', async (spike) => {
-      if (
-        args.yes !== true &&
-        !(await confirm(
-          `Are you sure you want to purge secret '${path}' and all its versions? (y/N): `,
-        ))
-      ) {
-        writeOut('Operation canceled.');
-        return;
-      }
+      const question = `Are you sure you want to purge secret '${path}' and all its versions? (y/N): `;
+      if (!(await confirmed(args.yes, question))) return;
       await api('secret', () => spike.purgeSecret(path));
       writeOut('OK');
     });
@@ -279,14 +270,9 @@ const metadataGet = defineCommand({
     const format = parseFormat(args.format);
     const path = checkSecretPath(args.path);
     const version = parseVersion(args.version);
-    const meta = await withClient('superuser', async (spike) => {
-      try {
-        return await spike.getSecretMetadata(path, version === undefined ? {} : { version });
-      } catch (error) {
-        if (isSpikeError(error) && error.code === 'api_not_found') fail('Error: Secret not found.');
-        failApi(error, 'secret');
-      }
-    });
+    const meta = await withClient('superuser', (spike) =>
+      readSecret(() => spike.getSecretMetadata(path, version === undefined ? {} : { version })),
+    );
     printValue(format, metadataValue(meta), () => renderMetadata(meta));
   },
 });

@@ -93,6 +93,27 @@ export function explainSourceError(
   return `Error: cannot get an X.509-SVID from ${where}: ${e.message ?? String(error)}`;
 }
 
+/**
+ * The Workload API address (`socket`, else `SPIFFE_ENDPOINT_SOCKET`). A bad one is a usage error
+ * (exit 2); a missing unix socket ends the command at once (exit 1), as the source would
+ * otherwise retry it until its timeout.
+ */
+export function workloadAddress(socket?: string): EndpointAddress {
+  let address: EndpointAddress;
+  try {
+    address = resolveEndpointAddress(socket);
+  } catch (error) {
+    fail(
+      `Error: ${isSpikeError(error) ? error.message : 'invalid Workload API address'}`,
+      EXIT.usage,
+    );
+  }
+  if (address.kind === 'unix' && !existsSync(address.path)) {
+    fail(`Error: no Workload API socket at ${address.path}: ${NO_AGENT}`);
+  }
+  return address;
+}
+
 export const whoamiCommand = defineCommand({
   meta: commandMeta(
     ['whoami'],
@@ -129,19 +150,7 @@ export const whoamiCommand = defineCommand({
       if (!(timeoutMs > 0)) fail('Error: Invalid --timeout: it must be positive.', EXIT.usage);
     }
 
-    let address: EndpointAddress;
-    try {
-      address = resolveEndpointAddress(args.socket);
-    } catch (error) {
-      fail(
-        `Error: ${isSpikeError(error) ? error.message : 'invalid Workload API address'}`,
-        EXIT.usage,
-      );
-    }
-    // Fail fast: the source would otherwise retry a missing socket until the timeout.
-    if (address.kind === 'unix' && !existsSync(address.path)) {
-      fail(`Error: no Workload API socket at ${address.path}: ${NO_AGENT}`);
-    }
+    const address = workloadAddress(args.socket);
 
     let source: X509Source;
     try {

@@ -213,12 +213,22 @@ function commandLine(pid: number): string | undefined {
 }
 
 /** True when `pid` is alive and still the program recorded (guards against pid reuse). */
-function isOurs(record: ProcessRecord, program: 'nexus' | 'keeper' | 'up'): boolean {
-  if (!isAlive(record.pid)) return false;
-  const cmd = commandLine(record.pid);
+function isOurs(pid: number, program: 'nexus' | 'keeper' | 'up'): boolean {
+  if (!isAlive(pid)) return false;
+  const cmd = commandLine(pid);
   if (cmd === undefined) return false;
   if (program === 'up') return cmd.includes('dev/up.ts');
   return cmd.includes(`src/${program}/main.ts`) || cmd.includes(`dist/${program}`);
+}
+
+/** Refuses to start while the `bun run dev` of `record` is still running. */
+function refuseConcurrentRun(record: RunRecord | undefined): void {
+  const pid = record?.upPid;
+  if (pid != null && pid !== process.pid && isOurs(pid, 'up')) {
+    throw new StartError(
+      `another \`bun run dev\` is running (pid ${pid}); stop it with Ctrl-C first`,
+    );
+  }
 }
 
 function readRunRecord(file: string): RunRecord | undefined {
@@ -337,20 +347,14 @@ interface Child {
 async function stopRecorded(runFile: string): Promise<number> {
   const record = readRunRecord(runFile);
   if (record === undefined) return 0;
+  refuseConcurrentRun(record);
   let stopped = 0;
-  if (record.upPid !== null && record.upPid !== process.pid) {
-    if (isOurs({ name: 'up', pid: record.upPid, port: 0 }, 'up')) {
-      throw new StartError(
-        `another \`bun run dev\` is running (pid ${record.upPid}); stop it with Ctrl-C first`,
-      );
-    }
-  }
-  if (record.nexus !== null && isOurs(record.nexus, 'nexus')) {
+  if (record.nexus !== null && isOurs(record.nexus.pid, 'nexus')) {
     await stopPid(record.nexus.pid);
     stopped++;
   }
   for (const keeper of record.keepers) {
-    if (isOurs(keeper, 'keeper')) {
+    if (isOurs(keeper.pid, 'keeper')) {
       await stopPid(keeper.pid);
       stopped++;
     }
@@ -371,25 +375,19 @@ async function run(options: Options): Promise<number> {
 
   // ---- previous run: refuse to run twice, stop a stray Nexus, adopt live Keepers
   const previous = readRunRecord(runFile);
-  if (previous?.upPid != null && previous.upPid !== process.pid) {
-    if (isOurs({ name: 'up', pid: previous.upPid, port: 0 }, 'up')) {
-      throw new StartError(
-        `another \`bun run dev\` is running (pid ${previous.upPid}); stop it with Ctrl-C first`,
-      );
-    }
-  }
+  refuseConcurrentRun(previous);
   if (options.reset) {
     await stopRecorded(runFile);
     rmSync(dir, { recursive: true, force: true });
     note(`--reset: deleted ${dir}`);
-  } else if (previous?.nexus != null && isOurs(previous.nexus, 'nexus')) {
+  } else if (previous?.nexus != null && isOurs(previous.nexus.pid, 'nexus')) {
     note(`stopping the Nexus left running by the previous run (pid ${previous.nexus.pid})`);
     await stopPid(previous.nexus.pid);
   }
   const adopted = new Map<number, ProcessRecord>();
   if (!options.reset) {
     for (const keeper of previous?.keepers ?? []) {
-      if (!isOurs(keeper, 'keeper')) continue;
+      if (!isOurs(keeper.pid, 'keeper')) continue;
       const slot = options.keeperPorts.indexOf(keeper.port);
       if (slot === -1 || adopted.has(slot)) {
         note(`stopping ${keeper.name} of the previous run (pid ${keeper.pid}): port not used now`);

@@ -299,6 +299,11 @@ function transportError(error: unknown): SpikeApiError {
   });
 }
 
+/** The error for a non-200 answer (./errors.ts). */
+function answerError(response: MtlsResponse): SpikeApiError {
+  return errorForResponse(response.status, response.body, response.headers['content-type']);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Response readers: a 200 body that is not what the route answers is `api_internal_error`.
 
@@ -481,21 +486,25 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     }
   }
 
+  /** `send`, with any answer but 200 thrown as its error. */
+  async function sendOk(
+    path: string,
+    body: Uint8Array | string,
+    contentType: string,
+    repeatable: boolean,
+  ): Promise<MtlsResponse> {
+    const response = await send(path, body, contentType, repeatable);
+    if (response.status !== 200) throw answerError(response);
+    return response;
+  }
+
   /** A JSON call: `{}`-style body in, the 200 object out; any other status throws. */
   async function call(path: string, body: Json, repeatable = true): Promise<Json> {
-    const response = await send(path, JSON.stringify(body), JSON_TYPE, repeatable);
-    if (response.status !== 200) {
-      throw errorForResponse(response.status, response.body, response.headers['content-type']);
-    }
-    return readObject(response);
+    return readObject(await sendOk(path, JSON.stringify(body), JSON_TYPE, repeatable));
   }
 
   async function stream(path: string, input: Uint8Array): Promise<Uint8Array> {
-    const response = await send(path, input, OCTET_TYPE, true);
-    if (response.status !== 200) {
-      throw errorForResponse(response.status, response.body, response.headers['content-type']);
-    }
-    return response.body;
+    return (await sendOk(path, input, OCTET_TYPE, true)).body;
   }
 
   const SECRETS = '/v1/store/secrets';
@@ -541,7 +550,7 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
       }
       if (response.status === 200) return true;
       if (response.status === 503) return false;
-      throw errorForResponse(response.status, response.body, response.headers['content-type']);
+      throw answerError(response);
     },
 
     async getSecret(path, opts = {}) {
