@@ -59,9 +59,12 @@ export interface MtlsClient {
   request(path: string, init?: MtlsRequestInit): Promise<MtlsResponse>;
   /** Closes the session and stops following the source. */
   close(): Promise<void>;
-  /** Serial (lowercase hex) of the server leaf seen on the current session, if connected. */
+  /**
+   * Serial (lowercase hex) of the server leaf on the most recently verified connection, which may
+   * already be retired (our own SVID rotated); `undefined` before the first connection.
+   */
   peerCertificateSerial(): string | undefined;
-  /** Verified SPIFFE ID of the server on the current session, if connected. */
+  /** Verified SPIFFE ID of the server on the most recently verified connection. */
   peerId(): string | undefined;
   /** Number of sessions (TLS connections) opened so far. */
   connectionCount(): number;
@@ -125,6 +128,9 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
   const authority = origin.origin;
 
   let session: Session | undefined;
+  // The last session whose server passed verification: what the observability getters report,
+  // even after a rotation of our own SVID retired it.
+  let verified: Session | undefined;
   let fingerprint: string | undefined;
   let closed = false;
   let connections = 0;
@@ -201,6 +207,7 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
               } catch {
                 // verifyPeer parsed it already; the serial is observability only
               }
+              verified = s;
               resolve();
             },
             (error: unknown) => {
@@ -366,8 +373,8 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
       });
     },
 
-    peerCertificateSerial: () => session?.serial,
-    peerId: () => session?.peerId,
+    peerCertificateSerial: () => verified?.serial,
+    peerId: () => verified?.peerId,
     connectionCount: () => connections,
   };
 }
