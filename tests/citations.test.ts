@@ -4,9 +4,12 @@
  *
  * - a document is named by its path from the repository root (`docs/spike-api.md`), or, inside
  *   Markdown, relative to the citing file (`spiffe.md` from docs/); the file must exist;
- * - `§N` / `§N.M` (also `§4–5`) is a numbered heading of the document it follows; a bare `§N`
- *   refers to the document most recently named earlier in the same file, so a file names its
- *   document once, usually in its header comment;
+ * - `§N` / `§N.M` (also `§4–5`) is a numbered heading of the document it follows; a list
+ *   (`docs/spike-api.md §3, §4 and §7`, also `§1.2; §8 rows 39–40`) stays with that document;
+ *   any other bare `§N` refers to the file's main document: the first document with numbered
+ *   sections named in it, normally in its header comment. Every other document is named at each
+ *   use (architecture.md and style.md have no numbered sections and are cited by item). Inside
+ *   docs/, a bare `§N` is a section of the citing file;
  * - after a document or section, `rule|row|decision|invariant|step N` (lists and ranges allowed)
  *   is a numbered table row or list item inside that section (without a section: inside the
  *   heading named after the kind, e.g. "Decisions", "Invariants", "Rules");
@@ -173,13 +176,22 @@ export function scanCitations(file: string, source: string): CitationFailure[] {
   const fail = (offset: number, missing: string) =>
     failures.push({ file, line: lineAt(offset), missing });
 
-  let current: string | undefined; // the document bare § refers to
-  let currentName = '';
+  // A bare § refers to the first named document that has numbered sections (the file's main
+  // document); inside docs/, to the citing document itself. A § right after a document name, or continuing a list of sections
+  // (`§3, §4 and §7`), belongs to that document.
+  const self =
+    file.startsWith('docs/') && file.endsWith('.md') && parseDoc(file).sections.size > 0
+      ? file
+      : undefined;
+  let current: string | undefined = self;
+  let currentName = self ? (file.split('/').at(-1) ?? file) : '';
+  let adjacent: { doc: string; name: string; end: number } | undefined;
   for (const m of stream.matchAll(TOKEN)) {
     const at = m.index;
     let doc: string | undefined;
     let section: Section | undefined;
     let citedName: string;
+    let tailFrom = at + m[0].length;
     if (m[1] !== undefined) {
       const cited = m[1];
       const base = cited.split('/').at(-1)!;
@@ -187,46 +199,58 @@ export function scanCitations(file: string, source: string): CitationFailure[] {
       if (!resolved) {
         if (!EXTERNAL_DOCS.has(cited) && !EXTERNAL_DOCS.has(base)) {
           fail(at, `document ${cited} does not exist`);
-          current = undefined;
-          currentName = MISSING; // its bare § are not reported a second time
+          adjacent = { doc: MISSING, name: cited, end: tailFrom };
+          if (!current) currentName = MISSING; // its bare § are not reported a second time
         }
         continue;
       }
       if (!resolved.endsWith('.md')) continue;
       doc = resolved;
       citedName = cited;
-      current = resolved;
-      currentName = cited;
+      const hasSections = parseDoc(resolved).sections.size > 0;
+      if (hasSections && !current) {
+        current = resolved;
+        currentName = cited;
+      }
+      adjacent = { doc: resolved, name: cited, end: tailFrom };
       // `docs/spike-api.md §4`: the section token that follows carries the tail.
-      if (/^[\s,]*§/.test(stream.slice(at + cited.length, at + cited.length + 4))) continue;
+      if (/^[\s,)\]]*§/.test(stream.slice(tailFrom, tailFrom + 6))) continue;
     } else {
       if (EXTERNAL_SECTION_OWNER.test(stream.slice(Math.max(0, at - 40), at))) continue;
-      if (!current) {
-        if (currentName === MISSING) continue;
+      const between = adjacent ? stream.slice(adjacent.end, at) : undefined;
+      if (adjacent && between !== undefined && /^[\s,;)\]]*(?:and\s+|or\s+)?$/.test(between)) {
+        doc = adjacent.doc;
+        citedName = adjacent.name;
+      } else {
+        doc = current;
+        citedName = currentName;
+      }
+      if (doc === MISSING || (!doc && currentName === MISSING)) continue;
+      if (!doc) {
         fail(at, `§${m[2]} names no document (none cited earlier in the file)`);
         continue;
       }
-      doc = current;
-      citedName = currentName;
       const parsed = parseDoc(doc);
       for (const n of [m[2]!, m[3]].filter((x): x is string => x !== undefined)) {
         section = parsed.sections.get(n);
         if (!section) fail(at, `${citedName} has no §${n}`);
       }
       if (m[3] !== undefined) section = undefined; // a range: tails are not checked against it
+      adjacent = { doc, name: citedName, end: tailFrom };
       if (!parsed.sections.get(m[2]!)) continue;
     }
 
     // The tail: quoted names and numbered items, in any order.
     const parsed = parseDoc(doc);
     const where = section ? `${citedName} §${section.number}` : citedName;
-    let rest = stream.slice(at + m[0].length, at + m[0].length + 400);
+    let rest = stream.slice(tailFrom, tailFrom + 400);
     for (;;) {
       const q = TAIL_QUOTE.exec(rest);
       if (q) {
         const scope = section ? section.text : parsed.text;
         if (!flatten(scope).includes(flatten(q[1]!))) fail(at, `${where} has no "${q[1]}"`);
         rest = rest.slice(q[0].length);
+        tailFrom += q[0].length;
         continue;
       }
       const items = TAIL_ITEMS.exec(rest);
@@ -243,10 +267,12 @@ export function scanCitations(file: string, source: string): CitationFailure[] {
           if (!have.has(n)) fail(at, `${where} has no ${kind} ${n}`);
         }
         rest = rest.slice(items[0].length);
+        tailFrom += items[0].length;
         continue;
       }
       break;
     }
+    if (adjacent) adjacent.end = tailFrom;
   }
   return failures;
 }
@@ -295,7 +321,7 @@ describe('citations of documents', () => {
 describe('the citation scanner', () => {
   const scan = (text: string) => scanCitations('src/x.ts', text).map((f) => f.missing);
 
-  it('accepts canonical citations and resolves a bare § to the last named document', () => {
+  it('accepts canonical citations', () => {
     expect(
       scan(
         [
@@ -307,6 +333,31 @@ describe('the citation scanner', () => {
         ].join('\n'),
       ),
     ).toEqual([]);
+  });
+
+  it('resolves a bare § to the main document, a list to the document it started from', () => {
+    expect(
+      scan(
+        [
+          '/** Nexus (docs/spike-api.md §3; docs/spiffe.md §1.2, §1.6; §8 rows 40–46). */',
+          '// a bare §13 belongs to the main document, although another was named last',
+          '// docs/vault-kv2.md §4.5, then §12 (the main document again)',
+        ].join('\n'),
+      ),
+    ).toEqual([]);
+    expect(scan('// docs/spike-api.md §1; docs/spiffe.md §3 rule 14. Later: §8 row 12')).toEqual([
+      'docs/spike-api.md §8 has no row 12',
+    ]);
+    expect(scan('// docs/spiffe.md §2, docs/vault-kv2.md §1 and §4.5')).toEqual([]);
+    expect(scan('// no document named, yet §6')).toEqual([
+      '§6 names no document (none cited earlier in the file)',
+    ]);
+  });
+
+  it('reads a bare § inside docs/ as a section of the citing document', () => {
+    const inDocs = (text: string) => scanCitations('docs/vault-kv2.md', text).map((f) => f.missing);
+    expect(inDocs('[spike-api.md](spike-api.md) §12, then our own §4.5 and §7')).toEqual([]);
+    expect(inDocs('spiffe.md §8; our own §8')).toEqual(['vault-kv2.md has no §8']);
   });
 
   it('reports missing documents, sections, numbered items and names', () => {
