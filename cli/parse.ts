@@ -13,7 +13,6 @@
  * Error messages never repeat an option's value, nor a word holding `=` (a rejected key=value
  * argument may be a secret).
  */
-import type { ArgDef } from 'citty';
 import {
   type AnyCommand,
   aliasesOf,
@@ -149,7 +148,6 @@ function readWords(words: readonly string[], defs: readonly NamedArg[]): ParsedA
     for (const alias of aliasesOf(def))
       byName.set(alias.length === 1 ? `-${alias}` : `--${alias}`, def);
   }
-  const longNames = defs.filter((d) => d.type !== 'positional').map((d) => `--${d.name}`);
   const isOption = (word: string) => byName.has(optionName(word)) || HELP_FLAGS.has(word);
 
   const values: Record<string, string | boolean> = {};
@@ -176,7 +174,7 @@ function readWords(words: readonly string[], defs: readonly NamedArg[]): ParsedA
       inline = rest === '' ? undefined : rest.startsWith('=') ? rest.slice(1) : rest;
     }
     const def = byName.get(key);
-    if (def === undefined) return unknownOption(key, longNames, defs);
+    if (def === undefined) return unknownOption(key, defs);
     const label = spellings(def);
     if (Object.hasOwn(values, def.name)) return `Option ${label} is given more than once.`;
     if (def.type === 'boolean') {
@@ -217,30 +215,26 @@ function readWords(words: readonly string[], defs: readonly NamedArg[]): ParsedA
     if (isVariadic(def)) queue.length = 0;
   }
   if (queue.length > 0) {
-    const listed = queue.some((w) => w.includes('='))
-      ? `${queue.length}`
-      : queue.map(shown).join(', ');
-    return `Unexpected argument${queue.length === 1 ? '' : 's'}: ${listed}.`;
+    return `Unexpected argument${queue.length === 1 ? '' : 's'}: ${queue.map(shown).join(', ')}.`;
   }
   return args;
 }
 
 /** The message for an option the command does not have, with a hint when one is likely. */
-function unknownOption(key: string, longNames: readonly string[], defs: readonly ArgDef[]): string {
-  let hint: string | undefined;
+function unknownOption(key: string, defs: readonly NamedArg[]): string {
+  const options = defs.filter((d) => d.type !== 'positional');
+  let match: NamedArg | undefined;
   if (key.startsWith('--')) {
-    hint = closest(
+    const name = closest(
       key.slice(2),
-      longNames.map((n) => n.slice(2)),
+      options.map((d) => d.name),
     );
-    if (hint !== undefined) hint = `--${hint}`;
+    match = options.find((d) => d.name === name);
   } else {
-    const letter = key.slice(1);
-    const named = (defs as NamedArg[]).filter(
-      (d) => d.type !== 'positional' && d.name.startsWith(letter),
-    );
-    if (named.length === 1 && named[0] !== undefined) hint = spellings(named[0]);
+    const named = options.filter((d) => d.name.startsWith(key.slice(1)));
+    if (named.length === 1) match = named[0];
   }
+  const hint = match === undefined ? '' : ` Did you mean ${spellings(match)}?`;
   const note = key === '-f' ? ' (-f always means --format)' : '';
-  return `Unknown option ${key}.${hint === undefined ? '' : ` Did you mean ${hint}?`}${note}`;
+  return `Unknown option ${key}.${hint}${note}`;
 }
