@@ -287,7 +287,11 @@ const del = defineCommand({
   ),
   args: {
     ...nameArgs,
-    yes: { type: 'boolean', alias: 'y', description: 'Do not ask for confirmation' },
+    yes: {
+      type: 'boolean',
+      alias: 'y',
+      description: 'Do not ask for confirmation (required without a terminal)',
+    },
   },
   async run({ args }) {
     const name = nameOf(args);

@@ -32,7 +32,7 @@ const versionsArg = {
 const yesArg = {
   type: 'boolean',
   alias: 'y',
-  description: 'Do not ask for confirmation',
+  description: 'Do not ask for confirmation (required without a terminal)',
 } as const;
 
 const pathArg = {
@@ -173,11 +173,15 @@ function versionsCommand(name: 'delete' | 'undelete', description: string, examp
   });
 }
 
-const del = versionsCommand('delete', 'Soft-delete versions of a secret (undo with undelete)', [
-  'spike secret delete tenants/acme/db            # the current version',
-  'spike secret delete tenants/acme/db -v 1,2,3   # versions 1, 2 and 3 (asks first)',
-  'spike secret delete tenants/acme/db -v 0,1 --yes   # current and 1, without asking',
-]);
+const del = versionsCommand(
+  'delete',
+  'Soft-delete versions of a secret (undo with undelete; asks first for several)',
+  [
+    'spike secret delete tenants/acme/db            # the current version',
+    'spike secret delete tenants/acme/db -v 1,2,3   # versions 1, 2 and 3 (asks first)',
+    'spike secret delete tenants/acme/db -v 0,1 --yes   # current and 1, without asking',
+  ],
+);
 
 const undelete = versionsCommand('undelete', 'Restore soft-deleted versions of a secret', [
   'spike secret undelete tenants/acme/db',
