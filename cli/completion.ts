@@ -273,9 +273,10 @@ function fish(infos: readonly CommandInfo[]): string {
     for (const option of info.options) {
       const parts = [`complete -c spike ${at} -l ${option.long}`];
       for (const s of option.shorts) parts.push(`-s ${s}`);
-      if (option.takesValue) parts.push('-r');
-      if (option.values === 'files') parts.push('-F');
-      else if (option.values !== undefined) parts.push(`-a ${quote(option.values.join(' '))}`);
+      // `-r -F`: a file name follows; `-x`: some other value (no file names offered).
+      if (option.values === 'files') parts.push('-r -F');
+      else if (option.takesValue) parts.push('-x');
+      if (Array.isArray(option.values)) parts.push(`-a ${quote(option.values.join(' '))}`);
       parts.push(`-d ${quote(option.description)}`);
       lines.push(parts.join(' '));
     }

@@ -404,4 +404,56 @@ describe('spike completion', () => {
     expect(complete(['cipher', 'encrypt', '-'])).toContain('-i');
     expect(complete(['cipher', 'encrypt', '-'])).not.toContain('-f');
   });
+
+  it.skipIf(Bun.which('zsh') === null)(
+    'the zsh script parses, registers and walks the tree',
+    () => {
+      const file = path.join(dir, '_spike');
+      fs.writeFileSync(file, scripts.zsh ?? '');
+      expect(Bun.spawnSync(['zsh', '-n', file]).exitCode).toBe(0);
+      const script = [
+        `autoload -U compinit; compinit -u -d '${path.join(dir, 'zcompdump')}'`,
+        `source '${file}'`,
+        'print -r -- "comp=$_comps[spike]"',
+        '_spike_walk secret metadata get; print -r -- "key=$_spike_key"',
+        '_spike_walk help policy; print -r -- "help=$_spike_help key=$_spike_key"',
+        'print -r -- "values=$(_spike_values "secret list|-f")"',
+        '_spike_described policy | head -1',
+      ].join('\n');
+      const run = Bun.spawnSync(['zsh', '-f', '-c', script], { env: { HOME: dir } });
+      expect(run.stdout.toString().trim().split('\n')).toEqual([
+        'comp=_spike',
+        'key=secret metadata get',
+        'help=1 key=policy',
+        'values=human json yaml',
+        'create:Create a new policy (fails if the name exists)',
+      ]);
+    },
+  );
+
+  it.skipIf(Bun.which('fish') === null)(
+    'the fish script completes commands, options and values',
+    () => {
+      const file = path.join(dir, 'spike.fish');
+      fs.writeFileSync(file, scripts.fish ?? '');
+      expect(Bun.spawnSync(['fish', '-n', file]).exitCode).toBe(0);
+      const complete = (line: string) => {
+        const run = Bun.spawnSync(['fish', '-c', `source '${file}'; complete -C '${line}'`], {
+          cwd: dir,
+          env: { HOME: dir },
+        });
+        return run.stdout
+          .toString()
+          .trim()
+          .split('\n')
+          .map((l) => l.split('\t')[0])
+          .sort();
+      };
+      expect(complete('spike secret de')).toEqual(['delete', 'destroy']);
+      expect(complete('spike secret get p --format ')).toEqual(['human', 'json', 'yaml']);
+      expect(complete('spike secret delete p --ver')).toEqual(['--versions']);
+      expect(complete('spike help sec')).toEqual(['secret']);
+      expect(complete('spike completion ')).toEqual(['bash', 'fish', 'zsh']);
+    },
+  );
 });
