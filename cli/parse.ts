@@ -21,7 +21,8 @@ import {
   isVariadic,
   type NamedArg,
   spike,
-  subCommandsOf,
+  subCommand,
+  subCommandNames,
 } from './tree.ts';
 
 /** The arguments a command's `run` receives: options and positionals by name, `_` all words. */
@@ -92,8 +93,8 @@ export async function parseCommandLine(rawArgs: readonly string[]): Promise<Comm
   let command: AnyCommand = spike;
   let i = 0;
   for (;;) {
-    const subs = await subCommandsOf(command);
-    const names = Object.keys(subs);
+    // Only the named subcommand is loaded: a command pays only for the modules it uses.
+    const names = await subCommandNames(command);
     if (names.length === 0) break;
     const word = rawArgs[i];
     if (word === undefined) {
@@ -104,11 +105,11 @@ export async function parseCommandLine(rawArgs: readonly string[]): Promise<Comm
       i++;
       continue;
     }
-    const next = subs[word];
+    const next = names.includes(word) ? await subCommand(command, word) : undefined;
     if (next === undefined) {
       if (help) return { kind: 'help', path };
       if (word.startsWith('-')) {
-        return error(path, `Unknown option ${optionName(word)}: choose a command first.`);
+        return error(path, `Unknown option ${optionKey(word)}: choose a command first.`);
       }
       const hint = closest(word, names);
       return error(
@@ -131,6 +132,11 @@ export async function parseCommandLine(rawArgs: readonly string[]): Promise<Comm
 function optionName(word: string): string {
   const at = word.indexOf('=');
   return at === -1 ? word : word.slice(0, at);
+}
+
+/** The option an option word names, never its value: `--name=v` → `--name`, `-xv` → `-x`. */
+function optionKey(word: string): string {
+  return word.startsWith('--') ? optionName(word) : word.slice(0, 2);
 }
 
 /** The `--long` and `-x` spellings of an option, for messages. */

@@ -53,6 +53,21 @@ export async function subCommandsOf(command: AnyCommand): Promise<Record<string,
   return out;
 }
 
+/** The names of `command`'s subcommands, without loading them. */
+export async function subCommandNames(command: AnyCommand): Promise<string[]> {
+  return Object.keys((await resolveValue(command.subCommands)) ?? {});
+}
+
+/** The subcommand `name` of `command`, loading only that one; `undefined` when there is none. */
+export async function subCommand(
+  command: AnyCommand,
+  name: string,
+): Promise<AnyCommand | undefined> {
+  const subs = (await resolveValue(command.subCommands)) ?? {};
+  if (!Object.hasOwn(subs, name)) return undefined;
+  return resolveValue(subs[name] as AnyCommand | (() => Promise<AnyCommand>));
+}
+
 /** One argument of a command, with its name. */
 export type NamedArg = ArgDef & { readonly name: string };
 
@@ -82,7 +97,7 @@ export function isRequired(arg: ArgDef): boolean {
 export async function commandAt(path: readonly string[]): Promise<AnyCommand | undefined> {
   let current: AnyCommand = spike;
   for (const name of path) {
-    const next = (await subCommandsOf(current))[name];
+    const next = await subCommand(current, name);
     if (next === undefined) return undefined;
     current = next;
   }
