@@ -34,13 +34,20 @@ export function parseVersions(value: string | undefined): number[] {
 
 /**
  * The `<k=v>…` pairs of `secret put`: split at the first `=`. Any pair without `=` ends the
- * command before anything is written (§11 [Ours]).
+ * command before anything is written (§11 [Ours]). The message names the pair by its position
+ * only: a malformed pair may be a secret (`pass:s3cret`), so it is never
+ * echoed.
  */
 export function parsePairs(pairs: readonly string[]): Record<string, string> {
   const values: Record<string, string> = {};
-  for (const pair of pairs) {
+  for (const [i, pair] of pairs.entries()) {
     const at = pair.indexOf('=');
-    if (at === -1) fail(`Error: Invalid key-value pair: ${pair}`, EXIT.usage);
+    if (at === -1) {
+      fail(
+        `Error: Invalid key-value pair #${i + 1}: it has no '=' (the pair is not shown).`,
+        EXIT.usage,
+      );
+    }
     values[pair.slice(0, at)] = pair.slice(at + 1);
   }
   return values;

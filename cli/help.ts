@@ -1,16 +1,26 @@
 /**
  * Help text with examples for `spike` commands. citty has no examples section: its usage header
  * prints `meta.description`, and the parent's command list prints the same description. So a
- * command's `meta` is resolved lazily: when the command line names this very command (the help
- * being rendered is its own), the description gains an `Examples:` block; in a parent's list it
- * stays one line.
+ * command's `meta` is resolved lazily: while the help of this very command is being rendered
+ * (cli/usage.ts sets the target with {@link setHelpTarget}), the description gains an
+ * `Examples:` block; in a parent's list it stays one line.
  */
 import type { CommandMeta } from 'citty';
 
-/** True when the non-flag words of the command line start with `path`. */
-function namesCommand(path: readonly string[], argv: readonly string[]): boolean {
-  const words = argv.filter((token) => !token.startsWith('-'));
-  return path.every((part, i) => words[i] === part);
+/** The command path whose help is being rendered, if any. */
+let helpTarget: readonly string[] | undefined;
+
+/** Marks `path` as the command whose own help is rendered next (`undefined`: none). */
+export function setHelpTarget(path: readonly string[] | undefined): void {
+  helpTarget = path;
+}
+
+function isHelpTarget(path: readonly string[]): boolean {
+  return (
+    helpTarget !== undefined &&
+    helpTarget.length === path.length &&
+    path.every((part, i) => helpTarget?.[i] === part)
+  );
 }
 
 /**
@@ -25,9 +35,7 @@ export function commandMeta(
 ): () => CommandMeta {
   const name = path[path.length - 1] ?? 'spike';
   return () => {
-    if (examples.length === 0 || !namesCommand(path, process.argv.slice(2))) {
-      return { name, description };
-    }
+    if (examples.length === 0 || !isHelpTarget(path)) return { name, description };
     const lines = examples.map((line) => {
       if (line.startsWith('#')) return `  ${line}`;
       // An indented line continues the previous command (after a trailing `\\`).

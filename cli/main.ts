@@ -1,91 +1,47 @@
 #!/usr/bin/env bun
 /**
- * `spike`, the SPIKE Pilot CLI (spec/spike-api.md §11): a citty root command whose subcommands
- * live in `cli/commands/<name>.ts`, each exporting a citty command as its default export. They
- * are loaded lazily, so a command only pays for the modules it uses.
+ * `spike`, the SPIKE Pilot CLI (spec/spike-api.md §11). The command tree is in cli/tree.ts, each
+ * command in `cli/commands/<name>.ts`; cli/parse.ts reads the command line strictly against it.
  *
  * This file is the only place that exits: commands end in failure through `fail()` (cli/output.ts),
- * citty's argument errors are usage errors (exit 2), and anything unexpected is reported in one
- * line on stderr (exit 1) without a stack trace.
+ * anything the parser does not understand is a usage error (exit 2, with the command's usage
+ * line, before anything connects to Nexus), and anything unexpected is reported in one line on
+ * stderr (exit 1) without a stack trace.
  *
  * From a checkout: `bun cli/main.ts <command>`; installed: `spike <command>` (`package.json` bin).
  */
-import { type CommandDef, defineCommand, renderUsage, runCommand } from 'citty';
-import pkg from '../package.json' with { type: 'json' };
 import { CliExit, EXIT, type ExitCode, writeErr, writeOut } from './output.ts';
-
-// biome-ignore lint/suspicious/noExplicitAny: citty's own SubCommandsDef uses CommandDef<any>.
-type AnyCommand = CommandDef<any>;
-
-/** Subcommands by name. Add new ones here (`secret`, `policy`, `cipher`, `operator`, `status`). */
-export const COMMANDS: Record<string, () => Promise<AnyCommand>> = {
-  whoami: () => import('./commands/whoami.ts').then((m) => m.default),
-  secret: () => import('./commands/secret.ts').then((m) => m.default),
-  policy: () => import('./commands/policy.ts').then((m) => m.default),
-  cipher: () => import('./commands/cipher.ts').then((m) => m.default),
-  operator: () => import('./commands/operator.ts').then((m) => m.default),
-  status: () => import('./commands/status.ts').then((m) => m.default),
-};
-
-export const spike = defineCommand({
-  meta: {
-    name: 'spike',
-    version: pkg.version,
-    description: 'SPIKE Pilot: manage secrets, policies and keys in SPIKE Nexus over mTLS',
-  },
-  subCommands: COMMANDS,
-});
-
-async function resolve<T>(value: T | Promise<T> | (() => T | Promise<T>) | undefined) {
-  return typeof value === 'function' ? await (value as () => T | Promise<T>)() : await value;
-}
-
-/** citty colours its usage text; keep escape codes out of pipes and files. */
-function plain(text: string, stream: NodeJS.WriteStream): string {
-  return stream.isTTY ? text : text.replace(/\u001b\[[0-9;]*m/g, '');
-}
-
-/** The command that `rawArgs` names (for help and usage messages), and its parent. */
-async function commandFor(rawArgs: readonly string[]): Promise<[AnyCommand, AnyCommand?]> {
-  let current: AnyCommand = spike;
-  let parent: AnyCommand | undefined;
-  for (const token of rawArgs) {
-    if (token.startsWith('-')) continue;
-    const subCommands = await resolve(current.subCommands);
-    const next = subCommands?.[token];
-    if (next === undefined) break;
-    const resolved: AnyCommand | undefined = await resolve(next);
-    if (resolved === undefined) break;
-    parent = current;
-    current = resolved;
-  }
-  return [current, parent];
-}
+import { parseCommandLine } from './parse.ts';
+import { VERSION } from './tree.ts';
+import { plain, renderHelp, usageLines } from './usage.ts';
 
 /** Runs the CLI on `rawArgs` (without `bun cli/main.ts`) and returns the exit code. */
 export async function runCli(rawArgs: readonly string[]): Promise<ExitCode> {
-  const args = [...rawArgs];
-  if (args.length === 0 || args.includes('--help') || args.includes('-h')) {
-    const [command, parent] = await commandFor(args);
-    writeOut(plain(await renderUsage(command, parent), process.stdout));
-    return EXIT.ok;
-  }
-  if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
-    writeOut(pkg.version);
+  if (rawArgs.length === 1 && (rawArgs[0] === '--version' || rawArgs[0] === '-v')) {
+    writeOut(VERSION);
     return EXIT.ok;
   }
   try {
-    await runCommand(spike, { rawArgs: args });
+    const line = await parseCommandLine(rawArgs);
+    if (line.kind === 'help') {
+      writeOut(plain(await renderHelp(line.path), process.stdout));
+      return EXIT.ok;
+    }
+    if (line.kind === 'error') {
+      writeErr(`Error: ${line.message}`);
+      writeErr(plain(await usageLines(line.path), process.stderr));
+      return EXIT.usage;
+    }
+    await line.command.run?.({
+      rawArgs: line.rawArgs,
+      // citty types `args` from each command's declaration; the parser built it from the same.
+      args: line.args as never,
+      cmd: line.command,
+      data: undefined,
+    });
     return EXIT.ok;
   } catch (error) {
     if (error instanceof CliExit) return error.exitCode;
-    if ((error as { name?: string }).name === 'CLIError') {
-      // citty's parse errors: unknown command, missing argument, bad enum value.
-      writeErr(plain(`Error: ${(error as Error).message}`, process.stderr));
-      const [command, parent] = await commandFor(args);
-      writeErr(plain(await renderUsage(command, parent), process.stderr));
-      return EXIT.usage;
-    }
     writeErr(`Error: ${error instanceof Error ? error.message : String(error)}`);
     return EXIT.failed;
   }

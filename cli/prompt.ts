@@ -1,11 +1,12 @@
 /**
- * Terminal input for `spike`: a yes/no confirmation (`policy delete`, `secret destroy|purge`), a
+ * Terminal input for `spike`: a yes/no confirmation (`policy delete`, `secret destroy|purge`,
+ * `secret delete` of several versions; only on a terminal, else `--yes` is required), a
  * hidden single-line prompt for recovery shards (`operator restore` on a TTY), and bounded reads
  * of stdin (shards piped in, `cipher` stream mode). Prompts go to stdout like the rest of the
  * normal output (spike-api.md §11); nothing typed at the hidden prompt is echoed.
  */
 import { concatBytes } from '../src/core/bytes.ts';
-import { fail, writeOut } from './output.ts';
+import { EXIT, fail, writeOut } from './output.ts';
 
 /** Writes `text` to stdout and waits until it is flushed. */
 export function writeRaw(bytes: Uint8Array | string): Promise<void> {
@@ -44,15 +45,30 @@ async function readLine(max = 4096): Promise<string> {
 async function confirm(question: string): Promise<boolean> {
   await writeRaw(question);
   const answer = (await readLine()).trim();
-  if (!process.stdin.isTTY) await writeRaw('\n');
   return answer === 'y' || answer === 'Y';
 }
 
 /**
- * True with `--yes` (`yes`) or a confirmed `question`; otherwise prints `Operation canceled.`
- * (exit 0, spike-api.md §11) and returns false.
+ * Ends the command (exit 2) unless `--yes` was given or there is a terminal to ask on: an
+ * irreversible command never runs on piped input, and never pretends to have been canceled.
+ * Call it before connecting, so the refusal costs no round trip.
  */
-export async function confirmed(yes: boolean | undefined, question: string): Promise<boolean> {
+export function requireConfirmation(yes: boolean | undefined, what: string): void {
+  if (yes === true || process.stdin.isTTY) return;
+  fail(`Error: ${what} needs confirmation: run it on a terminal, or add --yes.`, EXIT.usage);
+}
+
+/**
+ * True with `--yes` (`yes`) or a `question` confirmed on the terminal; otherwise prints
+ * `Operation canceled.` (exit 0, spike-api.md §11) and returns false. Without a terminal (and
+ * without `--yes`) it refuses instead, as {@link requireConfirmation}.
+ */
+export async function confirmed(
+  yes: boolean | undefined,
+  what: string,
+  question: string,
+): Promise<boolean> {
+  requireConfirmation(yes, what);
   if (yes === true || (await confirm(question))) return true;
   writeOut('Operation canceled.');
   return false;

@@ -41,7 +41,7 @@ export async function connect(role?: PilotRole): Promise<SpikeClient> {
     await Promise.all([
       import('../src/sdk/client.ts'),
       import('../src/runtime/workload/client.ts'),
-      import('./commands/whoami.ts'),
+      import('./workload.ts'),
     ]);
   const address = workloadAddress();
 

@@ -10,7 +10,7 @@
  * stdin, one typed at the hidden prompt of a pseudo-terminal) bring Nexus back with its secrets;
  * Nexus then refills the Keepers and refuses further shards.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +21,10 @@ const NOT_READY = 'SPIKE is not ready yet. Please wait a moment and try again.\n
 const ALREADY_HELD = 'already holds its root key';
 
 type Run = CommandResult;
+
+// Each test runs several CLI processes against a cluster of four servers; on a loaded 2-core
+// machine one of them once took over 5 s (bun's default). Bound by generous limits instead.
+setDefaultTimeout(120_000);
 
 let cluster: Cluster;
 /** `SPIKE_PILOT_RECOVERY_DIR` of every run; the files land in `<base>/recover`. */
@@ -115,8 +119,8 @@ beforeAll(async () => {
   recoveryBase = fs.mkdtempSync(path.join(os.tmpdir(), 'spike-cli-recovery-'));
   home = fs.mkdtempSync(path.join(os.tmpdir(), 'spike-cli-home-'));
   cluster = await startCluster({ keepers: 3, threshold: 2 });
-  await cluster.waitReady(30_000);
-}, 60_000);
+  await cluster.waitReady(60_000);
+}, 180_000);
 
 afterAll(async () => {
   await cluster?.close();
@@ -196,7 +200,7 @@ describe('spike operator against Nexus with Keepers', () => {
     await Promise.all(cluster.keepers.map((k) => k.kill()));
     await Promise.all(cluster.keepers.map((k) => k.start()));
     await cluster.nexus.start();
-    await cluster.waitUntil(async () => (await cluster.nexusReady()) === 503, 20_000, 'Nexus up');
+    await cluster.waitUntil(async () => (await cluster.nexusReady()) === 503, 60_000, 'Nexus up');
 
     const [status, list, get] = await Promise.all([
       spike(['status'], 'pilot'),
@@ -206,7 +210,7 @@ describe('spike operator against Nexus with Keepers', () => {
     expect([status.code, status.stdout]).toEqual([3, 'SPIKE Nexus is not ready.\n']);
     expect([list.code, list.stderr]).toEqual([3, NOT_READY]);
     expect([get.code, get.stderr]).toEqual([3, NOT_READY]);
-  }, 30_000);
+  }, 120_000);
 
   it('restore refuses the wrong role, malformed lines and upstream lines', async () => {
     const [wrong, badLine, upstream] = await Promise.all([
@@ -240,7 +244,7 @@ describe('spike operator against Nexus with Keepers', () => {
     // Nothing typed is echoed.
     expect(second.output).not.toContain(three!.slice(20, 60));
 
-    await cluster.waitReady(10_000);
+    await cluster.waitReady(60_000);
     const [status, pass, user] = await Promise.all([
       spike(['status'], 'pilot'),
       spike(['secret', 'get', 'cluster/db', 'pass'], 'pilot'),
@@ -260,8 +264,8 @@ describe('spike operator against Nexus with Keepers', () => {
     await cluster.waitUntil(
       async () =>
         (await Promise.all([1, 2, 3].map((i) => cluster.keeperReady(i)))).every((s) => s === 200),
-      15_000,
+      60_000,
       'Keepers refilled',
     );
-  }, 30_000);
+  }, 120_000);
 });

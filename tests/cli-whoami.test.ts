@@ -4,7 +4,7 @@
  * PermissionDenied, InvalidArgument, an SVID that fails validation and a stalled stream
  * (spike-api.md §11 output and exit codes; spec/spiffe.md §1.4).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,9 @@ import { type DevIssuer, startDevIssuer } from '../src/dev/issuer.ts';
 import { createTestPki, type TestPki } from './support/cert-factory.ts';
 import { runCli } from './support/process.ts';
 import { startWorkloadDouble, type WorkloadDouble } from './support/workload-double.ts';
+
+// Real processes on a shared machine: bound by generous limits, not bun's 5 s default.
+setDefaultTimeout(60_000);
 
 const SUPERUSER = 'spiffe://spike.ist/spike/pilot/role/superuser';
 

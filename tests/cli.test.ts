@@ -15,8 +15,8 @@ import { type NexusHarness, startNexusHarness } from './support/nexus-harness.ts
 
 const ROOT = path.join(import.meta.dir, '..');
 
-// Each test spawns several CLI processes (~0.3 s of CPU each).
-setDefaultTimeout(30_000);
+// Each test spawns several CLI processes (~0.3 s of CPU each); generous on a loaded machine.
+setDefaultTimeout(120_000);
 
 interface Run {
   code: number;
@@ -54,6 +54,43 @@ async function spike(args: string[], options: SpawnOptions = {}): Promise<Run> {
   ]);
   const bytes = new Uint8Array(out);
   return { code, stdout: new TextDecoder().decode(bytes), stderr, bytes };
+}
+
+/**
+ * Runs the CLI on a pseudo-terminal (Bun's PTY): waits for the `(y/N): ` prompt, types `answer`
+ * and Enter. Returns the exit code and everything the terminal showed (stdout and stderr, with
+ * the typed answer echoed and `\r\n` line ends).
+ */
+async function spikeOnTerminal(
+  args: string[],
+  answer: string,
+): Promise<{ code: number; screen: string }> {
+  const base: Record<string, string | undefined> = { ...process.env };
+  for (const key of Object.keys(base)) {
+    if (key.startsWith('SPIKE_') || key === 'SPIFFE_ENDPOINT_SOCKET') delete base[key];
+  }
+  let screen = '';
+  let typed = false;
+  const decoder = new TextDecoder();
+  const proc = Bun.spawn([process.execPath, 'cli/main.ts', ...args], {
+    cwd: ROOT,
+    env: { ...base, HOME: home, NO_COLOR: '1', ...nexus.env('pilot') },
+    terminal: {
+      cols: 200,
+      data: (terminal, data) => {
+        screen += decoder.decode(data, { stream: true });
+        if (!typed && screen.includes('(y/N): ')) {
+          typed = true;
+          terminal.write(`${answer}\r`);
+        }
+      },
+    },
+  });
+  const code = await proc.exited;
+  // The last output may arrive just after the exit.
+  await Bun.sleep(100);
+  proc.terminal?.close();
+  return { code, screen: screen.replace(/\r\n/g, '\n') };
 }
 
 function expectOk(run: Run): void {
@@ -202,7 +239,10 @@ describe('spike secret', () => {
   it('an invalid pair writes nothing and exits 2', async () => {
     const run = await spike(['secret', 'put', 'cli/new', 'a=1', 'broken', 'b=2']);
     expect(run.code).toBe(2);
-    expect(run.stderr).toBe('Error: Invalid key-value pair: broken\n');
+    // The malformed pair is named by position, never echoed (it may be a secret).
+    expect(run.stderr).toBe(
+      "Error: Invalid key-value pair #2: it has no '=' (the pair is not shown).\n",
+    );
     expect(run.stdout).toBe('');
     const again = await spike(['secret', 'put', 'cli/db', 'user=other', 'nokey']);
     expect(again.code).toBe(2);
@@ -292,13 +332,17 @@ describe('spike secret', () => {
     ]);
   });
 
-  it('destroy and purge ask first unless --yes', async () => {
-    const canceled = await spike(['secret', 'destroy', 'cli/db', '-v', '1'], { stdin: 'n\n' });
-    expectOk(canceled);
-    expect(canceled.stdout).toContain(
+  it('destroy and purge ask first on a terminal; without one they need --yes', async () => {
+    // Piped input is no answer: refused (exit 2) before connecting, nothing destroyed.
+    const piped = await spike(['secret', 'destroy', 'cli/db', '-v', '1'], { stdin: 'y\n' });
+    expect([piped.code, piped.stdout]).toEqual([2, '']);
+    expect(piped.stderr).toContain('needs confirmation: run it on a terminal, or add --yes.');
+    const canceled = await spikeOnTerminal(['secret', 'destroy', 'cli/db', '-v', '1'], 'n');
+    expect(canceled.code).toBe(0);
+    expect(canceled.screen).toContain(
       "Are you sure you want to destroy version(s) 1 of secret 'cli/db'",
     );
-    expect(canceled.stdout).toContain('Operation canceled.');
+    expect(canceled.screen).toContain('Operation canceled.');
     expect((await spike(['secret', 'get', 'cli/db', '-v', '1'])).code).toBe(0);
 
     const destroyed = await spike(['secret', 'destroy', 'cli/db', '-v', '1', '--yes']);
@@ -306,10 +350,10 @@ describe('spike secret', () => {
     expect(destroyed.stdout).toBe('OK\n');
     expect((await spike(['secret', 'get', 'cli/db', '-v', '1'])).code).toBe(1);
 
-    const purged = await spike(['secret', 'purge', 'cli/api'], { stdin: 'y\n' });
-    expectOk(purged);
-    expect(purged.stdout).toContain("purge secret 'cli/api'");
-    expect(purged.stdout).toContain('OK\n');
+    const purged = await spikeOnTerminal(['secret', 'purge', 'cli/api'], 'y');
+    expect(purged.code).toBe(0);
+    expect(purged.screen).toContain("purge secret 'cli/api'");
+    expect(purged.screen).toContain('OK\n');
     expect((await spike(['secret', 'list'])).stdout).toBe('- cli/db\n');
     const again = await spike(['secret', 'purge', 'cli/api', '-y']);
     expect([again.code, again.stderr]).toEqual([1, 'Error: Resource not found.\n']);
@@ -452,19 +496,23 @@ describe('spike policy', () => {
     expect([invalid.code, invalid.stderr]).toEqual([1, 'Error: Invalid entity.\n']);
   });
 
-  it('delete asks for confirmation: n cancels (exit 0), --yes deletes', async () => {
-    const canceled = await spike(['policy', 'delete', 'web'], { stdin: 'n\n' });
-    expectOk(canceled);
-    expect(canceled.stdout).toBe(
-      "Are you sure you want to delete policy 'web'? (y/N): \nOperation canceled.\n",
+  it('delete asks on a terminal: n cancels (exit 0), y or --yes deletes; no terminal: exit 2', async () => {
+    const canceled = await spikeOnTerminal(['policy', 'delete', 'web'], 'n');
+    expect(canceled.code).toBe(0);
+    expect(canceled.screen).toBe(
+      "Are you sure you want to delete policy 'web'? (y/N): n\nOperation canceled.\n",
     );
     expect((await spike(['policy', 'get', 'web'])).code).toBe(0);
-    const eof = await spike(['policy', 'delete', '--name', 'web'], { stdin: '' });
-    expect(eof.stdout).toContain('Operation canceled.');
+    for (const stdin of ['', 'y\n']) {
+      const piped = await spike(['policy', 'delete', '--name', 'web'], { stdin });
+      expect([piped.code, piped.stdout]).toEqual([2, '']);
+      expect(piped.stderr).toContain('--yes');
+    }
+    expect((await spike(['policy', 'get', 'web'])).code).toBe(0);
 
-    const confirmed = await spike(['policy', 'delete', 'web'], { stdin: 'y\n' });
-    expectOk(confirmed);
-    expect(confirmed.stdout).toContain('Policy deleted successfully.\n');
+    const confirmed = await spikeOnTerminal(['policy', 'delete', 'web'], 'y');
+    expect(confirmed.code).toBe(0);
+    expect(confirmed.screen).toContain('Policy deleted successfully.\n');
     const forced = await spike(['policy', 'delete', '--name=ops', '--yes']);
     expect(forced.stdout).toBe('Policy deleted successfully.\n');
     const [gone, noName] = await Promise.all([
@@ -487,7 +535,7 @@ describe('spike cipher', () => {
     const inFile = path.join(home, 'data.enc');
     const outFile = path.join(home, 'data.out');
     fs.writeFileSync(inFile, sealed.bytes);
-    const opened = await spike(['cipher', 'decrypt', '-f', inFile, '-o', outFile]);
+    const opened = await spike(['cipher', 'decrypt', '-i', inFile, '-o', outFile]);
     expectOk(opened);
     expect(opened.stdout).toBe('');
     expect(new Uint8Array(fs.readFileSync(outFile))).toEqual(plaintext);
@@ -498,7 +546,7 @@ describe('spike cipher', () => {
     const encFile = path.join(home, 'data2.enc');
     fs.writeFileSync(outFile, 'from a file');
     expectOk(await spike(['cipher', 'encrypt', '--file', outFile, '--out', encFile]));
-    expect((await spike(['cipher', 'decrypt', '-f', encFile])).stdout).toBe('from a file');
+    expect((await spike(['cipher', 'decrypt', '-i', encFile])).stdout).toBe('from a file');
   });
 
   it('JSON mode: the encrypt output decrypts', async () => {
@@ -532,7 +580,7 @@ describe('spike cipher', () => {
         spike(['cipher', 'decrypt', '--version', '1', '--nonce', '??', '--ciphertext', 'AA==']),
         spike(['cipher', 'decrypt'], { stdin: forged }),
         spike(['cipher', 'decrypt'], { stdin: new Uint8Array([2, 0, 0]) }),
-        spike(['cipher', 'decrypt', '-f', path.join(home, 'missing.enc')]),
+        spike(['cipher', 'decrypt', '-i', path.join(home, 'missing.enc')]),
         spike([
           'cipher',
           'decrypt',

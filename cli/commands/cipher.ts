@@ -2,7 +2,7 @@
  * `spike cipher encrypt|decrypt`: encryption as a service through SPIKE Nexus (spike-api.md §8,
  * §11). Superuser role.
  *
- * Stream mode (default): bytes from `-f/--file` or stdin, result to `-o/--out` or stdout, as
+ * Stream mode (default): bytes from `-i/--file` or stdin, result to `-o/--out` or stdout, as
  * `0x01 ‖ nonce ‖ ciphertext ‖ tag` (encrypt) or plaintext (decrypt).
  *
  * JSON mode: `encrypt --plaintext <base64>` prints `{"version":1,"nonce":"…","ciphertext":"…"}`
@@ -25,7 +25,8 @@ const MAX_INPUT_BYTES = 16 * 1024 * 1024;
 const ioArgs = {
   file: {
     type: 'string',
-    alias: 'f',
+    // `-i`, not `-f`: `-f` means `--format` in every spike command.
+    alias: 'i',
     description: 'Input file (default: stdin)',
     valueHint: 'file',
   },
@@ -74,7 +75,7 @@ const encrypt = defineCommand({
     ['cipher', 'encrypt'],
     'Encrypt a file, stdin or a base64 value via SPIKE Nexus',
     [
-      'spike cipher encrypt -f notes.txt -o notes.enc',
+      'spike cipher encrypt -i notes.txt -o notes.enc',
       'echo -n hello | spike cipher encrypt > hello.enc',
       'spike cipher encrypt --plaintext aGVsbG8=     # JSON mode: prints version, nonce, ciphertext',
     ],
@@ -117,7 +118,7 @@ const decrypt = defineCommand({
     ['cipher', 'decrypt'],
     'Decrypt a file, stdin or JSON-mode values via SPIKE Nexus',
     [
-      'spike cipher decrypt -f notes.enc -o notes.txt',
+      'spike cipher decrypt -i notes.enc -o notes.txt',
       'spike cipher decrypt < hello.enc',
       'spike cipher decrypt --version 1 --nonce <base64> --ciphertext <base64>   # JSON mode',
     ],
@@ -170,8 +171,8 @@ const decrypt = defineCommand({
 
 export const cipherCommand = defineCommand({
   meta: commandMeta(['cipher'], 'Encrypt and decrypt data with SPIKE Nexus (superuser role)', [
-    'spike cipher encrypt -f secret.txt -o secret.enc',
-    'spike cipher decrypt -f secret.enc',
+    'spike cipher encrypt -i secret.txt -o secret.enc',
+    'spike cipher decrypt -i secret.enc',
   ]),
   subCommands: { encrypt, decrypt },
 });

@@ -2,8 +2,8 @@
  * `spike policy …`: access policies in SPIKE Nexus (spike-api.md §4, §7, §11). Every subcommand
  * needs the superuser role. `create` refuses an existing name (checked by listing first, as
  * upstream); `apply` upserts, from the four flags or a YAML file with the keys `name`,
- * `spiffeidPattern`, `pathPattern` and `permissions` (§7); `delete` asks for confirmation unless
- * `--yes` is given.
+ * `spiffeidPattern`, `pathPattern` and `permissions` (§7); `delete` asks for confirmation on a
+ * terminal unless `--yes` is given (without a terminal it refuses, exit 2).
  */
 import { readFileSync } from 'node:fs';
 import { defineCommand } from 'citty';
@@ -12,7 +12,7 @@ import { isValidName, PERMISSIONS } from '../../src/core/policy/validate.ts';
 import type { Permission, Policy, PolicyInput } from '../../src/sdk/client.ts';
 import { commandMeta } from '../help.ts';
 import { EXIT, fail, formatArg, parseFormat, printValue, writeErr, writeOut } from '../output.ts';
-import { confirmed } from '../prompt.ts';
+import { confirmed, requireConfirmation } from '../prompt.ts';
 import { api, withClient } from '../session.ts';
 
 const FLAG_ARGS = {
@@ -280,21 +280,27 @@ const get = defineCommand({
 });
 
 const del = defineCommand({
-  meta: commandMeta(['policy', 'delete'], 'Delete a policy (asks for confirmation)', [
-    'spike policy delete db-access',
-    'spike policy delete --name=db-access --yes',
-  ]),
+  meta: commandMeta(
+    ['policy', 'delete'],
+    'Delete a policy (asks first; --yes without a terminal)',
+    ['spike policy delete db-access', 'spike policy delete --name=db-access --yes'],
+  ),
   args: {
     ...nameArgs,
-    yes: { type: 'boolean', alias: 'y', description: 'Do not ask for confirmation' },
+    yes: {
+      type: 'boolean',
+      alias: 'y',
+      description: 'Do not ask for confirmation (required without a terminal)',
+    },
   },
   async run({ args }) {
     const name = nameOf(args);
+    requireConfirmation(args.yes, 'policy delete (it cannot be undone)');
     await withClient('superuser', async (spike) => {
       // A missing policy is reported before asking.
       await api('policy', () => spike.getPolicy(name));
       const question = `Are you sure you want to delete policy '${name}'? (y/N): `;
-      if (!(await confirmed(args.yes, question))) return;
+      if (!(await confirmed(args.yes, 'policy delete (it cannot be undone)', question))) return;
       await api('policy', () => spike.deletePolicy(name));
       writeOut('Policy deleted successfully.');
     });

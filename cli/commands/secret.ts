@@ -2,7 +2,8 @@
  * `spike secret …`: versioned key-value secrets in SPIKE Nexus (spike-api.md §4, §6, §11). Every
  * subcommand needs the superuser role. Upstream's commands keep their flags and output strings:
  * `put`, `get`, `list`, `delete`, `undelete`, `metadata get`; `destroy` and `purge` are ours
- * (§6) and, being irreversible, ask for confirmation unless `--yes` is given.
+ * (§6) and, being irreversible, ask for confirmation on a terminal unless `--yes` is given (and
+ * without a terminal refuse, exit 2). `delete` of more than one version asks too.
  */
 import { defineCommand } from 'citty';
 import YAML from 'yaml';
@@ -11,7 +12,7 @@ import type { SecretMetadata } from '../../src/sdk/client.ts';
 import { checkSecretPath, parsePairs, parseVersion, parseVersions } from '../args.ts';
 import { commandMeta } from '../help.ts';
 import { fail, formatArg, parseFormat, printValue, writeOut } from '../output.ts';
-import { confirmed } from '../prompt.ts';
+import { confirmed, requireConfirmation } from '../prompt.ts';
 import { api, failApi, withClient } from '../session.ts';
 
 const versionArg = {
@@ -31,13 +32,22 @@ const versionsArg = {
 const yesArg = {
   type: 'boolean',
   alias: 'y',
-  description: 'Do not ask for confirmation',
+  description: 'Do not ask for confirmation (required without a terminal)',
 } as const;
 
 const pathArg = {
   type: 'positional',
   description: 'Secret path, e.g. tenants/acme/db',
   required: true,
+} as const;
+
+/** `<key=value…>` of `secret put`: every word after the path (cli/parse.ts reads `variadic`). */
+const pairsArg = {
+  type: 'positional',
+  description: 'One or more key=value pairs',
+  required: true,
+  valueHint: 'key=value...',
+  variadic: true,
 } as const;
 
 /** Runs a read of one secret: a missing one says `Secret not found.` (§11), the rest `failApi`. */
@@ -65,12 +75,7 @@ const put = defineCommand({
   ]),
   args: {
     path: pathArg,
-    pairs: {
-      type: 'positional',
-      description: 'One or more key=value pairs',
-      required: true,
-      valueHint: 'key=value...',
-    },
+    pairs: pairsArg,
   },
   async run({ args }) {
     const path = checkSecretPath(args.path);
@@ -135,30 +140,48 @@ const list = defineCommand({
   },
 });
 
+/** `current` for 0, the number otherwise: how a confirmation question names versions. */
+function describeVersions(versions: readonly number[]): string {
+  if (versions.length === 0) return 'current';
+  return versions.map((v) => (v === 0 ? 'current' : String(v))).join(', ');
+}
+
 function versionsCommand(name: 'delete' | 'undelete', description: string, examples: string[]) {
   return defineCommand({
     meta: commandMeta(['secret', name], description, examples),
-    args: { path: pathArg, versions: versionsArg },
+    args: { path: pathArg, versions: versionsArg, ...(name === 'delete' ? { yes: yesArg } : {}) },
     async run({ args }) {
       const path = checkSecretPath(args.path);
       const versions = parseVersions(args.versions);
-      await withClient('superuser', (spike) =>
-        api('secret', () =>
+      // Deleting several versions at once asks first (a typo in the list costs more).
+      const several = name === 'delete' && new Set(versions).size > 1;
+      const yes = (args as { yes?: boolean }).yes;
+      if (several) requireConfirmation(yes, 'secret delete of several versions');
+      await withClient('superuser', async (spike) => {
+        if (several) {
+          const question = `Are you sure you want to delete version(s) ${describeVersions(versions)} of secret '${path}'? (y/N): `;
+          if (!(await confirmed(yes, 'secret delete of several versions', question))) return;
+        }
+        await api('secret', () =>
           name === 'delete'
             ? spike.deleteSecret(path, versions)
             : spike.undeleteSecret(path, versions),
-        ),
-      );
-      writeOut('OK');
+        );
+        writeOut('OK');
+      });
     },
   });
 }
 
-const del = versionsCommand('delete', 'Soft-delete versions of a secret (undo with undelete)', [
-  'spike secret delete tenants/acme/db            # the current version',
-  'spike secret delete tenants/acme/db -v 1,2,3   # versions 1, 2 and 3',
-  'spike secret delete tenants/acme/db -v 0,1     # the current version and version 1',
-]);
+const del = versionsCommand(
+  'delete',
+  'Soft-delete versions of a secret (undo with undelete; asks first for several)',
+  [
+    'spike secret delete tenants/acme/db            # the current version',
+    'spike secret delete tenants/acme/db -v 1,2,3   # versions 1, 2 and 3 (asks first)',
+    'spike secret delete tenants/acme/db -v 0,1 --yes   # current and 1, without asking',
+  ],
+);
 
 const undelete = versionsCommand('undelete', 'Restore soft-deleted versions of a secret', [
   'spike secret undelete tenants/acme/db',
@@ -178,13 +201,10 @@ const destroy = defineCommand({
   async run({ args }) {
     const path = checkSecretPath(args.path);
     const versions = parseVersions(args.versions);
+    requireConfirmation(args.yes, 'secret destroy (it cannot be undone)');
     await withClient('superuser', async (spike) => {
-      const which =
-        versions.length === 0
-          ? 'current'
-          : versions.map((v) => (v === 0 ? 'current' : String(v))).join(', ');
-      const question = `Are you sure you want to destroy version(s) ${which} of secret '${path}' for good? (y/N): `;
-      if (!(await confirmed(args.yes, question))) return;
+      const question = `Are you sure you want to destroy version(s) ${describeVersions(versions)} of secret '${path}' for good? (y/N): `;
+      if (!(await confirmed(args.yes, 'secret destroy (it cannot be undone)', question))) return;
       await api('secret', () => spike.destroySecret(path, versions));
       writeOut('OK');
     });
@@ -200,9 +220,10 @@ const purge = defineCommand({
   args: { path: pathArg, yes: yesArg },
   async run({ args }) {
     const path = checkSecretPath(args.path);
+    requireConfirmation(args.yes, 'secret purge (it cannot be undone)');
     await withClient('superuser', async (spike) => {
       const question = `Are you sure you want to purge secret '${path}' and all its versions? (y/N): `;
-      if (!(await confirmed(args.yes, question))) return;
+      if (!(await confirmed(args.yes, 'secret purge (it cannot be undone)', question))) return;
       await api('secret', () => spike.purgeSecret(path));
       writeOut('OK');
     });
