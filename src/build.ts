@@ -1,18 +1,28 @@
 /**
- * `bun run build`: standalone executables with `bun build --compile` (ARCHITECTURE.md decision
- * 11). Each one carries the Bun runtime, the bundled sources and the dependencies, plus the SQL
- * migrations (embedded as text by schema/migrations/index.ts), so it runs on a machine without
- * Bun and without this checkout.
+ * `bun run build`: the library and standalone executables.
  *
- *   bun run build                         dist/nexus, dist/keeper, dist/spike
+ * The library (`dist/lib`, what `package.json` `exports` points Node and Deno at): the SDK as
+ * ECMAScript modules for any runtime with `node:` built-ins (`bun build --target=node
+ * --format=esm`, every dependency left as an import), and `.d.ts` files next to it
+ * (`tsc -p tsconfig.lib.json`, relative `.ts` specifiers rewritten to `.js`). Bun itself runs
+ * the TypeScript sources (`exports` condition `bun`). `bun pm pack` / `npm pack` build it first
+ * (`prepack`), so a tarball always carries it.
+ *
+ * The executables, with `bun build --compile` (ARCHITECTURE.md decision 11): each one carries
+ * the Bun runtime, the bundled sources and the dependencies, plus the SQL migrations (embedded
+ * as text by schema/migrations/index.ts), so it runs on a machine without Bun and without this
+ * checkout.
+ *
+ *   bun run build                         dist/lib, dist/nexus, dist/keeper, dist/spike
+ *   bun run build -- lib                  only the library (`bun run build:lib`)
  *   bun run build -- demo-workload        only the named targets (see BUILD_TARGETS)
- *   bun run build -- --all                every target
- *   bun run build -- --outdir /out nexus  another output directory
+ *   bun run build -- --all                the library and every target
+ *   bun run build -- --outdir /out nexus  another output directory (the library: /out/lib)
  *
  * Executables are built for the host (operating system, CPU and C library); build inside the
  * target environment (as the container image does) for another one.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { runCommand } from './runtime/run-command.ts';
 
@@ -40,6 +50,74 @@ export interface BuiltExecutable {
   readonly path: string;
   readonly bytes: number;
   readonly ms: number;
+}
+
+/** Library entry points (relative to the project root) → output name under `<outDir>/lib`. */
+export const LIBRARY_ENTRIES = {
+  /** `exports["."]`. */
+  index: 'src/index.ts',
+} as const satisfies Record<string, string>;
+
+export interface BuiltLibrary {
+  /** The directory holding `index.js`, `index.d.ts` and the other declaration files. */
+  readonly dir: string;
+  /** Every file written, relative to `dir`. */
+  readonly files: readonly string[];
+  readonly ms: number;
+}
+
+/** Relative module specifiers ending in `.ts` inside `from '…'` or `import('…')`. */
+const TS_SPECIFIER = /((?:from|import)\s*\(?\s*['"])(\.{1,2}\/[^'"]*?)\.ts(['"])/g;
+
+function filesUnder(dir: string, prefix = ''): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory()
+      ? filesUnder(join(dir, entry.name), `${prefix}${entry.name}/`)
+      : [`${prefix}${entry.name}`],
+  );
+}
+
+async function mustRun(what: string, cmd: string[]): Promise<void> {
+  const { code, stdout, stderr } = await runCommand(cmd, { cwd: PROJECT_ROOT });
+  if (code !== 0) throw new Error(`${what} failed (exit ${code})\n${stdout}${stderr}`);
+}
+
+/**
+ * Builds the library into `<outDir>/lib` (default `dist/lib`), replacing what was there: one
+ * ES module per `LIBRARY_ENTRIES` entry for Node and Deno, and the declaration files.
+ *
+ * @throws Error with the bundler's or the compiler's output when either fails.
+ */
+export async function buildLibrary(options: { outDir?: string } = {}): Promise<BuiltLibrary> {
+  const dir = join(resolve(options.outDir ?? join(PROJECT_ROOT, 'dist')), 'lib');
+  const started = performance.now();
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  // `--packages=external`: dependencies stay imports, resolved in the consumer's node_modules.
+  await mustRun('bun build (library)', [
+    process.execPath,
+    'build',
+    '--target=node',
+    '--format=esm',
+    '--packages=external',
+    '--outdir',
+    dir,
+    ...Object.values(LIBRARY_ENTRIES),
+  ]);
+  await mustRun('tsc -p tsconfig.lib.json', [
+    process.execPath,
+    join(PROJECT_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+    '-p',
+    join(PROJECT_ROOT, 'tsconfig.lib.json'),
+    '--outDir',
+    dir,
+  ]);
+  const files = filesUnder(dir).sort();
+  for (const file of files.filter((f) => f.endsWith('.d.ts'))) {
+    const path = join(dir, file);
+    writeFileSync(path, readFileSync(path, 'utf8').replace(TS_SPECIFIER, '$1$2.js$3'));
+  }
+  return { dir, files, ms: performance.now() - started };
 }
 
 export function isBuildTarget(name: string): name is BuildTarget {
@@ -85,11 +163,16 @@ export async function buildExecutables(
   return built;
 }
 
-const USAGE = `usage: bun run build [-- [--outdir <dir>] [--all] [target ...]]
-targets: ${Object.keys(BUILD_TARGETS).join(', ')} (default: ${DEFAULT_TARGETS.join(', ')})`;
+const USAGE = `usage: bun run build [-- [--outdir <dir>] [--all] [lib] [target ...]]
+targets: lib, ${Object.keys(BUILD_TARGETS).join(', ')} (default: lib, ${DEFAULT_TARGETS.join(', ')})`;
 
-function parseArgs(argv: readonly string[]): { outDir?: string; targets: BuildTarget[] } {
+function parseArgs(argv: readonly string[]): {
+  outDir?: string;
+  library: boolean;
+  targets: BuildTarget[];
+} {
   let outDir: string | undefined;
+  let library = false;
   const targets: BuildTarget[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -99,16 +182,21 @@ function parseArgs(argv: readonly string[]): { outDir?: string; targets: BuildTa
     } else if (arg.startsWith('--outdir=')) {
       outDir = arg.slice('--outdir='.length);
     } else if (arg === '--all') {
+      library = true;
       targets.push(...(Object.keys(BUILD_TARGETS) as BuildTarget[]));
+    } else if (arg === 'lib') {
+      library = true;
     } else if (isBuildTarget(arg)) {
       targets.push(arg);
     } else {
       throw new Error(`unknown argument: ${arg}`);
     }
   }
+  const defaults = !library && targets.length === 0;
   return {
     ...(outDir === undefined ? {} : { outDir }),
-    targets: targets.length === 0 ? [...DEFAULT_TARGETS] : [...new Set(targets)],
+    library: library || defaults,
+    targets: defaults ? [...DEFAULT_TARGETS] : [...new Set(targets)],
   };
 }
 
@@ -126,7 +214,12 @@ if (import.meta.main) {
     process.exit(2);
   }
   try {
-    for (const exe of await buildExecutables(options)) {
+    if (options.library) {
+      const lib = await buildLibrary(options);
+      console.log(`built ${lib.dir} (${lib.files.length} files, ${Math.round(lib.ms)} ms)`);
+    }
+    const executables = options.targets.length === 0 ? [] : await buildExecutables(options);
+    for (const exe of executables) {
       const mb = (exe.bytes / 1024 / 1024).toFixed(1);
       console.log(`built ${exe.path} (${mb} MB, ${Math.round(exe.ms)} ms)`);
     }

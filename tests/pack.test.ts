@@ -5,7 +5,8 @@
  * the registry when missing), and from that project runs `bunx spike --help`,
  * `bunx spike whoami -f json` against a development issuer's Pilot socket, the `spike` bin link
  * itself, and an import of the SDK by package name. Nothing of the checkout is reachable from
- * there: only what `package.json` `files` ships.
+ * there: only what `package.json` `files` ships. Packing runs `prepack` (the library build,
+ * `dist/lib`); tests/sdk-runtimes.test.ts runs that library under Node and Deno.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -30,7 +31,8 @@ const bun = process.execPath;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'spike-pack-'));
   const packed = await run([bun, 'pm', 'pack', '--destination', work, '--quiet'], ROOT);
-  if (packed.code !== 0) throw new Error(`bun pm pack failed: ${packed.stderr}`);
+  // `prepack` builds the library first (bundler and tsc), which takes a while on a busy machine.
+  if (packed.code !== 0) throw new Error(`bun pm pack failed: ${packed.stdout}${packed.stderr}`);
   const file = readdirSync(work).find((f) => f.endsWith('.tgz'));
   if (file === undefined) throw new Error('bun pm pack wrote no tarball');
   tarball = join(work, file);
@@ -49,7 +51,7 @@ beforeAll(async () => {
     keepers: 0,
     logger: { info: () => {}, warn: () => {} },
   });
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await issuer?.stop();
@@ -62,6 +64,10 @@ describe('the packed package', () => {
     const installed = join(project, 'node_modules', pkg.name);
     expect(existsSync(join(installed, 'cli', 'main.ts'))).toBe(true);
     expect(existsSync(join(installed, 'schema', 'migrations', '0000_init.sql'))).toBe(true);
+    expect(existsSync(join(installed, 'dist', 'lib', 'index.js'))).toBe(true);
+    expect(existsSync(join(installed, 'dist', 'lib', 'index.d.ts'))).toBe(true);
+    // `bun run build`'s executables share dist/ but are not published.
+    expect(readdirSync(join(installed, 'dist'))).toEqual(['lib']);
     expect(existsSync(join(project, 'node_modules', '.bin', 'spike'))).toBe(true);
     // Only what `files` lists: no tests, no CI scripts, no lockfile.
     expect(existsSync(join(installed, 'tests'))).toBe(false);
