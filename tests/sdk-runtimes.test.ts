@@ -14,7 +14,7 @@
  *   `NPM_CONFIG_REGISTRY` (the same loopback registry, which also serves the tarball: Deno 2 has no
  *   way to name a local `.tgz` in an `npm:` specifier), into a fresh `DENO_DIR`, with exactly the
  *   permissions the README's `deno run` line grants.
- * - Bun: `bun add <tarball>` (dependencies from the Bun cache, as tests/pack.test.ts).
+ * - Bun: `bun add <tarball>` (dependencies from the Bun cache, else the loopback registry).
  * - JSR: `jsr.json` agrees with `package.json`, and `deno publish --dry-run` accepts it.
  *
  * Each run must print the README's promised line and nothing on stderr; the password written
@@ -276,19 +276,28 @@ describe('Node 20: npm install of the tarball', () => {
 
 describe('Deno 2: the npm: specifier', () => {
   it('the README example reads the secret over mTLS', async () => {
-    const dir = project('deno-app', { 'main.ts': readme.deno });
+    const dir = project('deno-app', {
+      'main.ts': readme.deno,
+      // Fails `deno check` should the package's types be missing (`any` makes this unused).
+      'typed.ts':
+        "import { createClient } from 'npm:spike-ts';\n" +
+        'const spike = await createClient({ retry: false });\n' +
+        '// @ts-expect-error: getSecret takes a path string\n' +
+        'await spike.getSecret(42);\n',
+    });
     const socket = cluster.issuer.addressFor('workload').replace(/^unix:\/\//, '');
     const flags = readme.denoFlags.map((f) => f.replace(README_SOCKET, socket));
     expect(flags.some((f) => f.includes(socket))).toBe(true);
-    const result = await runCommand([DENO, 'run', ...flags, 'main.ts'], {
-      cwd: dir,
-      env: workloadEnv({
-        NPM_CONFIG_REGISTRY: registry.url,
-        DENO_DIR: join(work, 'deno-dir'),
-        DENO_NO_UPDATE_CHECK: '1',
-        NO_COLOR: '1',
-      }),
+    const env = workloadEnv({
+      NPM_CONFIG_REGISTRY: registry.url,
+      DENO_DIR: join(work, 'deno-dir'),
+      DENO_NO_UPDATE_CHECK: '1',
+      NO_COLOR: '1',
     });
+    // The example type-checks against the package's declarations (`types` condition).
+    const checked = await runCommand([DENO, 'check', 'main.ts', 'typed.ts'], { cwd: dir, env });
+    expect({ code: checked.code, stdout: checked.stdout }).toEqual({ code: 0, stdout: '' });
+    const result = await runCommand([DENO, 'run', ...flags, 'main.ts'], { cwd: dir, env });
     // Deno reports what it downloads on stderr; nothing else may be there.
     const stderr = result.stderr
       .split('\n')
@@ -305,7 +314,16 @@ describe('Bun: bun add of the tarball', () => {
       'main.ts': readme.bun,
     });
     const added = await runCommand(
-      [process.execPath, 'add', '--prefer-offline', '--ignore-scripts', '--no-progress', tarball],
+      [
+        process.execPath,
+        'add',
+        '--registry',
+        registry.url,
+        '--prefer-offline',
+        '--ignore-scripts',
+        '--no-progress',
+        tarball,
+      ],
       { cwd: dir, env: cleanEnv() },
     );
     if (added.code !== 0) throw new Error(`bun add <tarball> failed: ${added.stderr}`);
