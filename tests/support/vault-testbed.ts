@@ -29,6 +29,7 @@ export interface VaultAnswer {
   readonly status: number;
   readonly type: string | null;
   readonly text: string;
+  // biome-ignore lint/suspicious/noExplicitAny: response JSON is asserted field by field
   readonly json: any;
 }
 
@@ -48,6 +49,7 @@ export interface Testbed {
       peer?: string | null;
     },
   ): Promise<VaultAnswer>;
+  // biome-ignore lint/suspicious/noExplicitAny: response JSON is asserted field by field
   spike(path: string, body: unknown, peer?: string): Promise<{ status: number; json: any }>;
   close(): Promise<void>;
 }
