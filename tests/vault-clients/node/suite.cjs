@@ -25,18 +25,14 @@ async function check(name, fn) {
     await fn();
     results.push([name, true, '']);
   } catch (e) {
-    results.push([
-      name,
-      false,
-      String(e && e.stack ? e.stack.split('\n').slice(0, 3).join(' | ') : e),
-    ]);
+    results.push([name, false, String(e?.stack ? e.stack.split('\n').slice(0, 3).join(' | ') : e)]);
   }
 }
 async function rejects(promise, status, message) {
   try {
     await promise;
   } catch (e) {
-    assert.equal(e.response && e.response.statusCode, status);
+    assert.equal(e.response?.statusCode, status);
     if (message !== undefined) assert.equal(e.message, message);
     return e;
   }
