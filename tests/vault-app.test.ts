@@ -493,6 +493,7 @@ describe('authorisation, identity, system endpoints', () => {
       'version',
     ]);
     expect((await tb.vault('GET', '/v1/sys/seal-status')).json.sealed).toBe(false);
+    expect((await tb.vault('GET', '/v1/sys/health?activecode=299')).status).toBe(299);
     expect((await tb.vault('GET', '/v1/sys/unknown')).text).toBe('{"errors":[]}');
   });
 
@@ -503,6 +504,10 @@ describe('authorisation, identity, system endpoints', () => {
       expect([h.status, h.json.initialized, h.json.sealed]).toEqual([501, false, true]);
       sealed.store.setKcv('0'.repeat(32));
       expect((await sealed.vault('GET', '/v1/sys/health')).status).toBe(503);
+      // the Go client's flags (sealedcode=299) make a sealed answer a success
+      expect(
+        (await sealed.vault('GET', '/v1/sys/health?sealedcode=299&uninitcode=299')).status,
+      ).toBe(299);
       expect((await sealed.vault('GET', '/v1/sys/seal-status')).json.sealed).toBe(true);
       for (const [m, p] of [
         ['GET', '/v1/secret/data/a'],

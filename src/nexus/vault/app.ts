@@ -122,11 +122,25 @@ export function createVaultApp(deps: VaultAppDeps): VaultApp {
     maxBodyBytes: deps.maxBodyBytes,
   };
 
-  function healthBody(): { status: number; body: Record<string, unknown> } {
+  /**
+   * `sys/health` (§5). The status codes follow Vault's query flags `activecode`, `sealedcode` and
+   * `uninitcode` [the Go client sends `sealedcode=299` so that a sealed answer is no error; the
+   * spec said the flags are ignored, the client wins]; other flags are ignored.
+   */
+  function healthBody(query?: URLSearchParams): { status: number; body: Record<string, unknown> } {
     const initialized = deps.initialized();
     const sealed = deps.keys.keys() === undefined;
+    const code = (name: string, fallback: number) => {
+      const raw = query?.get(name);
+      const n = raw === null || raw === undefined ? Number.NaN : Number(raw);
+      return Number.isInteger(n) && n >= 200 && n <= 599 ? n : fallback;
+    };
     return {
-      status: !initialized ? 501 : sealed ? 503 : 200,
+      status: !initialized
+        ? code('uninitcode', 501)
+        : sealed
+          ? code('sealedcode', 503)
+          : code('activecode', 200),
       body: {
         initialized,
         sealed,
@@ -306,7 +320,7 @@ export function createVaultApp(deps: VaultAppDeps): VaultApp {
       };
       if (!METHODS.has(method)) return finish(errorResponse(405));
       if (path.kind === 'health') {
-        const { status, body } = healthBody();
+        const { status, body } = healthBody(url.searchParams);
         return jsonResponse(status, body);
       }
       if (path.kind === 'seal-status') return sealStatus();
