@@ -522,6 +522,23 @@ describe('authorisation, identity, system endpoints', () => {
     }
   });
 
+  it('another mount name (SPIKE_NEXUS_VAULT_MOUNT)', async () => {
+    const kv = await createTestbed({ mount: 'kv' });
+    try {
+      expect(kv.app.matches('/v1/kv/data/a')).toBe(true);
+      expect(kv.app.matches('/v1/secret/data/a')).toBe(false);
+      expect(kv.app.matches('/v1/store/secrets')).toBe(false);
+      expect((await kv.vault('POST', '/v1/kv/data/a', { body: { data: { a: 1 } } })).status).toBe(
+        200,
+      );
+      const ui = await kv.vault('GET', '/v1/sys/internal/ui/mounts/kv/a');
+      expect(ui.json.data.path).toBe('kv/');
+      expect((await kv.vault('GET', '/v1/sys/internal/ui/mounts/secret/a')).status).toBe(404);
+    } finally {
+      await kv.close();
+    }
+  });
+
   it('SPIKE writes are Vault reads and back (§4.1)', async () => {
     await tb.spike('/v1/store/secrets', { path: 'shared/a', values: { k: 'v1' } });
     const r = await tb.vault('GET', '/v1/secret/data/shared/a');

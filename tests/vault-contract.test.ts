@@ -1,4 +1,4 @@
-import { describe, expect, test } from 'bun:test';
+import { describe, expect, it, test } from 'bun:test';
 import {
   formatGoDurationSeconds,
   invalidPathWarning,
@@ -114,6 +114,22 @@ describe('vault contract', () => {
       validateCustomMetadata({ k: 'secret\u0001' });
     } catch (e) {
       expect(String(e)).not.toContain('secret');
+    }
+  });
+});
+
+describe('vault env', () => {
+  it('reads SPIKE_NEXUS_VAULT_API and SPIKE_NEXUS_VAULT_MOUNT', async () => {
+    const { readVaultEnv } = await import('../src/nexus/vault/config.ts');
+    expect(readVaultEnv({})).toEqual({ enabled: false, mount: 'secret' });
+    expect(readVaultEnv({ SPIKE_NEXUS_VAULT_API: 'TRUE', SPIKE_NEXUS_VAULT_MOUNT: 'kv' })).toEqual({
+      enabled: true,
+      mount: 'kv',
+    });
+    for (const bad of ['sys', 'a/b', 'store', '../x']) {
+      expect(() => readVaultEnv({ SPIKE_NEXUS_VAULT_MOUNT: bad })).toThrow(
+        'SPIKE_NEXUS_VAULT_MOUNT',
+      );
     }
   });
 });

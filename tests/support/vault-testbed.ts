@@ -60,6 +60,8 @@ export interface TestbedOptions {
   /** Leave the root key out (sealed). */
   readonly sealed?: boolean;
   readonly maxBodyBytes?: number;
+  /** `SPIKE_NEXUS_VAULT_MOUNT`; default `secret`. */
+  readonly mount?: string;
 }
 
 export async function createTestbed(options: TestbedOptions = {}): Promise<Testbed> {
@@ -86,6 +88,7 @@ export async function createTestbed(options: TestbedOptions = {}): Promise<Testb
     maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024,
     audit: (line) => audit.push(line),
     version: '0.1.0',
+    ...(options.mount === undefined ? {} : { mount: options.mount }),
   });
   const peers = new WeakMap<Request, string>();
   const nexus = createNexusApp({
