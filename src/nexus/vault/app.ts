@@ -10,7 +10,7 @@
  * 4. `X-Vault-Wrap-TTL` → 400; `?list=` not a Go bool → 400 `{"errors":[]}`;
  * 5. no verified peer, or one failing the spike-api.md §2 re-check → 403;
  * 6. PATCH without `application/merge-patch+json` → 415;
- * 7. the route (./kv-routes.ts): path rules, authorisation (§6), body, execution.
+ * 7. the route (./kv-routes.ts, ./system.ts): path rules, authorisation (§6), body, execution.
  *
  * Token headers are never read: identity is the certificate only (§6). Errors are mapped in one
  * place (`failure`): `api_bad_request` → 400 with the message (always a fixed Vault string),
@@ -39,7 +39,8 @@ import type { RootKeyProvider } from '../domain.ts';
 import type { VaultKv } from '../store/vault-kv.ts';
 import { invalidPath, type KvRouteDeps, serveConfig, serveKv, type VaultCtx } from './kv-routes.ts';
 import { isBodyTooLarge } from './request.ts';
-import { envelopeResponse, errorResponse, jsonResponse } from './responses.ts';
+import { errorResponse } from './responses.ts';
+import { certLogin, health, lookupSelf, type SystemState, sealStatus, uiMounts } from './system.ts';
 
 /** What the Vault API needs (STYLE.md rule 4). */
 export interface VaultAppDeps {
@@ -75,17 +76,18 @@ export interface VaultApp {
 
 const METHODS = new Set(['GET', 'LIST', 'POST', 'PUT', 'PATCH', 'DELETE']);
 const MERGE_PATCH = 'application/merge-patch+json';
-/** The opaque label `auth/cert/login` hands out: it grants nothing (§5). */
-const CERT_LOGIN_LABEL = 'spike-mtls-certificate-is-the-credential';
 
 function outcomeOf(status: number): AuditOutcome {
   if (status >= 200 && status < 300) return 'allowed';
   return status === 403 ? 'denied' : 'error';
 }
 
-function kindOfStatus(status: number): VaultErrorKind | undefined {
-  for (const [kind, s] of Object.entries(VAULT_STATUS))
-    if (s === status) return kind as VaultErrorKind;
+/** The audit code of an answered status (`undefined` for successes). */
+function auditCodeOf(status: number): string | undefined {
+  if (status < 400) return undefined;
+  for (const [kind, s] of Object.entries(VAULT_STATUS)) {
+    if (s === status) return VAULT_AUDIT_CODE[kind as VaultErrorKind];
+  }
   return undefined;
 }
 
@@ -112,6 +114,40 @@ function routeName(path: VaultPath, mount: string): string {
   }
 }
 
+/** The error kind and message of a thrown error (§2 status table). */
+function kindOf(error: unknown): { kind: VaultErrorKind; message: string } {
+  if (isBodyTooLarge(error)) return { kind: 'too_large', message: VAULT_ERRORS.tooLarge };
+  if (isSpikeError(error)) {
+    switch (error.code) {
+      case 'api_bad_request':
+        return { kind: 'bad_request', message: error.message };
+      case 'access_unauthorized':
+        return { kind: 'permission_denied', message: VAULT_ERRORS.permissionDenied };
+      case 'api_not_found':
+        return { kind: 'not_found', message: '' };
+      case 'state_not_ready':
+        return { kind: 'sealed', message: VAULT_ERRORS.sealed };
+      default:
+        break;
+    }
+  }
+  return { kind: 'internal', message: VAULT_ERRORS.internal };
+}
+
+/** The response to a thrown error; internal faults are logged by name or code only. */
+function failure(error: unknown, trail: string, logger: Logger | undefined) {
+  const { kind, message } = kindOf(error);
+  if (kind === 'internal') {
+    logger?.error('unexpected fault while serving a Vault request', {
+      trail,
+      error: isSpikeError(error) ? error.code : error instanceof Error ? error.name : typeof error,
+    });
+  }
+  const response =
+    kind === 'not_found' ? errorResponse(404) : errorResponse(VAULT_STATUS[kind], message);
+  return { response, err: VAULT_AUDIT_CODE[kind] };
+}
+
 /** Creates the Vault KV v2 handler (see the module header). */
 export function createVaultApp(deps: VaultAppDeps): VaultApp {
   const mount = deps.mount ?? DEFAULT_VAULT_MOUNT;
@@ -121,88 +157,12 @@ export function createVaultApp(deps: VaultAppDeps): VaultApp {
     engine: deps.policyEngine,
     maxBodyBytes: deps.maxBodyBytes,
   };
-
-  /**
-   * `sys/health` (§5). The status codes follow Vault's query flags `activecode`, `sealedcode` and
-   * `uninitcode` [the Go client sends `sealedcode=299` so that a sealed answer is no error; the
-   * spec said the flags are ignored, the client wins]; other flags are ignored.
-   */
-  function healthBody(query?: URLSearchParams): { status: number; body: Record<string, unknown> } {
-    const initialized = deps.initialized();
-    const sealed = deps.keys.keys() === undefined;
-    const code = (name: string, fallback: number) => {
-      const raw = query?.get(name);
-      const n = raw === null || raw === undefined ? Number.NaN : Number(raw);
-      return Number.isInteger(n) && n >= 200 && n <= 599 ? n : fallback;
-    };
-    return {
-      status: !initialized
-        ? code('uninitcode', 501)
-        : sealed
-          ? code('sealedcode', 503)
-          : code('activecode', 200),
-      body: {
-        initialized,
-        sealed,
-        standby: false,
-        performance_standby: false,
-        server_time_utc: Math.floor(clock().getTime() / 1000),
-        version: deps.version ?? '0.0.0',
-      },
-    };
-  }
-
-  function sealStatus(): Response {
-    const { body } = healthBody();
-    return jsonResponse(200, {
-      type: 'shamir',
-      initialized: body.initialized,
-      sealed: body.sealed,
-      t: 0,
-      n: 0,
-      progress: 0,
-      nonce: '',
-      version: body.version,
-      build_date: '',
-      migration: false,
-      recovery_seal: false,
-      storage_type: 'spike',
-    });
-  }
-
-  function failure(error: unknown, trail: string): { response: Response; err: string } {
-    let kind: VaultErrorKind = 'internal';
-    let message: string = VAULT_ERRORS.internal;
-    if (isBodyTooLarge(error)) {
-      kind = 'too_large';
-      message = VAULT_ERRORS.tooLarge;
-    } else if (isSpikeError(error)) {
-      if (error.code === 'api_bad_request') {
-        kind = 'bad_request';
-        message = error.message;
-      } else if (error.code === 'access_unauthorized') {
-        kind = 'permission_denied';
-        message = VAULT_ERRORS.permissionDenied;
-      } else if (error.code === 'api_not_found') kind = 'not_found';
-      else if (error.code === 'state_not_ready') {
-        kind = 'sealed';
-        message = VAULT_ERRORS.sealed;
-      }
-    }
-    if (kind === 'internal') {
-      deps.logger?.error('unexpected fault while serving a Vault request', {
-        trail,
-        error: isSpikeError(error)
-          ? error.code
-          : error instanceof Error
-            ? error.name
-            : typeof error,
-      });
-    }
-    const response =
-      kind === 'not_found' ? errorResponse(404) : errorResponse(VAULT_STATUS[kind], message);
-    return { response, err: VAULT_AUDIT_CODE[kind] };
-  }
+  const system = (): SystemState => ({
+    initialized: deps.initialized(),
+    sealed: deps.keys.keys() === undefined,
+    nowMs: clock().getTime(),
+    version: deps.version ?? '0.0.0',
+  });
 
   /** Steps 3–7 for everything but the probes. */
   async function serve(request: Request, url: URL, path: VaultPath, ctx: VaultCtx) {
@@ -232,7 +192,7 @@ export function createVaultApp(deps: VaultAppDeps): VaultApp {
       case 'invalid':
         return invalidPath(ctx.method, list);
       case 'ui-mounts':
-        return uiMounts(path.path);
+        return uiMounts(mount, path.path);
       case 'lookup-self':
         ctx.action = 'lookup_self';
         return lookupSelf(ctx.peer);
@@ -244,57 +204,6 @@ export function createVaultApp(deps: VaultAppDeps): VaultApp {
       default:
         return errorResponse(404);
     }
-  }
-
-  function uiMounts(p: string): Response {
-    if (p !== mount && !p.startsWith(`${mount}/`)) return errorResponse(404);
-    return envelopeResponse({
-      path: `${mount}/`,
-      type: 'kv',
-      description: '',
-      options: { version: '2' },
-      config: {},
-      local: false,
-      seal_wrap: false,
-      external_entropy_access: false,
-    });
-  }
-
-  function lookupSelf(peer: string): Response {
-    return envelopeResponse({
-      accessor: '',
-      creation_ttl: 0,
-      display_name: peer,
-      entity_id: '',
-      expire_time: null,
-      explicit_max_ttl: 0,
-      id: '',
-      meta: null,
-      num_uses: 0,
-      orphan: true,
-      path: 'auth/cert/login',
-      policies: ['default'],
-      renewable: false,
-      ttl: 0,
-      type: 'service',
-    });
-  }
-
-  function certLogin(peer: string): Response {
-    return envelopeResponse(null, {
-      auth: {
-        client_token: CERT_LOGIN_LABEL,
-        accessor: '',
-        policies: ['default'],
-        token_policies: ['default'],
-        metadata: { spiffe_id: peer },
-        lease_duration: 0,
-        renewable: false,
-        entity_id: '',
-        token_type: 'service',
-        orphan: true,
-      },
-    });
   }
 
   return {
@@ -318,26 +227,7 @@ export function createVaultApp(deps: VaultAppDeps): VaultApp {
         peer: peerId ?? '',
         action: 'unknown',
       };
-      if (!METHODS.has(method)) return finish(errorResponse(405));
-      if (path.kind === 'health') {
-        const { status, body } = healthBody(url.searchParams);
-        return jsonResponse(status, body);
-      }
-      if (path.kind === 'seal-status') return sealStatus();
-      let err: string | undefined;
-      let response: Response;
-      try {
-        response = await serve(request, url, path, ctx);
-        if (response.status >= 400) {
-          const kind = kindOfStatus(response.status);
-          if (kind !== undefined) err = VAULT_AUDIT_CODE[kind];
-        }
-      } catch (error) {
-        ({ response, err } = failure(error, trail));
-      }
-      return finish(response, err);
-
-      function finish(res: Response, code?: string): Response {
+      const finish = (res: Response, err?: string): Response => {
         try {
           deps.audit(
             formatAuditLine({
@@ -346,11 +236,11 @@ export function createVaultApp(deps: VaultAppDeps): VaultApp {
               trail,
               caller: (peerId ?? '').slice(0, 2048),
               route: routeName(path, mount),
-              action: ctx.action ?? 'unknown',
+              action: ctx.action,
               resource: ctx.resource?.slice(0, 512),
               outcome: outcomeOf(res.status),
               status: res.status,
-              err: code,
+              err,
               durationMs: performance.now() - start,
             }),
           );
@@ -358,6 +248,16 @@ export function createVaultApp(deps: VaultAppDeps): VaultApp {
           // A failing audit sink must not turn an answer into a crash.
         }
         return res;
+      };
+      if (!METHODS.has(method)) return finish(errorResponse(405), auditCodeOf(405));
+      if (path.kind === 'health') return health(system(), url.searchParams);
+      if (path.kind === 'seal-status') return sealStatus(system());
+      try {
+        const response = await serve(request, url, path, ctx);
+        return finish(response, auditCodeOf(response.status));
+      } catch (error) {
+        const { response, err } = failure(error, trail, deps.logger);
+        return finish(response, err);
       }
     },
   };
