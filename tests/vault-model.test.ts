@@ -15,16 +15,23 @@ import { createTestbed, type Testbed } from './support/vault-testbed.ts';
 type Data = Record<string, string | number>;
 interface MVersion {
   data: Data | null;
-  deleted: boolean;
+  /** Epoch ms; a future time is a scheduled deletion (§4.3). */
+  deletedAt: number | null;
   destroyed: boolean;
 }
 interface MRecord {
   latest: number;
   oldest: number;
   keyMax: number;
+  /** Key `delete_version_after`, ms. */
+  keyDva: number;
   versions: Map<number, MVersion>;
 }
-type Model = Map<string, MRecord>;
+interface Model {
+  readonly paths: Map<string, MRecord>;
+  mountMax: number;
+  now: number;
+}
 
 const PATHS = ['a', 'a/b', 'c'];
 const DEFAULT_MAX = 10;
@@ -37,6 +44,9 @@ type Op =
   | { t: 'vdelv' | 'undel' | 'destroy'; p: string; vs: number[] }
   | { t: 'sdel'; p: string }
   | { t: 'max'; p: string; n: number }
+  | { t: 'dva'; p: string; s: number }
+  | { t: 'mmax'; n: number }
+  | { t: 'tick'; s: number }
   | { t: 'purge'; p: string };
 
 const path = fc.constantFrom(...PATHS);
@@ -82,13 +92,29 @@ const op: fc.Arbitrary<Op> = fc.oneof(
     }),
   },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('purge' as const), p: path }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant('dva' as const),
+      p: path,
+      s: fc.integer({ min: 0, max: 3 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ t: fc.constant('mmax' as const), n: fc.integer({ min: 0, max: 3 }) }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ t: fc.constant('tick' as const), s: fc.integer({ min: 0, max: 3 }) }),
+  },
 );
 
 function record(m: Model, p: string): MRecord {
-  let r = m.get(p);
+  let r = m.paths.get(p);
   if (r === undefined) {
-    r = { latest: 0, oldest: 0, keyMax: 0, versions: new Map() };
-    m.set(p, r);
+    r = { latest: 0, oldest: 0, keyMax: 0, keyDva: 0, versions: new Map() };
+    m.paths.set(p, r);
   }
   return r;
 }
@@ -96,8 +122,10 @@ function record(m: Model, p: string): MRecord {
 function modelWrite(m: Model, p: string, d: Data): void {
   const r = record(m, p);
   r.latest += 1;
-  r.versions.set(r.latest, { data: { ...d }, deleted: false, destroyed: false });
-  const max = r.keyMax > 0 ? r.keyMax : DEFAULT_MAX;
+  const deletedAt = r.keyDva > 0 ? m.now + r.keyDva : null;
+  r.versions.set(r.latest, { data: { ...d }, deletedAt, destroyed: false });
+  const eff = Math.max(r.keyMax, m.mountMax);
+  const max = eff > 0 ? eff : DEFAULT_MAX;
   if (r.latest - r.oldest >= max) {
     const cut = r.latest - max;
     for (const n of [...r.versions.keys()]) if (n <= cut) r.versions.delete(n);
@@ -105,14 +133,17 @@ function modelWrite(m: Model, p: string, d: Data): void {
   }
 }
 
-const live = (v: MVersion) => !v.deleted && !v.destroyed;
+let clockNow = 0;
+const isDeleted = (v: MVersion) => v.deletedAt !== null && v.deletedAt <= clockNow;
+const live = (v: MVersion) => !isDeleted(v) && !v.destroyed;
 
 function mergePatch(target: Data, patch: Data): Data {
   return { ...target, ...patch };
 }
 
 async function apply(tb: Testbed, m: Model, o: Op): Promise<void> {
-  const r = m.get(o.p);
+  clockNow = m.now;
+  const r = 'p' in o ? m.paths.get(o.p) : undefined;
   switch (o.t) {
     case 'vput': {
       const latest = r?.latest ?? 0;
@@ -129,7 +160,7 @@ async function apply(tb: Testbed, m: Model, o: Op): Promise<void> {
       }
       expect(res.status).toBe(200);
       modelWrite(m, o.p, o.data);
-      expect(res.json.data.version).toBe(m.get(o.p)!.latest);
+      expect(res.json.data.version).toBe(m.paths.get(o.p)!.latest);
       return;
     }
     case 'sput': {
@@ -154,7 +185,7 @@ async function apply(tb: Testbed, m: Model, o: Op): Promise<void> {
     case 'vdel': {
       expect((await tb.vault('DELETE', `/v1/secret/data/${o.p}`)).status).toBe(204);
       const v = r?.versions.get(r.latest);
-      if (v !== undefined && live(v)) v.deleted = true;
+      if (v !== undefined && live(v)) v.deletedAt = m.now;
       return;
     }
     case 'vdelv':
@@ -168,8 +199,9 @@ async function apply(tb: Testbed, m: Model, o: Op): Promise<void> {
       for (const n of o.vs) {
         const v = r?.versions.get(n);
         if (v === undefined || v.destroyed) continue;
-        if (o.t === 'vdelv') v.deleted = true;
-        else if (o.t === 'undel') v.deleted = false;
+        if (o.t === 'vdelv') {
+          if (!isDeleted(v)) v.deletedAt = m.now;
+        } else if (o.t === 'undel') v.deletedAt = r!.keyDva > 0 ? m.now + r!.keyDva : null;
         else {
           v.destroyed = true;
           v.data = null;
@@ -186,7 +218,7 @@ async function apply(tb: Testbed, m: Model, o: Op): Promise<void> {
       }
       expect(res.status).toBe(200);
       const cur = Math.max(0, ...[...r.versions].filter(([, v]) => live(v)).map(([n]) => n));
-      if (cur > 0) r.versions.get(cur)!.deleted = true;
+      if (cur > 0) r.versions.get(cur)!.deletedAt = m.now;
       return;
     }
     case 'max': {
@@ -199,7 +231,24 @@ async function apply(tb: Testbed, m: Model, o: Op): Promise<void> {
     }
     case 'purge': {
       expect((await tb.vault('DELETE', `/v1/secret/metadata/${o.p}`)).status).toBe(204);
-      m.delete(o.p);
+      m.paths.delete(o.p);
+      return;
+    }
+    case 'dva': {
+      const body = { delete_version_after: `${o.s}s` };
+      expect((await tb.vault('POST', `/v1/secret/metadata/${o.p}`, { body })).status).toBe(204);
+      record(m, o.p).keyDva = o.s * 1000;
+      return;
+    }
+    case 'mmax': {
+      const body = { max_versions: o.n };
+      expect((await tb.vault('POST', '/v1/secret/config', { body })).status).toBe(204);
+      m.mountMax = o.n;
+      return;
+    }
+    case 'tick': {
+      m.now += o.s * 1000;
+      tb.now.ms = m.now;
       return;
     }
   }
@@ -211,8 +260,9 @@ const asSpike = (d: Data) =>
   );
 
 async function check(tb: Testbed, m: Model): Promise<void> {
+  clockNow = m.now;
   for (const p of PATHS) {
-    const r = m.get(p);
+    const r = m.paths.get(p);
     const meta = await tb.vault('GET', `/v1/secret/metadata/${p}`);
     if (r === undefined) {
       expect(meta.status).toBe(404);
@@ -224,10 +274,14 @@ async function check(tb: Testbed, m: Model): Promise<void> {
     expect(meta.json.data.oldest_version).toBe(r.oldest);
     const got = Object.entries(
       meta.json.data.versions as Record<string, { destroyed: boolean; deletion_time: string }>,
-    ).map(([n, v]) => [Number(n), v.destroyed, v.deletion_time !== '']);
+    ).map(([n, v]) => [Number(n), v.destroyed, v.deletion_time]);
     const want = [...r.versions]
       .sort(([a], [b]) => a - b)
-      .map(([n, v]) => [n, v.destroyed, v.deleted]);
+      .map(([n, v]) => [
+        n,
+        v.destroyed,
+        v.deletedAt === null ? '' : new Date(v.deletedAt).toISOString(),
+      ]);
     expect(got).toEqual(want);
     const latest = await tb.vault('GET', `/v1/secret/data/${p}`);
     const lv = r.versions.get(r.latest);
@@ -262,7 +316,7 @@ describe('both APIs against a model (vault-kv2.md §4)', () => {
             dirs.push(dataDir);
             const tb = await createTestbed({ backend, dataDir });
             try {
-              const m: Model = new Map();
+              const m: Model = { paths: new Map(), mountMax: 0, now: tb.now.ms };
               for (const o of ops) {
                 await apply(tb, m, o);
                 await check(tb, m);
