@@ -464,6 +464,24 @@ describe('authorisation, identity, system endpoints', () => {
     ).toBe(true);
   });
 
+  it('list on spike/system/secret grants every list; super on it grants config', async () => {
+    await tb.vault('POST', '/v1/secret/data/x/y', { body: { data: { a: 1 } } });
+    expect(
+      (await tb.vault('GET', '/v1/secret/metadata/?list=true', { peer: WORKLOAD })).status,
+    ).toBe(403);
+    await policy('lister', '^spike/system/secret$', ['list']);
+    expect(
+      (await tb.vault('GET', '/v1/secret/metadata/?list=true', { peer: WORKLOAD })).json.data.keys,
+    ).toEqual(['x/']);
+    expect(
+      (await tb.vault('GET', '/v1/secret/metadata/x?list=true', { peer: WORKLOAD })).json.data.keys,
+    ).toEqual(['y']);
+    expect((await tb.vault('GET', '/v1/secret/data/x/y', { peer: WORKLOAD })).status).toBe(403);
+    expect((await tb.vault('GET', '/v1/secret/config', { peer: WORKLOAD })).status).toBe(403);
+    await policy('configurer', '^spike/system/secret$', ['super']);
+    expect((await tb.vault('GET', '/v1/secret/config', { peer: WORKLOAD })).status).toBe(200);
+  });
+
   it('lookup-self, cert login, ui mounts, health, seal-status', async () => {
     const me = await tb.vault('GET', '/v1/auth/token/lookup-self', {
       peer: WORKLOAD,
