@@ -1,5 +1,5 @@
 /**
- * The Vault KV v2 handler in process (src/nexus/vault, vault-kv2.md §2–§6): every endpoint, the
+ * The Vault KV v2 handler in process (src/nexus/vault, docs/vault-kv2.md §2–§6): every endpoint, the
  * envelope and byte-exact Content-Type, the error tables, authorisation with SPIKE policies,
  * sealed answers, audit lines and the SPIKE↔Vault mapping of §4.1.
  */

@@ -1,5 +1,5 @@
 /**
- * Property test of vault-kv2.md §4 (criterion 2): random sequences of operations through BOTH
+ * Property test of docs/vault-kv2.md §4 (criterion 2): random sequences of operations through BOTH
  * APIs (the Vault handler and the SPIKE app, in process, on one store) compared after every step
  * with a model of the per-path record: version numbers never reused, effective max_versions and
  * oldest_version, delete/undelete/destroy, check-and-set, merge patch, metadata delete, and the
@@ -210,7 +210,7 @@ async function apply(tb: Testbed, m: Model, o: Op): Promise<void> {
       return;
     }
     case 'sdel': {
-      // SPIKE delete of the current version = the highest live one (spike-api.md §6).
+      // SPIKE delete of the current version = the highest live one (docs/spike-api.md §6).
       const res = await tb.spike('/v1/store/secrets?action=delete', { path: o.p, versions: [] });
       if (r === undefined) {
         expect(res.status).toBe(404);
@@ -302,7 +302,7 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-describe('both APIs against a model (vault-kv2.md §4)', () => {
+describe('both APIs against a model (docs/vault-kv2.md §4)', () => {
   for (const [backend, runs] of [
     ['memory', 60],
     ['sqlite', 12],

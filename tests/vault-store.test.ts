@@ -1,5 +1,5 @@
 /**
- * The Vault KV v2 view of the store (src/nexus/store/vault-kv.ts, vault-kv2.md §4) on BOTH
+ * The Vault KV v2 view of the store (src/nexus/store/vault-kv.ts, docs/vault-kv2.md §4) on BOTH
  * backends: trim and `oldest_version`, effective `max_versions`, `delete_version_after`,
  * check-and-set, `custom_metadata` sealed at rest, and the mapping to the SPIKE view (§4.1).
  */

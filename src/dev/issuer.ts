@@ -105,7 +105,7 @@ function componentIds(keepers: number): [string, string][] {
 /**
  * DNS and IP SANs of a component's SVID: the development Nexus answers on loopback, so its SVID
  * names `localhost` and `127.0.0.1` and standard TLS clients (hvac, node-vault, the Vault Go
- * client) can verify the hostname (vault-kv2.md §1). Every other SVID has only its URI SAN.
+ * client) can verify the hostname (docs/vault-kv2.md §1). Every other SVID has only its URI SAN.
  */
 export const NEXUS_DEV_SANS = Object.freeze({
   dnsNames: Object.freeze(['localhost']),

@@ -1,5 +1,5 @@
 /**
- * Response bodies of the Vault KV v2 API (spec/vault-kv2.md §2): the success envelope in its key
+ * Response bodies of the Vault KV v2 API (docs/vault-kv2.md §2): the success envelope in its key
  * order, error bodies, times and Go duration strings.
  *
  * Portable: no runtime APIs.

@@ -1,6 +1,6 @@
 /**
  * Exact error strings, warnings and the status table of the Vault KV v2 API
- * (spec/vault-kv2.md §2, §3, §4). Clients match these byte for byte (hvac and node-vault read
+ * (docs/vault-kv2.md §2, §3, §4). Clients match these byte for byte (hvac and node-vault read
  * `errors[0]`; the Go client parses a 404 with warnings as a secret), so they live in one place.
  *
  * Portable: no runtime APIs.
@@ -66,7 +66,7 @@ export type VaultErrorKind =
   | 'internal'
   | 'sealed';
 
-/** The status table of §2, the one place a kind becomes an HTTP status (STYLE.md rule 6). */
+/** The status table of §2, the one place a kind becomes an HTTP status (docs/style.md rule 6). */
 export const VAULT_STATUS: Readonly<Record<VaultErrorKind, number>> = Object.freeze({
   bad_request: 400,
   permission_denied: 403,

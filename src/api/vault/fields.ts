@@ -1,6 +1,6 @@
 /**
- * Request fields of the Vault KV v2 API with Vault's own rules: durations (§2 "Durations") and
- * `custom_metadata` limits (§4.5). Failures are `SpikeError('api_bad_request')` whose message is
+ * Request fields of the Vault KV v2 API (docs/vault-kv2.md) with Vault's own rules: durations
+ * (§2 "Durations") and `custom_metadata` limits (§4.5). Failures are `SpikeError('api_bad_request')` whose message is
  * the string Vault sends; values are never repeated (keys of `custom_metadata` are, clipped, as
  * Vault does: they are labels, not secrets).
  *

@@ -1,5 +1,5 @@
 /**
- * The Vault KV v2 wire contract (spec/vault-kv2.md): paths, envelopes, exact error strings and
+ * The Vault KV v2 wire contract (docs/vault-kv2.md): paths, envelopes, exact error strings and
  * the status table, shared by the Nexus handler (src/nexus/vault) and the tests. A second
  * contract module beside the SPIKE v1 one. Portable: no runtime APIs.
  */

@@ -1,5 +1,5 @@
 /**
- * Request paths of the Vault KV v2 API (spec/vault-kv2.md §1, §3, §5): which requests belong to
+ * Request paths of the Vault KV v2 API (docs/vault-kv2.md §1, §3, §5): which requests belong to
  * this API, and what each path names.
  *
  * `parseVaultPath` works on the URL's pathname as received (still percent-encoded) and decodes

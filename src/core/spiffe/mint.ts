@@ -110,7 +110,7 @@ export async function createIntermediateAuthority(
  * Issues an X.509-SVID for `spiffeId` signed by `issuer`. The returned chain is the leaf followed
  * by the issuer's intermediates (never the root). `dnsNames` and `ipAddresses` add DNS and IP
  * SANs beside the one URI SAN (SPIRE's `-dns`), so standard TLS clients can verify the hostname
- * of a server SVID (vault-kv2.md §1).
+ * of a server SVID (docs/vault-kv2.md §1).
  */
 export async function issueX509Svid(
   issuer: Authority,

@@ -23,7 +23,7 @@ export interface SecretHead {
   readonly revision: number;
   /** Per-key max versions set through the Vault-compatible API, else `null`. */
   readonly maxVersions: number | null;
-  /** Per-key `cas_required` (vault-kv2.md §4.4), else `null`. */
+  /** Per-key `cas_required` (docs/vault-kv2.md §4.4), else `null`. */
   readonly casRequired: boolean | null;
   /** Per-key `delete_version_after` in milliseconds (§4.3), else `null`. */
   readonly deleteVersionAfterMs: number | null;
@@ -33,7 +33,7 @@ export interface SecretHead {
   readonly oldestVersion: number;
 }
 
-/** The Vault-only head fields (vault-kv2.md §4.1); a write leaves an absent one as stored. */
+/** The Vault-only head fields (docs/vault-kv2.md §4.1); a write leaves an absent one as stored. */
 export interface SecretHeadVaultWrite {
   readonly maxVersions?: number | null;
   readonly casRequired?: boolean | null;

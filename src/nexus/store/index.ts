@@ -57,7 +57,7 @@ export interface NexusStore {
   readonly file: string | undefined;
   /** Versioned secrets (spike-api.md §6) sealed under `keys`' storage key. */
   secrets(keys: Pick<RootKeyProvider, 'keys'>): Secrets;
-  /** The Vault KV v2 view of the same secrets (vault-kv2.md §4). */
+  /** The Vault KV v2 view of the same secrets (docs/vault-kv2.md §4). */
   vault(keys: Pick<RootKeyProvider, 'keys'>): VaultKv;
   /** Policies (§7) sealed under `keys`' storage key. */
   policies(keys: Pick<RootKeyProvider, 'keys'>): PolicyStore;

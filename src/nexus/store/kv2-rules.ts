@@ -1,5 +1,5 @@
 /**
- * The KV v2 rules both APIs' writes share (spec/vault-kv2.md §4.2–§4.4), as pure functions over
+ * The KV v2 rules both APIs' writes share (docs/vault-kv2.md §4.2–§4.4), as pure functions over
  * a stored record: the effective `max_versions` and trim with the `oldest_version` floor, the
  * `delete_version_after` deadline of a new version, and check-and-set.
  *

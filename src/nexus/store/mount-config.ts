@@ -1,5 +1,5 @@
 /**
- * The Vault mount configuration (`secret/config`, vault-kv2.md §3, §4.2–§4.4), shared by both
+ * The Vault mount configuration (`secret/config`, docs/vault-kv2.md §3, §4.2–§4.4), shared by both
  * APIs. It holds no secret and is kept as a plaintext store setting, read once and written
  * through.
  */

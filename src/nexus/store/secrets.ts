@@ -35,7 +35,7 @@ export interface SecretsOptions {
   /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS` (≥ 1). */
   readonly maxVersions: number;
   readonly clock: Clock;
-  /** The Vault mount configuration (vault-kv2.md §4.2, §4.3), which SPIKE writes honour too. */
+  /** The Vault mount configuration (docs/vault-kv2.md §4.2, §4.3), which SPIKE writes honour too. */
   readonly mount: () => MountConfig;
 }
 
@@ -114,7 +114,7 @@ export function createSecrets(
       try {
         return await backend.updateSecret(path, async (record) => {
           const now = clock();
-          // One rule for both APIs (vault-kv2.md §4.1-§4.3): number, trim, scheduled deletion.
+          // One rule for both APIs (docs/vault-kv2.md §4.1–4.3): number, trim, scheduled deletion.
           const plan = planNewVersion(record, options.mount(), options.maxVersions, now);
           const { version } = plan.state;
           const data = await seal(key, plaintext, secretAad(path, version));

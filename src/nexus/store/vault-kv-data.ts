@@ -1,5 +1,5 @@
 /**
- * Reading, writing and patching versions in the Vault view (vault-kv2.md §3, §4): decryption of
+ * Reading, writing and patching versions in the Vault view (docs/vault-kv2.md §3, §4): decryption of
  * values and `custom_metadata`, the metadata object, and the version write both data writes and
  * patches plan (check-and-set, trim, scheduled deletion). Used by ./vault-kv.ts.
  */

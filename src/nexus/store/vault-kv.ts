@@ -1,5 +1,5 @@
 /**
- * The Vault KV v2 view of the secrets store (spec/vault-kv2.md §4): the same per-path records the
+ * The Vault KV v2 view of the secrets store (docs/vault-kv2.md §4): the same per-path records the
  * SPIKE API reads and writes (./secrets.ts), with Vault's notion of "latest", deletion, destroy,
  * check-and-set, per-key metadata and the mount configuration (./mount-config.ts).
  *

@@ -1,5 +1,5 @@
 /**
- * The Vault KV v2 API of Nexus (spec/vault-kv2.md): `createVaultApp(deps)` returns a handler for
+ * The Vault KV v2 API of Nexus (docs/vault-kv2.md): `createVaultApp(deps)` returns a handler for
  * every request under `/v1/<mount>/`, `/v1/sys/` and `/v1/auth/`; the Nexus pipeline delegates
  * those paths to it with the transport's verified peer SPIFFE ID.
  *
@@ -8,7 +8,7 @@
  * 2. `sys/health`, `sys/seal-status` (§5; not audited: probes);
  * 3. no root key → 503 `Vault is sealed`;
  * 4. `X-Vault-Wrap-TTL` → 400; `?list=` not a Go bool → 400 `{"errors":[]}`;
- * 5. no verified peer, or one failing the spike-api.md §2 re-check → 403;
+ * 5. no verified peer, or one failing the docs/spike-api.md §2 re-check → 403;
  * 6. PATCH without `application/merge-patch+json` → 415;
  * 7. the route (./kv-routes.ts, ./system.ts): path rules, authorisation (§6), body, execution.
  *
@@ -42,7 +42,7 @@ import { isBodyTooLarge } from './request.ts';
 import { errorResponse } from './responses.ts';
 import { certLogin, health, lookupSelf, type SystemState, sealStatus, uiMounts } from './system.ts';
 
-/** What the Vault API needs (STYLE.md rule 4). */
+/** What the Vault API needs (docs/style.md rule 4). */
 export interface VaultAppDeps {
   /** The Vault view of the shared store (`NexusStore.vault(keys)`). */
   readonly kv: VaultKv;

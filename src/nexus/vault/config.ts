@@ -1,5 +1,5 @@
 /**
- * The Vault API's environment (spec/vault-kv2.md §1): `SPIKE_NEXUS_VAULT_API` (default off) and
+ * The Vault API's environment (docs/vault-kv2.md §1): `SPIKE_NEXUS_VAULT_API` (default off) and
  * `SPIKE_NEXUS_VAULT_MOUNT` (default `secret`). For the Nexus entry point to read and pass on.
  */
 import { DEFAULT_VAULT_MOUNT, isValidVaultMount } from '../../api/vault/index.ts';

@@ -1,5 +1,5 @@
 /**
- * The secret-engine routes of the Vault KV v2 API (spec/vault-kv2.md §3, §6): config, data,
+ * The secret-engine routes of the Vault KV v2 API (docs/vault-kv2.md §3, §6): config, data,
  * delete/undelete/destroy, subkeys, metadata and list, over the shared store's Vault view.
  *
  * Each route authorises (§6 table) before it reads the body, so a denied caller learns nothing

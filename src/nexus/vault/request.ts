@@ -1,5 +1,5 @@
 /**
- * Request bodies and fields of the Vault KV v2 API (spec/vault-kv2.md §2, §3): JSON bodies under
+ * Request bodies and fields of the Vault KV v2 API (docs/vault-kv2.md §2, §3): JSON bodies under
  * the byte cap, query fields, `options.cas`, `versions`, durations and the metadata fields.
  *
  * Every failure is `SpikeError('api_bad_request')` with Vault's message and never the value; a

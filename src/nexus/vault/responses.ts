@@ -1,5 +1,5 @@
 /**
- * Responses of the Vault KV v2 API (spec/vault-kv2.md §2): `Content-Type` exactly
+ * Responses of the Vault KV v2 API (docs/vault-kv2.md §2): `Content-Type` exactly
  * `application/json` (hvac parses error bodies only then), 204 without body or type, and the
  * data and metadata objects of §3 built from the store's view.
  */

@@ -1,5 +1,5 @@
 /**
- * The non-KV endpoints Vault clients need (spec/vault-kv2.md §5): `sys/health`,
+ * The non-KV endpoints Vault clients need (docs/vault-kv2.md §5): `sys/health`,
  * `sys/seal-status`, `sys/internal/ui/mounts`, `auth/token/lookup-self` and `auth/cert/login`.
  * They reveal no secret data and need no permission beyond a verified SVID.
  */

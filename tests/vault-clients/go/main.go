@@ -1,5 +1,5 @@
 // The Vault Go client (github.com/hashicorp/vault/api) against a real Nexus over mTLS
-// (vault-kv2.md §7). Environment as for tests/vault-clients/hvac_suite.py; the client is
+// (docs/vault-kv2.md §7). Environment as for tests/vault-clients/hvac_suite.py; the client is
 // configured the standard way (VAULT_ADDR, VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY)
 // with hostname verification ON. Prints one line per check, last `go-api: N passed, M failed`.
 package main

@@ -1,4 +1,4 @@
-// node-vault 0.12.0 against a real Nexus over mTLS (vault-kv2.md §7). Environment as for
+// node-vault 0.12.0 against a real Nexus over mTLS (docs/vault-kv2.md §7). Environment as for
 // tests/vault-clients/hvac_suite.py. Hostname verification ON (https.Agent with the CA).
 // Prints one line per check and, last, `node-vault: N passed, M failed`.
 const fs = require('node:fs');
