@@ -36,6 +36,11 @@ export const secrets = sqliteTable('secrets', {
   deleteVersionAfterMs: integer('delete_version_after_ms'),
   /** Envelope of the `custom_metadata` map, AAD `spike/v1/secret-meta ‖ 0 ‖ path` (§4.5). */
   customMetadata: bytes('custom_metadata'),
+  /**
+   * Vault's retention floor `oldest_version` (docs/vault-kv2.md §4.2), added by migration 0002: 0
+   * until the first trim, then `latest − max + 1` of the last trim. Written by both APIs' puts.
+   */
+  oldestVersion: integer('oldest_version').notNull().default(0),
 });
 
 /** One row per kept version. `data` is NULL once the version is destroyed. */

@@ -102,6 +102,20 @@ function componentIds(keepers: number): [string, string][] {
   return out;
 }
 
+/**
+ * DNS and IP SANs of a component's SVID: the development Nexus answers on loopback, so its SVID
+ * names `localhost` and `127.0.0.1` and standard TLS clients (hvac, node-vault, the Vault Go
+ * client) can verify the hostname (docs/vault-kv2.md §1). Every other SVID has only its URI SAN.
+ */
+export const NEXUS_DEV_SANS = Object.freeze({
+  dnsNames: Object.freeze(['localhost']),
+  ipAddresses: Object.freeze(['127.0.0.1']),
+});
+
+function sansFor(name: string): { dnsNames?: readonly string[]; ipAddresses?: readonly string[] } {
+  return name === 'nexus' ? NEXUS_DEV_SANS : {};
+}
+
 function configError(message: string): SpikeError {
   return new SpikeError('config_invalid', `development issuer: ${message}`);
 }
@@ -225,7 +239,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
 
   const components: Component[] = await Promise.all(
     entries.map(async ([name, id]) => {
-      const svid = await issueX509Svid(root, id, { ttlSeconds });
+      const svid = await issueX509Svid(root, id, { ttlSeconds, ...sansFor(name) });
       return {
         name,
         id,
@@ -251,7 +265,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
   const rotate = async (c: Component) => {
     if (stopped) return;
     try {
-      c.svid = await issueX509Svid(root, c.id, { ttlSeconds });
+      c.svid = await issueX509Svid(root, c.id, { ttlSeconds, ...sansFor(c.name) });
       c.response = respond(c.svid, c.id);
       for (const stream of c.streams) {
         if (!stream.closed && !stream.destroyed) stream.write(c.response);

@@ -108,12 +108,19 @@ export async function createIntermediateAuthority(
 
 /**
  * Issues an X.509-SVID for `spiffeId` signed by `issuer`. The returned chain is the leaf followed
- * by the issuer's intermediates (never the root).
+ * by the issuer's intermediates (never the root). `dnsNames` and `ipAddresses` add DNS and IP
+ * SANs beside the one URI SAN (SPIRE's `-dns`), so standard TLS clients can verify the hostname
+ * of a server SVID (docs/vault-kv2.md §1).
  */
 export async function issueX509Svid(
   issuer: Authority,
   spiffeId: string,
-  options: { ttlSeconds?: number; now?: Date } = {},
+  options: {
+    ttlSeconds?: number;
+    now?: Date;
+    dnsNames?: readonly string[];
+    ipAddresses?: readonly string[];
+  } = {},
 ): Promise<MintedLeaf> {
   const now = options.now ?? new Date();
   const keys = await generateKeyPair();
@@ -141,7 +148,11 @@ export async function issueX509Svid(
         [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
         false,
       ),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }]),
+      new x509.SubjectAlternativeNameExtension([
+        { type: 'url', value: spiffeId },
+        ...(options.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+        ...(options.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+      ]),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey),
     ],

@@ -23,6 +23,60 @@ export interface SecretHead {
   readonly revision: number;
   /** Per-key max versions set through the Vault-compatible API, else `null`. */
   readonly maxVersions: number | null;
+  /** Per-key `cas_required` (docs/vault-kv2.md §4.4), else `null`. */
+  readonly casRequired: boolean | null;
+  /** Per-key `delete_version_after` in milliseconds (§4.3), else `null`. */
+  readonly deleteVersionAfterMs: number | null;
+  /** Sealed `custom_metadata` map (§4.5), AAD `secretMetaAad(path)`, else `null`. */
+  readonly customMetadata: Uint8Array | null;
+  /** Vault's retention floor `oldest_version` (§4.2): 0 until the first trim. */
+  readonly oldestVersion: number;
+}
+
+/** The Vault-only head fields (docs/vault-kv2.md §4.1); a write leaves an absent one as stored. */
+export interface SecretHeadVaultWrite {
+  readonly maxVersions?: number | null;
+  readonly casRequired?: boolean | null;
+  readonly deleteVersionAfterMs?: number | null;
+  readonly customMetadata?: Uint8Array | null;
+  readonly oldestVersion?: number;
+}
+
+/** The Vault head fields of a new path, before any write sets them. */
+export const EMPTY_VAULT_HEAD = Object.freeze({
+  maxVersions: null,
+  casRequired: null,
+  deleteVersionAfterMs: null,
+  customMetadata: null,
+  oldestVersion: 0,
+}) satisfies Required<SecretHeadVaultWrite>;
+
+/** `base` with the fields `write` sets (absent fields keep `base`'s value). */
+export function mergeVaultHead(
+  base: Required<SecretHeadVaultWrite>,
+  write: SecretHeadVaultWrite,
+): Required<SecretHeadVaultWrite> {
+  return {
+    maxVersions: write.maxVersions === undefined ? base.maxVersions : write.maxVersions,
+    casRequired: write.casRequired === undefined ? base.casRequired : write.casRequired,
+    deleteVersionAfterMs:
+      write.deleteVersionAfterMs === undefined
+        ? base.deleteVersionAfterMs
+        : write.deleteVersionAfterMs,
+    customMetadata: write.customMetadata === undefined ? base.customMetadata : write.customMetadata,
+    oldestVersion: write.oldestVersion === undefined ? base.oldestVersion : write.oldestVersion,
+  };
+}
+
+/** True when `write` sets any Vault head field. */
+export function setsVaultHead(write: SecretHeadVaultWrite): boolean {
+  return (
+    write.maxVersions !== undefined ||
+    write.casRequired !== undefined ||
+    write.deleteVersionAfterMs !== undefined ||
+    write.customMetadata !== undefined ||
+    write.oldestVersion !== undefined
+  );
 }
 
 export interface SecretRecord {
@@ -32,8 +86,8 @@ export interface SecretRecord {
   readonly versions: readonly VersionState[];
 }
 
-/** The head fields a SPIKE write sets; Vault-only fields are left as stored. */
-export interface SecretHeadWrite {
+/** The head fields a write sets; absent Vault-only fields are left as stored. */
+export interface SecretHeadWrite extends SecretHeadVaultWrite {
   readonly createdAt: number;
   readonly updatedAt: number;
   readonly latestVersion: number;
@@ -115,6 +169,11 @@ export interface StoreBackend {
   getKcv(): string | undefined;
   /** Stores the key-check value durably (plaintext by design). */
   setKcv(kcv: string): void;
+
+  /** A plaintext store setting (e.g. the Vault mount configuration), `undefined` when unset. */
+  getSetting(key: string): string | undefined;
+  /** Stores a plaintext store setting durably. Never pass anything secret. */
+  setSetting(key: string, value: string): void;
 
   /** Releases the database; later calls fail. */
   close(): Promise<void>;

@@ -24,10 +24,12 @@ import { createMemoryBackend } from './memory.ts';
 import { createPolicyStore } from './policies.ts';
 import { type Clock, createSecrets } from './secrets.ts';
 import { type JournalMode, openSqliteBackend } from './sqlite.ts';
+import { createMountConfigStore, createVaultKv, type VaultKv } from './vault-kv.ts';
 
 export type { StoreBackend } from './backend.ts';
 export type { Clock } from './secrets.ts';
 export type { JournalMode } from './sqlite.ts';
+export type { KvMetadata, KvRead, VaultKv } from './vault-kv.ts';
 export { DATABASE_FILE };
 
 /** Backends that have a store (`lite` has none: it serves only the cipher routes). */
@@ -55,6 +57,8 @@ export interface NexusStore {
   readonly file: string | undefined;
   /** Versioned secrets (spike-api.md §6) sealed under `keys`' storage key. */
   secrets(keys: Pick<RootKeyProvider, 'keys'>): Secrets;
+  /** The Vault KV v2 view of the same secrets (docs/vault-kv2.md §4). */
+  vault(keys: Pick<RootKeyProvider, 'keys'>): VaultKv;
   /** Policies (§7) sealed under `keys`' storage key. */
   policies(keys: Pick<RootKeyProvider, 'keys'>): PolicyStore;
   /** The stored key-check value (§9), `undefined` before the first key. Plaintext by design. */
@@ -92,10 +96,12 @@ export async function openStore(options: OpenStoreOptions): Promise<NexusStore> 
   } else {
     throw new TypeError('unknown store backend');
   }
+  const mount = createMountConfigStore(backend);
   return {
     kind: options.backend,
     file,
-    secrets: (keys) => createSecrets(backend, keys, { maxVersions, clock }),
+    secrets: (keys) => createSecrets(backend, keys, { maxVersions, clock, mount: mount.get }),
+    vault: (keys) => createVaultKv(backend, keys, { maxVersions, clock, mount }),
     policies: (keys) => createPolicyStore(backend, keys, clock),
     getKcv: () => backend.getKcv(),
     setKcv(kcv) {

@@ -8,13 +8,15 @@
  */
 import { SpikeError } from '../../core/errors.ts';
 import type { VersionState } from '../../core/kv/semantics.ts';
-import type {
-  PolicyRow,
-  SecretHead,
-  SecretPlan,
-  SecretRead,
-  SecretRecord,
-  StoreBackend,
+import {
+  EMPTY_VAULT_HEAD,
+  mergeVaultHead,
+  type PolicyRow,
+  type SecretHead,
+  type SecretPlan,
+  type SecretRead,
+  type SecretRecord,
+  type StoreBackend,
 } from './backend.ts';
 import { KeyedLock } from './lock.ts';
 
@@ -35,12 +37,14 @@ function snapshot(path: string, s: StoredSecret): SecretRecord {
   return { path, head: s.head, versions };
 }
 
+const KCV_KEY = 'kcv';
+
 /** Creates an empty in-memory backend. */
 export function createMemoryBackend(): StoreBackend {
   const secrets = new Map<string, StoredSecret>();
   const policies = new Map<string, PolicyRow>();
   const lock = new KeyedLock();
-  let kcv: string | undefined;
+  const settings = new Map<string, string>();
   let closed = false;
 
   const checkOpen = () => {
@@ -80,8 +84,10 @@ export function createMemoryBackend(): StoreBackend {
           return result;
         }
         const head: SecretHead = {
-          ...(existing?.head ?? { maxVersions: null }),
-          ...write.head,
+          ...mergeVaultHead(existing?.head ?? EMPTY_VAULT_HEAD, write.head),
+          createdAt: write.head.createdAt,
+          updatedAt: write.head.updatedAt,
+          latestVersion: write.head.latestVersion,
           revision: (existing?.head.revision ?? 0) + 1,
         };
         const versions = new Map(existing?.versions);
@@ -125,12 +131,24 @@ export function createMemoryBackend(): StoreBackend {
 
     getKcv() {
       checkOpen();
-      return kcv;
+      return settings.get(KCV_KEY);
     },
 
     setKcv(value) {
       checkOpen();
-      kcv = value;
+      settings.set(KCV_KEY, value);
+    },
+
+    getSetting(key) {
+      checkOpen();
+      if (key === KCV_KEY) throw new RangeError('the kcv has its own accessors');
+      return settings.get(key);
+    },
+
+    setSetting(key, value) {
+      checkOpen();
+      if (key === KCV_KEY) throw new RangeError('the kcv has its own accessors');
+      settings.set(key, value);
     },
 
     async close() {

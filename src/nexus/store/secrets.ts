@@ -15,20 +15,18 @@ import { SpikeError } from '../../core/errors.ts';
 import {
   applyChanges,
   currentVersion,
-  effectiveMaxVersions,
   isDeleted,
-  nextVersion,
   oldestVersion,
   planDelete,
   planDestroy,
   planUndelete,
-  selectPrune,
   selectReadVersion,
   updatedTimeAfter,
   type VersionState,
 } from '../../core/kv/semantics.ts';
 import type { RootKeyProvider, SecretMetadata, Secrets } from '../domain.ts';
 import type { SecretRecord, SecretUpdate, StoreBackend } from './backend.ts';
+import { type MountConfig, maxVersionsOf, planNewVersion } from './kv2-rules.ts';
 
 /** Epoch milliseconds now. */
 export type Clock = () => number;
@@ -37,6 +35,8 @@ export interface SecretsOptions {
   /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS` (≥ 1). */
   readonly maxVersions: number;
   readonly clock: Clock;
+  /** The Vault mount configuration (docs/vault-kv2.md §4.2, §4.3), which SPIKE writes honour too. */
+  readonly mount: () => MountConfig;
 }
 
 const notFound = () => new SpikeError('api_not_found', 'secret not found');
@@ -105,7 +105,7 @@ export function createSecrets(
 ): Secrets {
   const { clock } = options;
   const maxFor = (record: SecretRecord | undefined) =>
-    effectiveMaxVersions(record?.head.maxVersions, 0, options.maxVersions);
+    maxVersionsOf(record, options.mount(), options.maxVersions);
 
   return {
     async put(path, values) {
@@ -114,20 +114,20 @@ export function createSecrets(
       try {
         return await backend.updateSecret(path, async (record) => {
           const now = clock();
-          const version = nextVersion(record?.head.latestVersion ?? 0);
+          // One rule for both APIs (docs/vault-kv2.md §4.1–4.3): number, trim, scheduled deletion.
+          const plan = planNewVersion(record, options.mount(), options.maxVersions, now);
+          const { version } = plan.state;
           const data = await seal(key, plaintext, secretAad(path, version));
-          const kept = (record?.versions ?? []).map((v) => v.version);
           return {
             write: {
               head: {
                 createdAt: record?.head.createdAt ?? now,
                 updatedAt: now,
                 latestVersion: version,
+                ...(plan.oldestVersion === undefined ? {} : { oldestVersion: plan.oldestVersion }),
               },
-              insert: [
-                { state: { version, createdAt: now, deletedAt: null, destroyed: false }, data },
-              ],
-              remove: selectPrune([...kept, version], maxFor(record)),
+              insert: [{ state: plan.state, data }],
+              remove: plan.remove,
             },
             result: { version },
           };

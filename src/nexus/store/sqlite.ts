@@ -25,13 +25,16 @@ import { alias } from 'drizzle-orm/sqlite-core';
 import { policies, secrets, secretVersions, storeMeta } from '../../../schema/tables.ts';
 import { SpikeError } from '../../core/errors.ts';
 import type { VersionState } from '../../core/kv/semantics.ts';
-import type {
-  PolicyRow,
-  SecretPlan,
-  SecretRead,
-  SecretRecord,
-  SecretWrite,
-  StoreBackend,
+import {
+  EMPTY_VAULT_HEAD,
+  mergeVaultHead,
+  type PolicyRow,
+  type SecretPlan,
+  type SecretRead,
+  type SecretRecord,
+  type SecretWrite,
+  type StoreBackend,
+  setsVaultHead,
 } from './backend.ts';
 import { guard } from './errors.ts';
 import { KeyedLock } from './lock.ts';
@@ -94,6 +97,17 @@ export function openSqliteBackend(options: SqliteBackendOptions): StoreBackend {
 
 const p = (name: string) => sql.placeholder(name);
 
+/** The Vault head fields as bound parameters (booleans as 0/1, as the column stores them). */
+function vaultParams(v: ReturnType<typeof mergeVaultHead>): Record<string, unknown> {
+  return {
+    maxVersions: v.maxVersions,
+    casRequired: v.casRequired === null ? null : v.casRequired ? 1 : 0,
+    deleteVersionAfterMs: v.deleteVersionAfterMs,
+    customMetadata: v.customMetadata,
+    oldestVersion: v.oldestVersion,
+  };
+}
+
 /**
  * The bound path as an expression rather than a bare parameter. Measured on the SQLite bundled
  * with Bun (3.54): a bare `?` compared with the indexed `path` in an ordered, aggregated or
@@ -109,9 +123,10 @@ const VERSION_ROW = 1;
 
 /**
  * One row of the one-statement read as `values()` returns it (columns in selection order, no
- * per-row mapping). Head row: created, updated, latest version, revision, max versions, NULL.
- * Version row: version, created, deleted, destroyed (0/1), read-ahead flag (1 when `data` is
- * this version's data, else 0 or NULL and `data` is NULL), data.
+ * per-row mapping). Head row: created, updated, latest version, revision, max versions, cas
+ * required (0/1/NULL), delete-version-after, oldest version, sealed custom metadata. Version
+ * row: version, created, deleted, destroyed (0/1), read-ahead flag (1 when `data` is this
+ * version's data, else 0 or NULL and `data` is NULL), NULL, NULL, NULL, data.
  */
 type ReadRow = readonly [
   kind: number,
@@ -120,6 +135,9 @@ type ReadRow = readonly [
   c: number | null,
   d: number | null,
   e: number | null,
+  f: number | null,
+  g: number | null,
+  h: number | null,
   data: Uint8Array | null,
 ];
 
@@ -137,7 +155,7 @@ function readAheadOf(path: string, rows: readonly ReadRow[]): ReadAhead | undefi
   const versions: VersionState[] = [];
   let aheadVersion: number | undefined;
   let aheadData: Uint8Array | null = null;
-  for (const [kind, a, b, c, d, e, data] of rows) {
+  for (const [kind, a, b, c, d, e, f, g, h, data] of rows) {
     if (kind === HEAD_ROW) {
       head = {
         createdAt: a,
@@ -145,6 +163,10 @@ function readAheadOf(path: string, rows: readonly ReadRow[]): ReadAhead | undefi
         latestVersion: c as number,
         revision: d as number,
         maxVersions: e,
+        casRequired: f === null ? null : Number(f) === 1,
+        deleteVersionAfterMs: g,
+        oldestVersion: h ?? 0,
+        customMetadata: data,
       };
       continue;
     }
@@ -186,6 +208,10 @@ class SqliteBackend implements StoreBackend {
           latestVersion: secrets.latestVersion,
           revision: secrets.revision,
           maxVersions: secrets.maxVersions,
+          casRequired: secrets.casRequired,
+          deleteVersionAfterMs: secrets.deleteVersionAfterMs,
+          customMetadata: secrets.customMetadata,
+          oldestVersion: secrets.oldestVersion,
         })
         .from(secrets)
         .where(byPath)
@@ -217,6 +243,11 @@ class SqliteBackend implements StoreBackend {
           updatedAt: p('updatedAt'),
           latestVersion: p('latestVersion'),
           revision: 1,
+          maxVersions: sql`${p('maxVersions')}`,
+          casRequired: sql`${p('casRequired')}`,
+          deleteVersionAfterMs: sql`${p('deleteVersionAfterMs')}`,
+          customMetadata: sql`${p('customMetadata')}`,
+          oldestVersion: sql`${p('oldestVersion')}`,
         })
         .prepare(),
       updateHead: db
@@ -226,6 +257,17 @@ class SqliteBackend implements StoreBackend {
           updatedAt: sql`${p('updatedAt')}`,
           latestVersion: sql`${p('latestVersion')}`,
           revision: sql`${secrets.revision} + 1`,
+        })
+        .where(byPath)
+        .prepare(),
+      updateVaultHead: db
+        .update(secrets)
+        .set({
+          maxVersions: sql`${p('maxVersions')}`,
+          casRequired: sql`${p('casRequired')}`,
+          deleteVersionAfterMs: sql`${p('deleteVersionAfterMs')}`,
+          customMetadata: sql`${p('customMetadata')}`,
+          oldestVersion: sql`${p('oldestVersion')}`,
         })
         .where(byPath)
         .prepare(),
@@ -308,8 +350,24 @@ class SqliteBackend implements StoreBackend {
         q.deleteHead.run({ path });
         return true;
       }
-      if (row === undefined) q.insertHead.run({ path, ...write.head });
-      else q.updateHead.run({ path, ...write.head });
+      const { createdAt, updatedAt, latestVersion } = write.head;
+      if (row === undefined) {
+        q.insertHead.run({
+          path,
+          createdAt,
+          updatedAt,
+          latestVersion,
+          ...vaultParams(mergeVaultHead(EMPTY_VAULT_HEAD, write.head)),
+        });
+      } else {
+        q.updateHead.run({ path, createdAt, updatedAt, latestVersion });
+        if (setsVaultHead(write.head)) {
+          const stored = q.head.get({ path });
+          if (stored !== undefined) {
+            q.updateVaultHead.run({ path, ...vaultParams(mergeVaultHead(stored, write.head)) });
+          }
+        }
+      }
       for (const { state, data } of write.insert ?? []) {
         q.insertVersion.run({
           path,
@@ -348,7 +406,10 @@ class SqliteBackend implements StoreBackend {
         c: sql<number | null>`${secrets.latestVersion}`,
         d: sql<number | null>`${secrets.revision}`,
         e: sql<number | null>`${secrets.maxVersions}`,
-        data: sql<Uint8Array | null>`NULL`,
+        f: sql<number | null>`${secrets.casRequired}`,
+        g: sql<number | null>`${secrets.deleteVersionAfterMs}`,
+        h: sql<number | null>`${secrets.oldestVersion}`,
+        data: sql<Uint8Array | null>`${secrets.customMetadata}`,
       })
       .from(secrets)
       .where(eq(secrets.path, pathParam))
@@ -361,6 +422,9 @@ class SqliteBackend implements StoreBackend {
             c: sql<number | null>`${secretVersions.deletedAt}`,
             d: sql<number | null>`${secretVersions.destroyed}`,
             e: readAhead,
+            f: sql<number | null>`NULL`,
+            g: sql<number | null>`NULL`,
+            h: sql<number | null>`NULL`,
             data: sql<Uint8Array | null>`CASE WHEN ${readAhead} THEN ${secretVersions.data} END`,
           })
           .from(secretVersions)
@@ -439,6 +503,16 @@ class SqliteBackend implements StoreBackend {
 
   setKcv(kcv: string): void {
     guard(() => this.#q.setMeta.run({ key: KCV_KEY, value: kcv }));
+  }
+
+  getSetting(key: string): string | undefined {
+    if (key === KCV_KEY) throw new RangeError('the kcv has its own accessors');
+    return guard(() => this.#q.getMeta.get({ key })?.value);
+  }
+
+  setSetting(key: string, value: string): void {
+    if (key === KCV_KEY) throw new RangeError('the kcv has its own accessors');
+    guard(() => this.#q.setMeta.run({ key, value }));
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,1 @@
+ALTER TABLE `secrets` ADD `oldest_version` integer DEFAULT 0 NOT NULL;
