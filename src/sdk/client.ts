@@ -34,6 +34,9 @@
  * second version), `undeleteSecret`, `purgeSecret`, `deletePolicy` or `restore`. 4xx answers
  * and other statuses are never retried.
  */
+import { httpErrorOf } from '../api/v1/errors.ts';
+import { CONTENT_TYPES } from '../api/v1/http.ts';
+import { NEXUS_ROUTES, PROBE_PATHS, routeTarget } from '../api/v1/routes.ts';
 import { fromBase64, toBase64 } from '../core/bytes.ts';
 import { parseGoDuration } from '../core/duration.ts';
 import { isSpikeError, SpikeError } from '../core/errors.ts';
@@ -49,7 +52,7 @@ import type { X509Source } from '../core/spiffe/types.ts';
 import { hasRole, parseTrustRoots } from '../core/spike/roles.ts';
 import { createMtlsClient, type MtlsClient, type MtlsResponse } from '../runtime/tls/client.ts';
 import { createX509Source, type WorkloadLogger } from '../runtime/workload/client.ts';
-import { errorForResponse, malformedResponse, SpikeApiError } from './errors.ts';
+import { errorForResponse, isSpikeApiError, malformedResponse, SpikeApiError } from './errors.ts';
 
 /** Environment variable naming Nexus (spike-api.md §10). */
 export const NEXUS_API_URL_ENV = 'SPIKE_NEXUS_API_URL';
@@ -213,8 +216,16 @@ export interface SpikeClient {
   close(): Promise<void>;
 }
 
-const JSON_TYPE = 'application/json';
-const OCTET_TYPE = 'application/octet-stream';
+const JSON_TYPE = CONTENT_TYPES.json;
+const OCTET_TYPE = CONTENT_TYPES.octet;
+/** The status of `state_not_ready`: Nexus refused before doing anything (retried). */
+const NOT_READY_STATUS = httpErrorOf('state_not_ready').status;
+/** The request target of a Nexus route. */
+const TARGET = Object.freeze(
+  Object.fromEntries(
+    Object.entries(NEXUS_ROUTES).map(([name, spec]) => [name, routeTarget(spec)]),
+  ) as Record<keyof typeof NEXUS_ROUTES, string>,
+);
 
 /** Connection errors that prove the request never left: safe to retry any call. */
 const CONNECT_ERRNOS = new Set([
@@ -286,7 +297,7 @@ function neverSent(error: unknown): boolean {
 
 /** A transport failure as a `SpikeApiError` without status (identity codes are kept). */
 function transportError(error: unknown): SpikeApiError {
-  if (error instanceof SpikeApiError) return error;
+  if (isSpikeApiError(error)) return error;
   if (isSpikeError(error)) {
     const message =
       error.code === 'net_peer_connection'
@@ -478,7 +489,7 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
         await sleep(backoffDelay(retry, attempt));
         continue;
       }
-      if (response.status === 503 && !last) {
+      if (response.status === NOT_READY_STATUS && !last) {
         await sleep(backoffDelay(retry, attempt));
         continue;
       }
@@ -507,9 +518,6 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     return (await sendOk(path, input, OCTET_TYPE, true)).body;
   }
 
-  const SECRETS = '/v1/store/secrets';
-  const POLICY = '/v1/acl/policy';
-
   const putPolicy = async (policy: PolicyInput): Promise<void> => {
     if (typeof policy !== 'object' || policy === null)
       throw new TypeError('policy must be an object');
@@ -517,7 +525,7 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     checkString(policy.spiffeIdPattern, 'spiffeIdPattern');
     checkString(policy.pathPattern, 'pathPattern');
     if (!Array.isArray(policy.permissions)) throw new TypeError('permissions must be an array');
-    await call(POLICY, {
+    await call(TARGET.policyPut, {
       name: policy.name,
       spiffeidPattern: policy.spiffeIdPattern,
       pathPattern: policy.pathPattern,
@@ -544,19 +552,19 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     async ready() {
       let response: MtlsResponse;
       try {
-        response = await transport.request('/ready', { method: 'GET' });
+        response = await transport.request(PROBE_PATHS.ready, { method: 'GET' });
       } catch (error) {
         throw transportError(error);
       }
       if (response.status === 200) return true;
-      if (response.status === 503) return false;
+      if (response.status === NOT_READY_STATUS) return false;
       throw answerError(response);
     },
 
     async getSecret(path, opts = {}) {
       checkString(path, 'path');
       checkVersion(opts.version);
-      const res = await call(`${SECRETS}?action=get`, {
+      const res = await call(TARGET.secretGet, {
         path,
         ...(opts.version === undefined ? {} : { version: opts.version }),
       });
@@ -565,38 +573,38 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
 
     async putSecret(path, values) {
       checkString(path, 'path');
-      await call(SECRETS, { path, values: checkValues(values) }, false);
+      await call(TARGET.secretPut, { path, values: checkValues(values) }, false);
     },
 
     async deleteSecret(path, versions = []) {
       checkString(path, 'path');
-      await call(`${SECRETS}?action=delete`, { path, versions: checkVersions(versions) });
+      await call(TARGET.secretDelete, { path, versions: checkVersions(versions) });
     },
 
     async undeleteSecret(path, versions = []) {
       checkString(path, 'path');
-      await call(`${SECRETS}?action=undelete`, { path, versions: checkVersions(versions) }, false);
+      await call(TARGET.secretUndelete, { path, versions: checkVersions(versions) }, false);
     },
 
     async destroySecret(path, versions = []) {
       checkString(path, 'path');
-      await call(`${SECRETS}?action=destroy`, { path, versions: checkVersions(versions) });
+      await call(TARGET.secretDestroy, { path, versions: checkVersions(versions) });
     },
 
     async purgeSecret(path) {
       checkString(path, 'path');
-      await call(`${SECRETS}?action=purge`, { path }, false);
+      await call(TARGET.secretPurge, { path }, false);
     },
 
     async listSecretKeys() {
-      const res = await call(`${SECRETS}?action=list`, {});
+      const res = await call(TARGET.secretList, {});
       return stringArray(res.keys, 'secret keys');
     },
 
     async getSecretMetadata(path, opts = {}) {
       checkString(path, 'path');
       checkVersion(opts.version);
-      const res = await call(`${SECRETS}/metadata?action=get`, {
+      const res = await call(TARGET.secretMetadata, {
         path,
         ...(opts.version === undefined ? {} : { version: opts.version }),
       });
@@ -636,7 +644,7 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
 
     async getPolicy(name) {
       checkString(name, 'name');
-      const res = await call(`${POLICY}?action=get`, { id: name });
+      const res = await call(TARGET.policyGet, { id: name });
       if (typeof res.name !== 'string') throw malformedResponse('policy name');
       const pattern = res.spiffiedPattern ?? res.spiffeidPattern;
       if (typeof pattern !== 'string' || typeof res.pathPattern !== 'string') {
@@ -660,7 +668,7 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
       if (filter.pathPattern !== undefined && filter.pathPattern !== '') {
         body.pathPattern = filter.pathPattern;
       }
-      const res = await call(`${POLICY}?action=list`, body);
+      const res = await call(TARGET.policyList, body);
       if (res.policies === null) return [];
       if (!Array.isArray(res.policies)) throw malformedResponse('policies');
       return res.policies.map((raw: unknown) => {
@@ -674,22 +682,22 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
 
     async deletePolicy(name) {
       checkString(name, 'name');
-      await call(`${POLICY}?action=delete`, { id: name }, false);
+      await call(TARGET.policyDelete, { id: name }, false);
     },
 
     async encrypt(plaintext) {
       checkBytes(plaintext, 'plaintext');
-      return stream('/v1/cipher/encrypt', plaintext);
+      return stream(TARGET.encrypt, plaintext);
     },
 
     async decrypt(ciphertext) {
       checkBytes(ciphertext, 'ciphertext');
-      return stream('/v1/cipher/decrypt', ciphertext);
+      return stream(TARGET.decrypt, ciphertext);
     },
 
     async encryptJson(plaintext, opts = {}) {
       checkBytes(plaintext, 'plaintext');
-      const res = await call('/v1/cipher/encrypt', {
+      const res = await call(TARGET.encrypt, {
         plaintext: toBase64(plaintext),
         ...(opts.algorithm === undefined ? {} : { algorithm: opts.algorithm }),
       });
@@ -708,7 +716,7 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
       }
       checkBytes(input.nonce, 'nonce');
       checkBytes(input.ciphertext, 'ciphertext');
-      const res = await call('/v1/cipher/decrypt', {
+      const res = await call(TARGET.decrypt, {
         version: input.version,
         nonce: toBase64(input.nonce),
         ciphertext: toBase64(input.ciphertext),
@@ -718,7 +726,7 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     },
 
     async recover() {
-      const res = await call('/v1/operator/recover', {});
+      const res = await call(TARGET.recover, {});
       if (!Array.isArray(res.shards)) throw malformedResponse('shards');
       try {
         return res.shards.map((s: unknown) => parseShardEnvelope(s));
@@ -730,7 +738,7 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     async restore(shard) {
       const envelope =
         typeof shard === 'string' ? parseRecoveryLine(shard) : parseShardEnvelope(shard);
-      const res = await call('/v1/operator/restore', { ...envelope }, false);
+      const res = await call(TARGET.restore, { ...envelope }, false);
       if (typeof res.restored !== 'boolean') throw malformedResponse('restored');
       return {
         collected: integer(res.collected, 'collected'),

@@ -26,6 +26,11 @@ export const CONTENT_TYPES = Object.freeze({
   text: 'text/plain; charset=utf-8',
 } as const);
 
+/** True for a `text/plain` content type, parameters or not (stream-mode decrypt errors, §8). */
+export function isTextPlain(contentType: string | null | undefined): boolean {
+  return contentType?.startsWith('text/plain') === true;
+}
+
 // `Headers` objects: a `Response` copies them (cheaper from `Headers` than from a record), so the
 // shared objects are never changed by what happens to a response.
 const JSON_HEADERS = new Headers({ ...NO_STORE_HEADERS, 'Content-Type': CONTENT_TYPES.json });
