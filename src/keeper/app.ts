@@ -107,19 +107,11 @@ function toEnvelope(held: HeldShard): ShardEnvelope {
   };
 }
 
-/**
- * Creates the Keeper app (spike-api.md §9 "Keeper routes", §12): `POST /v1/store/contribute`
- * (nexus, bootstrap), `POST /v1/store/shard` (nexus), `GET /health`, `GET /ready`.
- */
-export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
-  const log = options.log ?? NOOP_LOGGER;
+/** The caller check: the caller's ID when it has one of `roles`, otherwise `undefined` (→ 401). */
+function createAuthoriser(options: KeeperAppOptions, log: KeeperLogger) {
   const nexusRoots = [...options.trustRoots.nexus];
   const bootstrapRoots = [...options.trustRoots.bootstrap];
-  let current: HeldShard | undefined;
-  let previous: HeldShard | undefined;
-
-  /** The caller's ID when it has one of `roles`, otherwise `undefined` (→ 401). */
-  function authorise(
+  return function authorise(
     request: Request,
     route: string,
     roles: readonly ('nexus' | 'bootstrap')[],
@@ -137,7 +129,18 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
       return undefined;
     }
     return id;
-  }
+  };
+}
+
+/**
+ * Creates the Keeper app (spike-api.md §9 "Keeper routes", §12): `POST /v1/store/contribute`
+ * (nexus, bootstrap), `POST /v1/store/shard` (nexus), `GET /health`, `GET /ready`.
+ */
+export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
+  const log = options.log ?? NOOP_LOGGER;
+  const authorise = createAuthoriser(options, log);
+  let current: HeldShard | undefined;
+  let previous: HeldShard | undefined;
 
   async function contribute(request: Request): Promise<Response> {
     const { path: route, zero: zeroBody } = KEEPER_ROUTES.contribute;

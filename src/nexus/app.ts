@@ -199,19 +199,16 @@ function newState(request: Request): RequestState {
   };
 }
 
-/**
- * Creates the Nexus app (spike-api.md §3–§9, §12). See the module header for the processing
- * order, error bodies, audit and mounts.
- */
-export function createNexusApp(deps: NexusAppDeps): NexusApp {
+/** The audit step of the pipeline: one line per answered request (§12). */
+interface AuditTrail {
+  /** Writes the audit line of `response` and returns it. */
+  finish(state: RequestState, response: Response): Response;
+  /** The error answer for `error` with the route's zero-valued body, audited. */
+  fail(state: RequestState, zero: Readonly<Record<string, unknown>>, error: unknown): Response;
+}
+
+function createAuditTrail(deps: NexusAppDeps): AuditTrail {
   const clock = deps.clock ?? (() => new Date());
-  const engine =
-    deps.policyEngine ?? createPolicyEngine({ store: deps.policies, trustRoots: deps.trustRoots });
-  const mounts = deps.mounts ?? [];
-  // Peer IDs that passed the §2 re-check. A workload's ID is fixed, so the check runs once per
-  // ID rather than once per request; bounded, it starts over when full.
-  const checkedPeers = new Set<string>();
-  const ready = () => deps.backend === 'memory' || deps.keys.keys() !== undefined;
 
   function finish(state: RequestState, response: Response): Response {
     try {
@@ -254,6 +251,18 @@ export function createNexusApp(deps: NexusAppDeps): NexusApp {
     return finish(state, response);
   }
 
+  return { finish, fail };
+}
+
+/** The identity and authorisation steps: the caller's §2 re-checked ID, then the route's guard. */
+function createGate(
+  deps: NexusAppDeps,
+  engine: PolicyEngine,
+): (request: Request, state: RequestState, guard: Guard) => Promise<void> {
+  // Peer IDs that passed the §2 re-check. A workload's ID is fixed, so the check runs once per
+  // ID rather than once per request; bounded, it starts over when full.
+  const checkedPeers = new Set<string>();
+
   /** The §2 re-checked peer ID, or 401. */
   function identify(request: Request, state: RequestState): string {
     const id = deps.peerOf(request);
@@ -268,7 +277,7 @@ export function createNexusApp(deps: NexusAppDeps): NexusApp {
   }
 
   /** Identity, then the route's role or policy check (§1, §7). */
-  async function check(request: Request, state: RequestState, guard: Guard): Promise<void> {
+  return async function check(request, state, guard) {
     const id = identify(request, state);
     if ('role' in guard) {
       if (!hasRole(id, guard.role, deps.trustRoots[guard.role])) throw unauthorized();
@@ -282,34 +291,53 @@ export function createNexusApp(deps: NexusAppDeps): NexusApp {
       }
       throw unauthorized();
     }
-  }
+  };
+}
 
-  function contextOf(request: Request, state: RequestState): RouteContext {
-    const body = () => readBodyCapped(request, deps.maxBodyBytes);
-    return {
-      request,
-      deps,
-      engine,
-      body,
-      json: async <S extends GoJsonSchema>(schema: S) => decodeGoJson(await body(), schema),
-      keys(): DerivedKeys {
-        const keys = deps.keys.keys();
-        if (keys === undefined) throw new SpikeError('state_not_ready', 'no root key yet');
-        return keys;
-      },
-      secretPath(path) {
-        validateSecretPath(path);
-        state.resource = path;
-        return path;
-      },
-      setResource(resource) {
-        state.resource = resource;
-      },
-      setAuditError(code) {
-        state.err = code;
-      },
-    };
-  }
+/** What a route sees of its request (./routes/route.ts). */
+function contextOf(
+  deps: NexusAppDeps,
+  engine: PolicyEngine,
+  request: Request,
+  state: RequestState,
+): RouteContext {
+  const body = () => readBodyCapped(request, deps.maxBodyBytes);
+  return {
+    request,
+    deps,
+    engine,
+    body,
+    json: async <S extends GoJsonSchema>(schema: S) => decodeGoJson(await body(), schema),
+    keys(): DerivedKeys {
+      const keys = deps.keys.keys();
+      if (keys === undefined) throw new SpikeError('state_not_ready', 'no root key yet');
+      return keys;
+    },
+    secretPath(path) {
+      validateSecretPath(path);
+      state.resource = path;
+      return path;
+    },
+    setResource(resource) {
+      state.resource = resource;
+    },
+    setAuditError(code) {
+      state.err = code;
+    },
+  };
+}
+
+/**
+ * Creates the Nexus app (spike-api.md §3–§9, §12). See the module header for the processing
+ * order, error bodies, audit and mounts.
+ */
+export function createNexusApp(deps: NexusAppDeps): NexusApp {
+  const engine =
+    deps.policyEngine ?? createPolicyEngine({ store: deps.policies, trustRoots: deps.trustRoots });
+  const mounts = deps.mounts ?? [];
+  const ready = () => deps.backend === 'memory' || deps.keys.keys() !== undefined;
+  const { finish, fail } = createAuditTrail(deps);
+  const check = createGate(deps, engine);
 
   async function dispatch(request: Request, state: RequestState): Promise<Response> {
     const action = state.query.get('action') ?? '';
@@ -330,7 +358,7 @@ export function createNexusApp(deps: NexusAppDeps): NexusApp {
       ) {
         throw new SpikeError('api_bad_request', 'the memory backend has no shards');
       }
-      const response = await route.run(contextOf(request, state), (guard) =>
+      const response = await route.run(contextOf(deps, engine, request, state), (guard) =>
         check(request, state, guard),
       );
       return finish(state, response);
