@@ -294,37 +294,50 @@ function createGate(
   };
 }
 
-/** What a route sees of its request (./routes/route.ts). */
-function contextOf(
-  deps: NexusAppDeps,
-  engine: PolicyEngine,
-  request: Request,
-  state: RequestState,
-): RouteContext {
-  const body = () => readBodyCapped(request, deps.maxBodyBytes);
-  return {
-    request,
-    deps,
-    engine,
-    body,
-    json: async <S extends GoJsonSchema>(schema: S) => decodeGoJson(await body(), schema),
-    keys(): DerivedKeys {
-      const keys = deps.keys.keys();
-      if (keys === undefined) throw new SpikeError('state_not_ready', 'no root key yet');
-      return keys;
-    },
-    secretPath(path) {
-      validateSecretPath(path);
-      state.resource = path;
-      return path;
-    },
-    setResource(resource) {
-      state.resource = resource;
-    },
-    setAuditError(code) {
-      state.err = code;
-    },
-  };
+/**
+ * What a route sees of its request (./routes/route.ts). A class, so that serving a request
+ * allocates one object rather than a closure per method.
+ */
+class RequestContext implements RouteContext {
+  readonly deps: NexusAppDeps;
+  readonly engine: PolicyEngine;
+  readonly request: Request;
+  readonly #state: RequestState;
+
+  constructor(deps: NexusAppDeps, engine: PolicyEngine, request: Request, state: RequestState) {
+    this.deps = deps;
+    this.engine = engine;
+    this.request = request;
+    this.#state = state;
+  }
+
+  body(): Promise<Uint8Array> {
+    return readBodyCapped(this.request, this.deps.maxBodyBytes);
+  }
+
+  async json<S extends GoJsonSchema>(schema: S) {
+    return decodeGoJson(await this.body(), schema);
+  }
+
+  keys(): DerivedKeys {
+    const keys = this.deps.keys.keys();
+    if (keys === undefined) throw new SpikeError('state_not_ready', 'no root key yet');
+    return keys;
+  }
+
+  secretPath(path: string): string {
+    validateSecretPath(path);
+    this.#state.resource = path;
+    return path;
+  }
+
+  setResource(resource: string): void {
+    this.#state.resource = resource;
+  }
+
+  setAuditError(code: string): void {
+    this.#state.err = code;
+  }
 }
 
 /**
@@ -358,7 +371,7 @@ export function createNexusApp(deps: NexusAppDeps): NexusApp {
       ) {
         throw new SpikeError('api_bad_request', 'the memory backend has no shards');
       }
-      const response = await route.run(contextOf(deps, engine, request, state), (guard) =>
+      const response = await route.run(new RequestContext(deps, engine, request, state), (guard) =>
         check(request, state, guard),
       );
       return finish(state, response);
