@@ -142,7 +142,7 @@ export function streamTextOf(code: SpikeErrorCode): string | undefined {
 }
 
 /** What a status alone means to a client (spike-api.md §3 "SDK reaction"). */
-export function clientCodeForStatus(status: number): SpikeErrorCode {
+function clientCodeForStatus(status: number): SpikeErrorCode {
   for (const code of [
     'api_bad_request',
     'access_unauthorized',

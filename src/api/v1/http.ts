@@ -13,7 +13,7 @@ import type { SpikeErrorCode } from '../../core/errors.ts';
 import { httpErrorOf, type WireErrorCode } from './errors.ts';
 
 /** The cache headers of every answer. */
-export const NO_STORE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+const NO_STORE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'Cache-Control': 'no-store, no-cache, must-revalidate, private',
   Pragma: 'no-cache',
   Expires: '0',

@@ -17,7 +17,6 @@ import {
   MetadataResponse,
   PolicyGetResponse,
   PolicyListResponse,
-  REQUEST,
   type RequestName,
   RestoreResponse,
   SecretGetResponse,
@@ -122,9 +121,6 @@ export const NEXUS_ROUTES = Object.freeze({
   verify: route(P.verify, '', 'verify', 'verify', ZERO.verify, VerifyResponse, true),
 });
 
-/** The name of a Nexus route. */
-export type NexusRouteName = keyof typeof NEXUS_ROUTES;
-
 /** Every Keeper route (§9 "Keeper routes"). */
 export const KEEPER_ROUTES = Object.freeze({
   contribute: route(
@@ -141,9 +137,4 @@ export const KEEPER_ROUTES = Object.freeze({
 /** The request target of a route: its path, plus `?action=` when it has one. */
 export function routeTarget(spec: RouteSpec): string {
   return spec.action === '' ? spec.path : `${spec.path}?action=${spec.action}`;
-}
-
-/** The Go struct a route decodes. */
-export function requestOf(spec: RouteSpec) {
-  return REQUEST[spec.request];
 }

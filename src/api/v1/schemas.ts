@@ -130,7 +130,7 @@ export const DecryptResponse = Type.Object({
   plaintext: Nullable(Type.String({ contentEncoding: 'base64' })),
   err: Err,
 });
-export const ShardEnvelopeSchema = Type.Object({
+const ShardEnvelopeSchema = Type.Object({
   version: Type.Integer(),
   index: Type.Integer(),
   generation: Type.String(),
@@ -148,7 +148,6 @@ export const RestoreResponse = Type.Object({
   err: Err,
 });
 export const VerifyResponse = Type.Object({ hash: Type.String(), err: Err });
-export const ProbeResponse = Type.Object({ status: Type.String(), err: Err });
 
 /** A response body without its `err` field. */
 type Body<T extends TSchema> = Omit<Static<T>, 'err'>;

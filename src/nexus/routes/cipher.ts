@@ -23,7 +23,7 @@ import { CIPHER_EXEC_PATH } from '../../core/policy/engine.ts';
 import { defineRoute, type Guard, type NexusRoute, type RouteContext } from './route.ts';
 
 /** Bytes of the AES-GCM nonce and tag (§8). */
-export const NONCE_BYTES = 12;
+const NONCE_BYTES = 12;
 export const TAG_BYTES = 16;
 
 const EXECUTE: Guard = { path: CIPHER_EXEC_PATH, permission: 'execute' };
