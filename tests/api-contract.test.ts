@@ -239,3 +239,40 @@ describe('mounted prefixes', () => {
     expect((await nexus.app.handle(other)).status).toBe(400);
   });
 });
+
+describe('exact paths (issue 11 finding 5)', () => {
+  it('refuses a request whose raw target the Request normalised, when the transport tells', async () => {
+    const store = await openStore({ backend: 'memory' });
+    const keys = await createStaticRootKeyProvider(crypto.getRandomValues(new Uint8Array(32)));
+    const raw = new WeakMap<Request, string>();
+    const app = createNexusApp({
+      secrets: store.secrets(keys),
+      policies: store.policies(keys),
+      keys,
+      backend: 'memory',
+      trustRoots: TRUST,
+      maxBodyBytes: 1 << 20,
+      maxCipherBytes: 65536,
+      audit: () => {},
+      peerOf: () => SUPERUSER,
+      rawPathOf: (r) => raw.get(r),
+    });
+    const send = async (target: string) => {
+      const request = new Request(`https://localhost${target}`, {
+        method: 'POST',
+        body: '{"path":"a/b","values":{}}',
+      });
+      raw.set(request, target);
+      return (await app.handle(request)).status;
+    };
+    for (const target of [
+      '/v1/store/./secrets',
+      '/v1/store/%2e/secrets',
+      '/v1/x/../store/secrets',
+    ]) {
+      expect({ target, status: await send(target) }).toEqual({ target, status: 400 });
+    }
+    expect(await send('/v1/store/secrets?action=list')).toBe(200);
+    expect(await send('/v1/store/secrets')).toBe(200);
+  });
+});

@@ -19,7 +19,7 @@
  * authorisation → 401; envelope validation → 400; execute.
  */
 import { errorResponse, jsonResponse, probeResponse } from '../api/v1/http.ts';
-import { KEEPER_PATHS, KEEPER_ROUTES, PROBE_PATHS } from '../api/v1/routes.ts';
+import { actionOf, KEEPER_PATHS, KEEPER_ROUTES, PROBE_PATHS } from '../api/v1/routes.ts';
 import { REQUEST, ZERO } from '../api/v1/schemas.ts';
 import { fromHex, toHex, zero } from '../core/bytes.ts';
 import { isSpikeError, type SpikeErrorCode } from '../core/errors.ts';
@@ -211,7 +211,7 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
       return probeResponse(path, current !== undefined);
     }
     const known = path === KEEPER_PATHS.contribute || path === KEEPER_PATHS.shard;
-    if (request.method !== 'POST' || !known || url.searchParams.get('action')) {
+    if (request.method !== 'POST' || !known || actionOf(url.searchParams) !== '') {
       return fail('api_bad_request', ZERO.empty);
     }
     return path === KEEPER_PATHS.contribute ? contribute(request) : shard(request);

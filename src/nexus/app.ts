@@ -32,14 +32,14 @@
  * a value (§12). Mounted handlers are audited the same way (action and resource as they report).
  */
 import { errorResponse, probeResponse } from '../api/v1/http.ts';
-import { NEXUS_PATHS, PROBE_PATHS } from '../api/v1/routes.ts';
+import { actionOf, NEXUS_PATHS, PROBE_PATHS, secretPathRule } from '../api/v1/routes.ts';
 import { ZERO } from '../api/v1/schemas.ts';
 import { isSpikeError, SpikeError, type SpikeErrorCode } from '../core/errors.ts';
 import { readBodyCapped } from '../core/http/body.ts';
 import { decodeGoJson, type GoJsonSchema } from '../core/http/go-json.ts';
 import { type AuditOutcome, formatAuditLine, type Logger } from '../core/log.ts';
 import { createPolicyEngine, type PolicyEngine, type TrustRoots } from '../core/policy/engine.ts';
-import { validateSecretPath } from '../core/policy/validate.ts';
+import { isValidSecretPath, validateSecretPath } from '../core/policy/validate.ts';
 import type { RestoreStatus, ShardEnvelope } from '../core/shamir/shards.ts';
 import { isSpiffeId } from '../core/spiffe/id.ts';
 import { hasRole, isWirePeerId } from '../core/spike/roles.ts';
@@ -110,6 +110,12 @@ export interface NexusAppDeps {
   readonly policyEngine?: PolicyEngine;
   /** Where unexpected faults are reported (error name and code only, never a message or value). */
   readonly logger?: Logger;
+  /**
+   * The request target exactly as the client sent it (HTTP/2 `:path`), from the transport. A Web
+   * `Request` has removed `.` and `..` segments (and `%2e`) from its URL; with this hook Nexus
+   * refuses such a request instead of serving the normalised route. Absent: no raw check.
+   */
+  readonly rawPathOf?: (request: Request) => string | undefined;
   /** APIs served under path prefixes (see `NexusMount`); checked in order. */
   readonly mounts?: readonly NexusMount[];
 }
@@ -169,13 +175,17 @@ function clip(value: string, max: number): string {
   return value.length > max ? `${value.slice(0, max)}…` : value;
 }
 
-function isValidSecretPath(path: string): boolean {
-  try {
-    validateSecretPath(path);
-    return true;
-  } catch {
-    return false;
-  }
+/** A well-formed secret path (§5 characters and length, and the segment rules). */
+function isWellFormedPath(path: string): boolean {
+  return isValidSecretPath(path) && secretPathRule(path) === undefined;
+}
+
+/** False when the transport's raw target has a path other than the (normalised) parsed one. */
+function isExactPath(deps: NexusAppDeps, request: Request, path: string): boolean {
+  const raw = deps.rawPathOf?.(request);
+  if (raw === undefined) return true;
+  const end = raw.indexOf('?');
+  return (end === -1 ? raw : raw.slice(0, end)) === path;
 }
 
 function newState(request: Request): RequestState {
@@ -286,7 +296,7 @@ function createGate(
     if (!(await engine.checkAccess(id, guard.path, [guard.permission]))) {
       // Auditors need to see which path was refused; record it when it is a well-formed path
       // (never arbitrary input), although validation proper comes after authorisation (§3).
-      if (state.resource === undefined && isValidSecretPath(guard.path)) {
+      if (state.resource === undefined && isWellFormedPath(guard.path)) {
         state.resource = guard.path;
       }
       throw unauthorized();
@@ -327,6 +337,8 @@ class RequestContext implements RouteContext {
 
   secretPath(path: string): string {
     validateSecretPath(path);
+    const rule = secretPathRule(path);
+    if (rule !== undefined) throw new SpikeError('api_bad_request', rule);
     this.#state.resource = path;
     return path;
   }
@@ -353,7 +365,14 @@ export function createNexusApp(deps: NexusAppDeps): NexusApp {
   const check = createGate(deps, engine);
 
   async function dispatch(request: Request, state: RequestState): Promise<Response> {
-    const action = state.query.get('action') ?? '';
+    const action = actionOf(state.query);
+    if (action === undefined) {
+      return fail(
+        state,
+        ZERO.empty,
+        new SpikeError('api_bad_request', 'query keys are exact: use "action"'),
+      );
+    }
     const route = ROUTE_TABLE.get(`${state.path}?${action}`);
     if (route === undefined) {
       return fail(state, ZERO.empty, new SpikeError('api_bad_request', 'unknown route'));
@@ -403,6 +422,13 @@ export function createNexusApp(deps: NexusAppDeps): NexusApp {
       if (state.path === PROBE_PATHS.health || state.path === PROBE_PATHS.ready) {
         return probeResponse(state.path, ready());
       }
+    }
+    if (!isExactPath(deps, request, state.path)) {
+      return fail(
+        state,
+        ZERO.empty,
+        new SpikeError('api_bad_request', 'paths are exact: no "." or ".." segments'),
+      );
     }
     for (const mount of mounts) {
       if (state.path.startsWith(mount.prefix)) return delegate(mount, request, state);

@@ -138,3 +138,33 @@ export const KEEPER_ROUTES = Object.freeze({
 export function routeTarget(spec: RouteSpec): string {
   return spec.action === '' ? spec.path : `${spec.path}?action=${spec.action}`;
 }
+
+/**
+ * The `action` of a request: the first `action` query value (absent = `''`), or `undefined` when
+ * a query key spells `action` in another case (`?ACTION=get`): a request means exactly what it
+ * says, so a mis-cased key is refused rather than read as "no action" (which would be a write).
+ */
+export function actionOf(query: URLSearchParams): string | undefined {
+  for (const key of query.keys()) {
+    if (key !== 'action' && key.toLowerCase() === 'action') return undefined;
+  }
+  return query.get('action') ?? '';
+}
+
+/**
+ * The rule a secret path breaks beyond the character rules of §5, or `undefined`: a secret path is
+ * a `/`-separated list of names, so no leading or trailing `/`, and no empty, `.` or `..`
+ * segment (they would name the same secret in two spellings).
+ */
+export function secretPathRule(path: string): string | undefined {
+  if (path.startsWith('/') || path.endsWith('/')) {
+    return 'path must not start or end with "/"';
+  }
+  for (const segment of path.split('/')) {
+    if (segment === '') return 'path must not contain an empty segment ("//")';
+    if (segment === '.' || segment === '..') {
+      return 'path must not contain a "." or ".." segment';
+    }
+  }
+  return undefined;
+}
