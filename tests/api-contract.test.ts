@@ -8,7 +8,7 @@ import { describe, expect, it } from 'bun:test';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ERROR_TABLE, httpErrorOf } from '../src/api/v1/errors.ts';
-import { errorResponse, streamErrorResponse } from '../src/api/v1/http.ts';
+import { errorResponse, REASON_HEADER, streamErrorResponse } from '../src/api/v1/http.ts';
 import { KEEPER_ROUTES, NEXUS_ROUTES, routeTarget } from '../src/api/v1/routes.ts';
 import { REQUEST, requestSchemaOf, ZERO } from '../src/api/v1/schemas.ts';
 import { SpikeError, type SpikeErrorCode } from '../src/core/errors.ts';
@@ -145,6 +145,24 @@ describe('the error table', () => {
       const answer = await wire(streamErrorResponse(text));
       expect(errorForResponse(answer.status, answer.body, answer.type).code).toBe(code);
     }
+  });
+
+  it('carries the rule a 400 broke to the SDK error, and no reason on other statuses', async () => {
+    const bad = errorResponse('api_bad_request', ZERO.empty, 'path must not start or end with "/"');
+    const reason = bad.response.headers.get(REASON_HEADER) ?? undefined;
+    const answer = await wire(bad.response);
+    const sdk = errorForResponse(answer.status, answer.body, answer.type, reason);
+    expect([sdk.code, sdk.reason]).toEqual([
+      'api_bad_request',
+      'path must not start or end with "/"',
+    ]);
+    for (const code of ['access_unauthorized', 'api_not_found', 'api_internal_error'] as const) {
+      const other = errorResponse(code, ZERO.empty, 'internal detail');
+      expect(other.response.headers.get(REASON_HEADER)).toBeNull();
+    }
+    // Header-safe and bounded.
+    const odd = errorResponse('api_bad_request', ZERO.empty, `é\n${'x'.repeat(500)}`).response;
+    expect(odd.headers.get(REASON_HEADER)).toMatch(/^\?\?x{198}$/);
   });
 
   it('lets the status decide when the body disagrees with it', async () => {

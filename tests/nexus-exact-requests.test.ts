@@ -21,7 +21,11 @@ async function post(path: string, body: unknown) {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
-  return { status: res.status, json: JSON.parse(new TextDecoder().decode(res.body)) as unknown };
+  return {
+    status: res.status,
+    json: JSON.parse(new TextDecoder().decode(res.body)) as unknown,
+    reason: res.headers['spike-error-reason'],
+  };
 }
 
 async function keys(): Promise<unknown> {
@@ -49,7 +53,12 @@ describe('action', () => {
     const before = await keys();
     for (const query of ['?ACTION=get', '?Action=get', '?action=get&ACTION=list', '?aCtIoN=']) {
       const reply = await post(`/v1/store/secrets${query}`, { path: 'app/new', values: {} });
-      expect({ query, ...reply }).toEqual({ query, status: 400, json: { err: 'api_bad_request' } });
+      expect({ query, status: reply.status, json: reply.json }).toEqual({
+        query,
+        status: 400,
+        json: { err: 'api_bad_request' },
+      });
+      expect(reply.reason).toContain('"action"');
     }
     expect(await keys()).toEqual(before);
   });
@@ -72,7 +81,12 @@ describe('secret paths', () => {
     const before = await keys();
     for (const path of bad) {
       const put = await post('/v1/store/secrets', { path, values: { k: 'v' } });
-      expect({ path, ...put }).toEqual({ path, status: 400, json: { err: 'api_bad_request' } });
+      expect({ path, status: put.status, json: put.json }).toEqual({
+        path,
+        status: 400,
+        json: { err: 'api_bad_request' },
+      });
+      expect({ path, reason: put.reason }).toEqual({ path, reason: secretPathRule(path) });
       const get = await post('/v1/store/secrets?action=get', { path });
       expect({ path, status: get.status }).toEqual({ path, status: 400 });
     }
@@ -81,6 +95,23 @@ describe('secret paths', () => {
     expect((await post('/v1/store/secrets', { path: 'app/.env.d/x..y', values: {} })).status).toBe(
       200,
     );
+  });
+
+  it('other 400s name their rule too; 401 and 404 say nothing more than their code', async () => {
+    const regex = await post('/v1/acl/policy', {
+      name: 'p',
+      spiffeidPattern: '^spiffe://spike\\.ist/(x$',
+      pathPattern: '^app/.*$',
+      permissions: ['read'],
+    });
+    expect([regex.status, regex.reason]).toEqual([
+      400,
+      'invalid spiffeidPattern: not a valid RE2 expression',
+    ]);
+    const big = await post('/v1/cipher/encrypt', { plaintext: btoa('x'.repeat(70_000)) });
+    expect([big.status, big.reason]).toEqual([400, 'plaintext over 65536 bytes']);
+    const missing = await post('/v1/store/secrets?action=get', { path: 'app/none' });
+    expect([missing.status, missing.reason]).toEqual([404, undefined]);
   });
 
   it('name the broken rule (what the server logs and reports)', () => {

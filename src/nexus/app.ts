@@ -253,7 +253,9 @@ function createAuditTrail(deps: NexusAppDeps): AuditTrail {
         error: error instanceof Error ? error.name : typeof error,
       });
     }
-    const { response, err } = errorResponse(code ?? 'api_internal_error', zero);
+    // The rule a 400 broke travels in its own header (src/api/v1/http.ts `REASON_HEADER`).
+    const reason = isSpikeError(error) ? error.message : undefined;
+    const { response, err } = errorResponse(code ?? 'api_internal_error', zero, reason);
     if (response.status === 500 && code !== undefined && code !== 'crypto_decryption_failed') {
       deps.logger?.error('request failed', { trail: state.trail, code });
     }

@@ -35,7 +35,7 @@
  * and other statuses are never retried.
  */
 import { httpErrorOf } from '../api/v1/errors.ts';
-import { CONTENT_TYPES } from '../api/v1/http.ts';
+import { CONTENT_TYPES, REASON_HEADER } from '../api/v1/http.ts';
 import { PROBE_PATHS } from '../api/v1/routes.ts';
 import { isSpikeError, SpikeError } from '../core/errors.ts';
 import { authorizeMatching } from '../core/spiffe/authorizer.ts';
@@ -106,7 +106,12 @@ function transportError(error: unknown): SpikeApiError {
 
 /** The error for a non-200 answer (./errors.ts). */
 function answerError(response: MtlsResponse): SpikeApiError {
-  return errorForResponse(response.status, response.body, response.headers['content-type']);
+  return errorForResponse(
+    response.status,
+    response.body,
+    response.headers['content-type'],
+    response.headers[REASON_HEADER],
+  );
 }
 
 /** One request to send: `repeatable` = safe to send again after a failure that may have reached Nexus. */

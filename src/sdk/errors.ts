@@ -26,15 +26,21 @@ import { isSpikeError, SpikeError, type SpikeErrorCode } from '../core/errors.ts
  */
 export class SpikeApiError extends SpikeError {
   readonly status: number | undefined;
+  /**
+   * The rule a `400` broke, as Nexus named it (`spike-error-reason`, e.g. `invalid pathPattern:
+   * not a valid RE2 expression`); `undefined` when Nexus gave none.
+   */
+  readonly reason: string | undefined;
 
   constructor(
     code: SpikeErrorCode,
     message: string,
     status: number | undefined,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; reason?: string },
   ) {
     super(code, message, options);
     this.status = status;
+    this.reason = options?.reason;
   }
 }
 
@@ -55,10 +61,11 @@ export function errorForResponse(
   status: number,
   body: Uint8Array,
   contentType: string | undefined,
+  reason?: string,
 ): SpikeApiError {
   const code = clientCodeOf(status, bodyErr(body, contentType), isTextPlain(contentType));
   const message = clientMessageOf(code, status);
-  return new SpikeApiError(code, message, status);
+  return new SpikeApiError(code, message, status, reason === undefined ? {} : { reason });
 }
 
 /** A 200 whose body is not what the route answers (or carries `err`). */

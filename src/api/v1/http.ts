@@ -52,6 +52,23 @@ export function streamErrorResponse(text: string): Response {
   return new Response(`${text}\n`, { status: 400, headers: TEXT_HEADERS });
 }
 
+/**
+ * The header that carries the rule a `400` broke (e.g. `invalid pathPattern: not a valid RE2
+ * expression`, `ciphertext over 65536 bytes`), next to the upstream body `{ ..., err }` that stays
+ * as it is. Only on 400s: the text names a field or rule, never a value (every validation message
+ * is fixed text); other statuses say nothing beyond their code.
+ */
+export const REASON_HEADER = 'spike-error-reason';
+
+/** Longest reason sent; longer texts are cut. */
+const MAX_REASON = 200;
+
+/** The reason as a header value: printable ASCII only, bounded. */
+function headerSafe(reason: string): string {
+  const clean = reason.replace(/[^\x20-\x7e]/g, '?');
+  return clean.length > MAX_REASON ? clean.slice(0, MAX_REASON) : clean;
+}
+
 /** An error answer and the wire code it carries (for the audit line). */
 export interface ErrorAnswer {
   readonly response: Response;
@@ -62,9 +79,16 @@ export interface ErrorAnswer {
 export function errorResponse(
   code: SpikeErrorCode | string,
   zero: Readonly<Record<string, unknown>>,
+  reason?: string,
 ): ErrorAnswer {
   const { status, err } = httpErrorOf(code);
-  return { response: jsonResponse(status, { ...zero, err }), err };
+  const body = JSON.stringify({ ...zero, err });
+  if (status !== 400 || reason === undefined || reason === '') {
+    return { response: new Response(body, { status, headers: JSON_HEADERS }), err };
+  }
+  const headers = new Headers(JSON_HEADERS);
+  headers.set(REASON_HEADER, headerSafe(reason));
+  return { response: new Response(body, { status, headers }), err };
 }
 
 /** The probe answers (§12): `/health` always, `/ready` by state. */

@@ -33,8 +33,8 @@ function isStreamMode(request: Request): boolean {
   return request.headers.get('content-type') === 'application/octet-stream';
 }
 
-function tooLargeForCipher(): SpikeError {
-  return new SpikeError('api_bad_request', 'cipher input larger than the configured maximum');
+function tooLargeForCipher(what: 'plaintext' | 'ciphertext', max: number): SpikeError {
+  return new SpikeError('api_bad_request', `${what} over ${max} bytes`);
 }
 
 /** The nonce of a JSON request: exactly 12 bytes (§8). */
@@ -48,7 +48,9 @@ export function requireNonce(nonce: Uint8Array | null): Uint8Array {
 /** Stream-mode decrypt: the tested stream format, failures as `400 text/plain` (§8). */
 async function decryptStream(ctx: RouteContext): Promise<Response> {
   const body = await ctx.body();
-  if (body.length - 1 - NONCE_BYTES > ctx.deps.maxCipherBytes) throw tooLargeForCipher();
+  if (body.length - 1 - NONCE_BYTES > ctx.deps.maxCipherBytes) {
+    throw tooLargeForCipher('ciphertext', ctx.deps.maxCipherBytes);
+  }
   const keys = ctx.keys();
   try {
     return octetResponse(await decryptCipherStream(keys.cipher, body));
@@ -72,7 +74,9 @@ export const CIPHER_ROUTES: readonly NexusRoute[] = [
     },
     guard: () => EXECUTE,
     async handle(ctx, { stream, plaintext }) {
-      if (plaintext.length > ctx.deps.maxCipherBytes) throw tooLargeForCipher();
+      if (plaintext.length > ctx.deps.maxCipherBytes) {
+        throw tooLargeForCipher('plaintext', ctx.deps.maxCipherBytes);
+      }
       const key = ctx.keys().cipher;
       if (stream) return octetResponse(await encryptCipherStream(key, plaintext));
       const parts = await encryptCipherParts(key, plaintext);
@@ -96,7 +100,9 @@ export const CIPHER_ROUTES: readonly NexusRoute[] = [
       }
       const nonce = requireNonce(req.nonce);
       const ciphertext = req.ciphertext ?? new Uint8Array(0);
-      if (ciphertext.length > ctx.deps.maxCipherBytes) throw tooLargeForCipher();
+      if (ciphertext.length > ctx.deps.maxCipherBytes) {
+        throw tooLargeForCipher('ciphertext', ctx.deps.maxCipherBytes);
+      }
       if (ciphertext.length < TAG_BYTES) {
         throw new SpikeError('api_bad_request', 'invalid ciphertext: shorter than the tag');
       }
