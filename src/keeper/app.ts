@@ -18,8 +18,12 @@
  * (and `action` absent or empty) → else 400; body (≤ 4 KiB, streamed) and JSON → 400;
  * authorisation → 401; envelope validation → 400; execute.
  */
+import { errorResponse, jsonResponse, probeResponse } from '../api/v1/http.ts';
+import { actionOf, KEEPER_PATHS, KEEPER_ROUTES, PROBE_PATHS } from '../api/v1/routes.ts';
+import { REQUEST, ZERO } from '../api/v1/schemas.ts';
 import { fromHex, toHex, zero } from '../core/bytes.ts';
-import { isSpikeError } from '../core/errors.ts';
+import { isSpikeError, type SpikeErrorCode } from '../core/errors.ts';
+import { readBodyCapped } from '../core/http/body.ts';
 import { decodeGoJson, type GoJsonResult, type GoJsonSchema } from '../core/http/go-json.ts';
 import type { Logger } from '../core/log.ts';
 import { parseShardEnvelope, type ShardEnvelope } from '../core/shamir/shards.ts';
@@ -56,84 +60,40 @@ interface HeldShard {
   readonly shard: Uint8Array;
 }
 
-const JSON_HEADERS: Readonly<Record<string, string>> = {
-  'Content-Type': 'application/json',
-  'Cache-Control': 'no-store, no-cache, must-revalidate, private',
-  Pragma: 'no-cache',
-  Expires: '0',
-};
-
-function json(status: number, body: unknown): Response {
-  return new Response(JSON.stringify(body), { status, headers: JSON_HEADERS });
+/** An error answer with a route's zero-valued body (the one table, src/api/v1/errors.ts). */
+function fail(code: SpikeErrorCode, zeroBody: Readonly<Record<string, unknown>>): Response {
+  return errorResponse(code, zeroBody).response;
 }
-
-const ROUTES: ReadonlyMap<string, 'GET' | 'POST'> = new Map([
-  ['/health', 'GET'],
-  ['/ready', 'GET'],
-  ['/v1/store/contribute', 'POST'],
-  ['/v1/store/shard', 'POST'],
-]);
 
 const NOOP_LOGGER: KeeperLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** A decoded body, or why it was refused (never the body itself). */
 type BodyResult<T> = { ok: true; value: T } | { ok: false; reason: string };
 
-/** The envelope as a Go struct (spike-api.md §9), decoded before `parseShardEnvelope` checks it. */
-const ENVELOPE_SCHEMA = {
-  version: 'int',
-  index: 'int',
-  generation: 'string',
-  kcv: 'string',
-  shard: 'string',
-} as const satisfies GoJsonSchema;
-
 /**
- * Reads at most `KEEPER_MAX_BODY_BYTES` of the streamed body and decodes it with Go
- * `encoding/json` semantics (spike-api.md §3 "Request JSON"). A larger body is refused as soon as
- * the cap is crossed (the stream is cancelled, not drained, and not awaited: a hostile stream may
- * never settle), whatever `Content-Length` says. Unlike the shared `readBodyCapped`, every chunk
- * and the assembled bytes are zeroed once decoded, since they may hold a shard.
+ * Reads at most `KEEPER_MAX_BODY_BYTES` of the streamed body with the shared capped reader
+ * (src/core/http/body.ts, in its wiping mode: every chunk is zeroed once copied) and decodes it
+ * with Go `encoding/json` semantics (spike-api.md §3 "Request JSON"). The assembled bytes are
+ * zeroed once decoded, since they may hold a shard.
  */
 async function readBody<S extends GoJsonSchema>(
   request: Request,
   schema: S,
 ): Promise<BodyResult<GoJsonResult<S>>> {
-  const declared = request.headers.get('content-length');
-  if (declared !== null && Number(declared) > KEEPER_MAX_BODY_BYTES) {
-    request.body?.cancel().catch(() => undefined);
-    return { ok: false, reason: 'body too large' };
-  }
-  const buffer = new Uint8Array(KEEPER_MAX_BODY_BYTES);
-  let length = 0;
+  let bytes: Uint8Array;
   try {
-    if (request.body !== null) {
-      const reader = request.body.getReader();
-      try {
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          if (length + value.length > KEEPER_MAX_BODY_BYTES) {
-            zero(value);
-            reader.cancel().catch(() => undefined);
-            return { ok: false, reason: 'body too large' };
-          }
-          buffer.set(value, length);
-          length += value.length;
-          zero(value);
-        }
-      } catch {
-        return { ok: false, reason: 'body could not be read' };
-      }
-    }
-    try {
-      return { ok: true, value: decodeGoJson(buffer.subarray(0, length), schema) };
-    } catch (error) {
-      // The decoder's messages name at most a field, never a value.
-      return { ok: false, reason: isSpikeError(error) ? error.message : 'invalid JSON' };
-    }
+    bytes = await readBodyCapped(request, KEEPER_MAX_BODY_BYTES, { wipe: true });
+  } catch (error) {
+    // The reader's messages name the cap or the failure, never a byte of the body.
+    return { ok: false, reason: isSpikeError(error) ? error.message : 'body could not be read' };
+  }
+  try {
+    return { ok: true, value: decodeGoJson(bytes, schema) };
+  } catch (error) {
+    // The decoder's messages name at most a field, never a value.
+    return { ok: false, reason: isSpikeError(error) ? error.message : 'invalid JSON' };
   } finally {
-    zero(buffer);
+    zero(bytes);
   }
 }
 
@@ -147,19 +107,11 @@ function toEnvelope(held: HeldShard): ShardEnvelope {
   };
 }
 
-/**
- * Creates the Keeper app (spike-api.md §9 "Keeper routes", §12): `POST /v1/store/contribute`
- * (nexus, bootstrap), `POST /v1/store/shard` (nexus), `GET /health`, `GET /ready`.
- */
-export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
-  const log = options.log ?? NOOP_LOGGER;
+/** The caller check: the caller's ID when it has one of `roles`, otherwise `undefined` (→ 401). */
+function createAuthoriser(options: KeeperAppOptions, log: KeeperLogger) {
   const nexusRoots = [...options.trustRoots.nexus];
   const bootstrapRoots = [...options.trustRoots.bootstrap];
-  let current: HeldShard | undefined;
-  let previous: HeldShard | undefined;
-
-  /** The caller's ID when it has one of `roles`, otherwise `undefined` (→ 401). */
-  function authorise(
+  return function authorise(
     request: Request,
     route: string,
     roles: readonly ('nexus' | 'bootstrap')[],
@@ -177,17 +129,28 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
       return undefined;
     }
     return id;
-  }
+  };
+}
+
+/**
+ * Creates the Keeper app (spike-api.md §9 "Keeper routes", §12): `POST /v1/store/contribute`
+ * (nexus, bootstrap), `POST /v1/store/shard` (nexus), `GET /health`, `GET /ready`.
+ */
+export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
+  const log = options.log ?? NOOP_LOGGER;
+  const authorise = createAuthoriser(options, log);
+  let current: HeldShard | undefined;
+  let previous: HeldShard | undefined;
 
   async function contribute(request: Request): Promise<Response> {
-    const route = '/v1/store/contribute';
-    const body = await readBody(request, ENVELOPE_SCHEMA);
+    const { path: route, zero: zeroBody } = KEEPER_ROUTES.contribute;
+    const body = await readBody(request, REQUEST.envelope);
     if (!body.ok) {
       log.debug('bad request', { route, reason: body.reason });
-      return json(400, { err: 'api_bad_request' });
+      return fail('api_bad_request', zeroBody);
     }
     const caller = authorise(request, route, ['nexus', 'bootstrap']);
-    if (caller === undefined) return json(401, { err: 'access_unauthorized' });
+    if (caller === undefined) return fail('access_unauthorized', zeroBody);
     let envelope: ShardEnvelope;
     try {
       envelope = parseShardEnvelope(body.value);
@@ -195,7 +158,7 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
       // parseShardEnvelope's messages name the field, never its value.
       const reason = isSpikeError(error) ? error.message : 'invalid shard envelope';
       log.info('shard refused', { route, caller, reason });
-      return json(400, { err: 'api_bad_request' });
+      return fail('api_bad_request', zeroBody);
     }
     const held: HeldShard = {
       index: envelope.index,
@@ -217,43 +180,41 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
       generation: held.generation,
       previous: previous !== undefined,
     });
-    return json(200, {});
+    return jsonResponse(200, {});
   }
 
   async function shard(request: Request): Promise<Response> {
-    const route = '/v1/store/shard';
+    const { path: route, zero: zeroBody } = KEEPER_ROUTES.shard;
     // The request is `{}`: any JSON object (or `null`) decodes into Go's empty struct.
-    const body = await readBody(request, {});
+    const body = await readBody(request, REQUEST.none);
     if (!body.ok) {
       log.debug('bad request', { route, reason: body.reason });
-      return json(400, { shards: null, err: 'api_bad_request' });
+      return fail('api_bad_request', zeroBody);
     }
     const caller = authorise(request, route, ['nexus']);
-    if (caller === undefined) return json(401, { shards: null, err: 'access_unauthorized' });
+    if (caller === undefined) return fail('access_unauthorized', zeroBody);
     if (current === undefined) {
       log.debug('no shard held', { route, caller });
-      return json(404, { shards: null, err: 'api_not_found' });
+      return fail('api_not_found', zeroBody);
     }
     const shards = [toEnvelope(current)];
     if (previous !== undefined) shards.push(toEnvelope(previous));
     log.debug('shards served', { route, caller, count: shards.length });
-    return json(200, { shards });
+    return jsonResponse(200, { shards });
   }
 
   /** Routes one request in the order of spike-api.md §3 (three routes need no router). */
   async function route(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    const method = ROUTES.get(url.pathname);
-    if (method === 'GET' && request.method === 'GET') {
-      if (url.pathname === '/health') return json(200, { status: 'ok' });
-      return current !== undefined
-        ? json(200, { status: 'ready' })
-        : json(503, { status: 'not_ready', err: 'state_not_ready' });
+    const path = url.pathname;
+    if (request.method === 'GET' && (path === PROBE_PATHS.health || path === PROBE_PATHS.ready)) {
+      return probeResponse(path, current !== undefined);
     }
-    if (request.method !== 'POST' || method !== 'POST' || url.searchParams.get('action')) {
-      return json(400, { err: 'api_bad_request' });
+    const known = path === KEEPER_PATHS.contribute || path === KEEPER_PATHS.shard;
+    if (request.method !== 'POST' || !known || actionOf(url.searchParams) !== '') {
+      return fail('api_bad_request', ZERO.empty);
     }
-    return url.pathname === '/v1/store/contribute' ? contribute(request) : shard(request);
+    return path === KEEPER_PATHS.contribute ? contribute(request) : shard(request);
   }
 
   return {
@@ -264,7 +225,7 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
         log.error('request failed', {
           code: isSpikeError(error) ? error.code : error instanceof Error ? error.name : 'unknown',
         });
-        return json(500, { err: 'api_internal_error' });
+        return fail('api_internal_error', ZERO.empty);
       }
     },
     holding() {

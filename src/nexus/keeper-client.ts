@@ -11,6 +11,9 @@
  * JavaScript strings being immutable). A call that times out discards the pooled connection, so a
  * frozen or vanished Keeper does not keep a dead session around.
  */
+import { httpErrorOf } from '../api/v1/errors.ts';
+import { CONTENT_TYPES } from '../api/v1/http.ts';
+import { KEEPER_PATHS, PROBE_PATHS } from '../api/v1/routes.ts';
 import { utf8, zero } from '../core/bytes.ts';
 import { isSpikeError, SpikeError } from '../core/errors.ts';
 import { parseShardEnvelope, type ShardEnvelope } from '../core/shamir/shards.ts';
@@ -65,7 +68,7 @@ export interface KeeperClientOptions {
 }
 
 const DEFAULT_TIMEOUT_MS = 3000;
-const JSON_HEADERS = { 'content-type': 'application/json' } as const;
+const JSON_HEADERS = { 'content-type': CONTENT_TYPES.json } as const;
 
 function unexpected(route: string, status: number): SpikeError {
   return new SpikeError('api_internal_error', `keeper answered ${route} with status ${status}`);
@@ -119,10 +122,10 @@ export function createKeeperClient(options: KeeperClientOptions): KeeperLink {
     url: options.url,
 
     async shards() {
-      const route = '/v1/store/shard';
+      const route = KEEPER_PATHS.shard;
       const response = await call(route, { method: 'POST', body: utf8.encode('{}') });
       try {
-        if (response.status === 404) return { kind: 'empty' };
+        if (response.status === httpErrorOf('api_not_found').status) return { kind: 'empty' };
         if (response.status !== 200) throw unexpected(route, response.status);
         let parsed: unknown;
         try {
@@ -151,7 +154,7 @@ export function createKeeperClient(options: KeeperClientOptions): KeeperLink {
     },
 
     async contribute(envelope) {
-      const route = '/v1/store/contribute';
+      const route = KEEPER_PATHS.contribute;
       const body = utf8.encode(
         JSON.stringify({
           version: envelope.version,
@@ -170,10 +173,10 @@ export function createKeeperClient(options: KeeperClientOptions): KeeperLink {
     },
 
     async holding() {
-      const response = await call('/ready', { method: 'GET' });
+      const response = await call(PROBE_PATHS.ready, { method: 'GET' });
       if (response.status === 200) return true;
-      if (response.status === 503) return false;
-      throw unexpected('/ready', response.status);
+      if (response.status === httpErrorOf('state_not_ready').status) return false;
+      throw unexpected(PROBE_PATHS.ready, response.status);
     },
 
     async close() {

@@ -11,11 +11,14 @@
  * not what the route answers, is `api_internal_error` ("the answer could not be read"); the
  * SDK never reports such a call as a success.
  *
- * Every error is a `SpikeError` (branch on `code`); `SpikeApiError` adds the HTTP status when
- * Nexus answered at all, so a caller can tell "Nexus said no" from "Nexus was not reached".
+ * The mapping itself is the one error table of the wire contract (src/api/v1/errors.ts); this
+ * module only reads the body. Every error is a `SpikeError` (branch on `code`); `SpikeApiError`
+ * adds the HTTP status when Nexus answered at all, so a caller can tell "Nexus said no" from "Nexus was not reached".
  * Messages are fixed text: they never carry a secret value, a path or a shard.
  */
-import { SpikeError, type SpikeErrorCode } from '../core/errors.ts';
+import { clientCodeOf, clientMessageOf } from '../api/v1/errors.ts';
+import { isTextPlain } from '../api/v1/http.ts';
+import { isSpikeError, SpikeError, type SpikeErrorCode } from '../core/errors.ts';
 
 /**
  * A failed SPIKE API call. `status` is the HTTP status Nexus answered with, or `undefined` when
@@ -23,65 +26,28 @@ import { SpikeError, type SpikeErrorCode } from '../core/errors.ts';
  */
 export class SpikeApiError extends SpikeError {
   readonly status: number | undefined;
+  /**
+   * The rule a `400` broke, as Nexus named it (`spike-error-reason`, e.g. `invalid pathPattern:
+   * not a valid RE2 expression`); `undefined` when Nexus gave none.
+   */
+  readonly reason: string | undefined;
 
   constructor(
     code: SpikeErrorCode,
     message: string,
     status: number | undefined,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; reason?: string },
   ) {
     super(code, message, options);
     this.status = status;
+    this.reason = options?.reason;
   }
 }
-
-/** The status table of spike-api.md §3 ("SDK reaction"). */
-export function codeForStatus(status: number): SpikeErrorCode {
-  switch (status) {
-    case 400:
-      return 'api_bad_request';
-    case 401:
-      return 'access_unauthorized';
-    case 404:
-      return 'api_not_found';
-    case 503:
-      return 'state_not_ready';
-    default:
-      return 'net_peer_connection';
-  }
-}
-
-const MESSAGES: Partial<Record<SpikeErrorCode, string>> = {
-  api_bad_request: 'SPIKE Nexus rejected the request as invalid',
-  access_unauthorized: 'SPIKE Nexus denied access',
-  api_not_found: 'SPIKE Nexus has no such entity',
-  state_not_ready: 'SPIKE Nexus is not ready yet',
-  state_already_initialized: 'SPIKE Nexus already holds its root key',
-  crypto_cipher_verification_failed: 'the shards did not reconstruct the expected root key',
-  crypto_failed_to_read_version: 'ciphertext too short to hold a version byte',
-  crypto_unsupported_version: 'unsupported ciphertext version',
-  crypto_failed_to_read_nonce: 'ciphertext too short to hold a nonce',
-  crypto_decryption_failed: 'decryption failed',
-};
-
-/** Body codes that refine a status (see the module header). */
-const REFINED: Readonly<Record<number, readonly SpikeErrorCode[]>> = {
-  400: ['crypto_cipher_verification_failed'],
-  409: ['state_already_initialized'],
-};
-
-/** Stream-mode decrypt failure texts (§8) → codes. */
-const STREAM_TEXT: Readonly<Record<string, SpikeErrorCode>> = {
-  crypto_failed_to_read_version: 'crypto_failed_to_read_version',
-  crypto_unsupported_version: 'crypto_unsupported_version',
-  crypto_failed_to_read_nonce: 'crypto_failed_to_read_nonce',
-  'decryption failed': 'crypto_decryption_failed',
-};
 
 function bodyErr(body: Uint8Array, contentType: string | undefined): string | undefined {
   if (body.length === 0 || body.length > 4096) return undefined;
   const text = new TextDecoder().decode(body);
-  if (contentType?.startsWith('text/plain')) return text.trim();
+  if (isTextPlain(contentType)) return text.trim();
   try {
     const parsed = JSON.parse(text) as { err?: unknown };
     return typeof parsed?.err === 'string' ? parsed.err : undefined;
@@ -95,21 +61,11 @@ export function errorForResponse(
   status: number,
   body: Uint8Array,
   contentType: string | undefined,
+  reason?: string,
 ): SpikeApiError {
-  let code = codeForStatus(status);
-  const err = bodyErr(body, contentType);
-  if (err !== undefined) {
-    if (status === 400 && contentType?.startsWith('text/plain') && STREAM_TEXT[err]) {
-      code = STREAM_TEXT[err];
-    } else if (REFINED[status]?.includes(err as SpikeErrorCode)) {
-      code = err as SpikeErrorCode;
-    }
-  }
-  const message =
-    code === 'net_peer_connection'
-      ? `SPIKE Nexus answered with HTTP status ${status}`
-      : (MESSAGES[code] ?? code);
-  return new SpikeApiError(code, message, status);
+  const code = clientCodeOf(status, bodyErr(body, contentType), isTextPlain(contentType));
+  const message = clientMessageOf(code, status);
+  return new SpikeApiError(code, message, status, reason === undefined ? {} : { reason });
 }
 
 /** A 200 whose body is not what the route answers (or carries `err`). */
@@ -119,4 +75,9 @@ export function malformedResponse(what: string): SpikeApiError {
     `SPIKE Nexus sent an unreadable response (${what})`,
     200,
   );
+}
+
+/** True for a `SpikeApiError` (checks the shape, not the class: errors branch on `code`). */
+export function isSpikeApiError(value: unknown): value is SpikeApiError {
+  return isSpikeError(value) && 'status' in value;
 }

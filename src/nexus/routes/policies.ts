@@ -1,0 +1,83 @@
+/**
+ * The policy routes of Nexus (spike-api.md §4 "Policies", §7): put (upsert by name), get,
+ * delete and list, each guarded by a permission on the ACL pseudo-path.
+ */
+import { jsonResponse } from '../../api/v1/http.ts';
+import { NEXUS_ROUTES } from '../../api/v1/routes.ts';
+import { REQUEST } from '../../api/v1/schemas.ts';
+import { formatGoTime } from '../../core/log.ts';
+import { ACL_PATH } from '../../core/policy/engine.ts';
+import { validateName, validatePolicyInput } from '../../core/policy/validate.ts';
+import type { Policy } from '../domain.ts';
+import { defineRoute, type NexusRoute } from './route.ts';
+
+/** The policy 200 body (§4 "Policy object"). */
+function policyBody(policy: Policy): Record<string, unknown> {
+  return {
+    id: '',
+    name: policy.name,
+    // Upstream's response key, typo included (§4 "Policy object").
+    spiffiedPattern: policy.spiffeIdPattern,
+    pathPattern: policy.pathPattern,
+    permissions: [...policy.permissions],
+    createdAt: formatGoTime(policy.createdAt),
+    updatedAt: formatGoTime(policy.updatedAt),
+  };
+}
+
+/** The policy routes. */
+export const POLICY_ROUTES: readonly NexusRoute[] = [
+  defineRoute({
+    spec: NEXUS_ROUTES.policyPut,
+    decode: (ctx) => ctx.json(REQUEST.policyPut),
+    guard: () => ({ path: ACL_PATH, permission: 'write' }),
+    async handle(ctx, req) {
+      const input = validatePolicyInput({
+        name: req.name,
+        spiffeIdPattern: req.spiffeidPattern,
+        pathPattern: req.pathPattern,
+        permissions: req.permissions,
+      });
+      ctx.setResource(input.name);
+      await ctx.engine.upsert(input);
+      return jsonResponse(200, {});
+    },
+  }),
+  defineRoute({
+    spec: NEXUS_ROUTES.policyGet,
+    decode: (ctx) => ctx.json(REQUEST.policyId),
+    guard: () => ({ path: ACL_PATH, permission: 'read' }),
+    async handle(ctx, req) {
+      ctx.setResource(validateName(req.id, 'id'));
+      return jsonResponse(200, policyBody(await ctx.deps.policies.get(req.id)));
+    },
+  }),
+  defineRoute({
+    spec: NEXUS_ROUTES.policyDelete,
+    decode: (ctx) => ctx.json(REQUEST.policyId),
+    guard: () => ({ path: ACL_PATH, permission: 'write' }),
+    async handle(ctx, req) {
+      ctx.setResource(validateName(req.id, 'id'));
+      await ctx.engine.delete(req.id);
+      return jsonResponse(200, {});
+    },
+  }),
+  defineRoute({
+    spec: NEXUS_ROUTES.policyList,
+    decode: (ctx) => ctx.json(REQUEST.policyList),
+    guard: () => ({ path: ACL_PATH, permission: 'list' }),
+    async handle(ctx, req) {
+      let all = await ctx.deps.policies.list();
+      // A non-empty SPIFFE filter wins over the path filter; both compare exactly (§4).
+      if (req.spiffeidPattern !== '') {
+        all = all.filter((p) => p.spiffeIdPattern === req.spiffeidPattern);
+      } else if (req.pathPattern !== '') {
+        all = all.filter((p) => p.pathPattern === req.pathPattern);
+      }
+      const policies = all
+        .map((p) => ({ id: '', name: p.name }))
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      return jsonResponse(200, { policies });
+    },
+  }),
+];

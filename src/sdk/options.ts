@@ -1,0 +1,70 @@
+/**
+ * How the SDK resolves its settings (spike-api.md §10): the Nexus URL, the per-call timeout and
+ * the retry policy, from explicit options first and the environment second.
+ */
+import { parseGoDuration } from '../core/duration.ts';
+import { SpikeError } from '../core/errors.ts';
+import type { ClientOptions, RetryOptions } from './types.ts';
+
+/** Environment variable naming Nexus (spike-api.md §10). */
+export const NEXUS_API_URL_ENV = 'SPIKE_NEXUS_API_URL';
+/** Nexus's address when `SPIKE_NEXUS_API_URL` is unset (spike-api.md §10). */
+export const DEFAULT_NEXUS_API_URL = 'https://localhost:8553';
+const CLIENT_TIMEOUT_ENV = 'SPIKE_HTTP_CLIENT_TIMEOUT';
+const DEFAULT_TIMEOUT_MS = 60_000;
+
+export const DEFAULT_RETRY: RetryOptions = Object.freeze({
+  attempts: 5,
+  initialMs: 200,
+  maxMs: 3000,
+});
+
+export function resolveApiUrl(explicit: string | undefined): string {
+  const fromEnv = process.env[NEXUS_API_URL_ENV];
+  const raw =
+    explicit ?? (fromEnv !== undefined && fromEnv !== '' ? fromEnv : DEFAULT_NEXUS_API_URL);
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new SpikeError('config_invalid', `${NEXUS_API_URL_ENV} is not a valid URL`);
+  }
+  if (url.protocol !== 'https:') {
+    throw new SpikeError('config_invalid', `${NEXUS_API_URL_ENV} must be an https:// URL`);
+  }
+  return url.origin;
+}
+
+export function resolveTimeout(explicit: number | undefined): number {
+  if (explicit !== undefined) {
+    if (!(explicit > 0)) throw new RangeError('timeoutMs must be positive');
+    return explicit;
+  }
+  const fromEnv = process.env[CLIENT_TIMEOUT_ENV];
+  if (fromEnv === undefined || fromEnv === '') return DEFAULT_TIMEOUT_MS;
+  try {
+    const ms = parseGoDuration(fromEnv);
+    // §10: invalid or ≤ 0 values fall back to the default.
+    return ms > 0 ? ms : DEFAULT_TIMEOUT_MS;
+  } catch {
+    return DEFAULT_TIMEOUT_MS;
+  }
+}
+
+export function resolveRetry(option: ClientOptions['retry']): RetryOptions {
+  if (option === false) return { ...DEFAULT_RETRY, attempts: 1 };
+  const retry = { ...DEFAULT_RETRY, ...option };
+  if (!Number.isInteger(retry.attempts) || retry.attempts < 1) {
+    throw new RangeError('retry.attempts must be an integer >= 1');
+  }
+  if (!(retry.initialMs >= 0) || !(retry.maxMs >= retry.initialMs)) {
+    throw new RangeError('retry delays must satisfy 0 <= initialMs <= maxMs');
+  }
+  return retry;
+}
+
+/** Delay before try `attempt + 1`: exponential, capped, with "equal jitter" (½ to 1 ×). */
+export function backoffDelay(retry: RetryOptions, attempt: number): number {
+  const ceiling = Math.min(retry.maxMs, retry.initialMs * 2 ** (attempt - 1));
+  return ceiling / 2 + Math.random() * (ceiling / 2);
+}

@@ -1,0 +1,157 @@
+/**
+ * The types of the SDK's surface (src/sdk/client.ts): options, the client interface and the
+ * shapes its calls return (spike-api.md §4, §8, §9).
+ */
+import type { Permission, PolicyInput } from '../core/policy/validate.ts';
+import type { RestoreStatus, ShardEnvelope } from '../core/shamir/shards.ts';
+import type { X509Source } from '../core/spiffe/types.ts';
+import type { WorkloadLogger } from '../runtime/workload/client.ts';
+
+/** Bounded retry with jittered exponential backoff. */
+export interface RetryOptions {
+  /** Tries in all, first one included (1 = no retry). Default 5. */
+  readonly attempts: number;
+  /** First delay in milliseconds. Default 200. */
+  readonly initialMs: number;
+  /** Largest delay in milliseconds. Default 3000. */
+  readonly maxMs: number;
+}
+
+/** Options of `createClient`; every one is optional. */
+export interface ClientOptions {
+  /** Workload API address (`unix:///path` or `tcp://IP:port`); default `SPIFFE_ENDPOINT_SOCKET`. */
+  readonly socket?: string;
+  /** Nexus URL (`https://host:port`); default `SPIKE_NEXUS_API_URL`, else `https://localhost:8553`. */
+  readonly apiUrl?: string;
+  /** Per call, retries excluded; default `SPIKE_HTTP_CLIENT_TIMEOUT` (a Go duration), else 60 s. */
+  readonly timeoutMs?: number;
+  /** How long to wait for the first SVID; default `SPIKE_SPIFFE_SOURCE_TIMEOUT`, else 30 s. */
+  readonly sourceTimeoutMs?: number;
+  /** Retry policy (see the module header); `false` or `{ attempts: 1 }` disables retries. */
+  readonly retry?: Partial<RetryOptions> | false;
+  /**
+   * An X.509 source to use instead of opening one on the Workload API. The caller keeps
+   * ownership: `close()` does not close it.
+   */
+  readonly source?: X509Source;
+  /** Trust domains whose `/spike/nexus` IDs are accepted; default `SPIKE_TRUST_ROOT_NEXUS`. */
+  readonly nexusTrustDomains?: readonly string[];
+  /** Where the Workload API connection logs its retries; default the console (warnings only). */
+  readonly logger?: WorkloadLogger;
+}
+
+/** This client's own identity (its current X.509-SVID), without the private key. */
+export interface ClientIdentity {
+  readonly spiffeId: string;
+  readonly trustDomain: string;
+  readonly expiresAt: Date;
+  /** Leaf serial number, lowercase hex; changes on every rotation. */
+  readonly serial: string;
+  /** Certificates in the SVID chain (leaf plus intermediates). */
+  readonly chainLength: number;
+  /** The Workload API `hint`, `''` when absent. */
+  readonly hint: string;
+}
+
+export interface SecretVersionInfo {
+  readonly version: number;
+  readonly createdTime: Date;
+  /** `null` while the version is live. */
+  readonly deletedTime: Date | null;
+}
+
+/** `getSecretMetadata`'s answer (spike-api.md §4 "Metadata 200 body"). */
+export interface SecretMetadata {
+  /** Every kept version, deleted ones included, ascending by version. */
+  readonly versions: readonly SecretVersionInfo[];
+  readonly currentVersion: number;
+  readonly oldestVersion: number;
+  readonly createdTime: Date;
+  readonly updatedTime: Date;
+  readonly maxVersions: number;
+}
+
+// A policy to write (spike-api.md §7) and its permissions: the types the policy engine validates.
+export type { Permission, PolicyInput };
+
+export interface Policy extends PolicyInput {
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+/** One row of `listPolicies` (`id` is always `''` on the wire; the name is the key). */
+export interface PolicyListItem {
+  readonly id: string;
+  readonly name: string;
+}
+
+/** JSON-mode cipher text (spike-api.md §8). */
+export interface JsonCiphertext {
+  readonly version: number;
+  readonly nonce: Uint8Array;
+  readonly ciphertext: Uint8Array;
+}
+
+/** A SPIKE Nexus client. Not thread-bound; calls may run concurrently on the one session. */
+export interface SpikeClient {
+  /** The Nexus URL this client talks to. */
+  readonly apiUrl: string;
+  /** Our own current SVID. @throws SpikeError `svid_invalid` when the SVIDs were withdrawn. */
+  whoami(): ClientIdentity;
+  /** `GET /ready` (§12): true when Nexus holds its root key, false on 503. No retry. */
+  ready(): Promise<boolean>;
+
+  /** Reads a secret; version 0 or absent = current. @throws `api_not_found` */
+  getSecret(
+    path: string,
+    options?: { version?: number },
+  ): Promise<{ data: Record<string, string> }>;
+  /** Writes a new version (upsert, §6). */
+  putSecret(path: string, values: Readonly<Record<string, string>>): Promise<void>;
+  /** Soft-deletes versions; `[]` or absent = current, `0` = current. @throws `api_not_found` */
+  deleteSecret(path: string, versions?: readonly number[]): Promise<void>;
+  /** Restores soft-deleted versions. @throws `api_not_found` when nothing was undeleted */
+  undeleteSecret(path: string, versions?: readonly number[]): Promise<void>;
+  /** Erases the listed versions' data for good (ours, §6). @throws `api_not_found` */
+  destroySecret(path: string, versions?: readonly number[]): Promise<void>;
+  /** Removes the path, every version and its metadata (ours, §6). @throws `api_not_found` */
+  purgeSecret(path: string): Promise<void>;
+  /** Every secret path, sorted. */
+  listSecretKeys(): Promise<string[]>;
+  /** Versions and metadata of a path. @throws `api_not_found` */
+  getSecretMetadata(path: string, options?: { version?: number }): Promise<SecretMetadata>;
+
+  /** Creates or replaces a policy (upsert by name, as upstream's `CreatePolicy`). */
+  putPolicy(policy: PolicyInput): Promise<void>;
+  /** Same as `putPolicy` (upstream's name). */
+  createPolicy(policy: PolicyInput): Promise<void>;
+  /** @throws `api_not_found` */
+  getPolicy(name: string): Promise<Policy>;
+  /** All policies by name, or those whose pattern equals the filter exactly (§4). */
+  listPolicies(filter?: {
+    spiffeIdPattern?: string;
+    pathPattern?: string;
+  }): Promise<PolicyListItem[]>;
+  /** @throws `api_not_found` */
+  deletePolicy(name: string): Promise<void>;
+
+  /** Stream-mode encryption: `0x01 ‖ nonce ‖ ciphertext ‖ tag` (§8). */
+  encrypt(plaintext: Uint8Array): Promise<Uint8Array>;
+  /** Stream-mode decryption. @throws `crypto_*` codes for a malformed or forged input */
+  decrypt(ciphertext: Uint8Array): Promise<Uint8Array>;
+  /** JSON-mode encryption; the result feeds `decryptJson` unchanged. */
+  encryptJson(plaintext: Uint8Array, options?: { algorithm?: string }): Promise<JsonCiphertext>;
+  /** JSON-mode decryption. A forged ciphertext answers 500 (`net_peer_connection`) [U]. */
+  decryptJson(input: JsonCiphertext, options?: { algorithm?: string }): Promise<Uint8Array>;
+
+  /** The current recovery shards (recover role, §9). */
+  recover(): Promise<ShardEnvelope[]>;
+  /**
+   * Feeds one recovery shard to Nexus (restore role, §9): an envelope or a recovery-file line.
+   * @throws SpikeError `api_bad_request` (`invalid shard format`) before any call for a bad line
+   */
+  restore(shard: ShardEnvelope | string): Promise<RestoreStatus>;
+
+  /** Closes the session and, if the client opened it, the Workload API source. */
+  close(): Promise<void>;
+}
