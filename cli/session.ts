@@ -14,7 +14,7 @@
 import { isSpikeError, type SpikeError } from '../src/core/errors.ts';
 import { hasRole, parseTrustRoots, ROLE_PATHS, type SpikeRole } from '../src/core/spike/roles.ts';
 import type { SpikeClient } from '../src/sdk/client.ts';
-import { SpikeApiError } from '../src/sdk/errors.ts';
+import { isSpikeApiError } from '../src/sdk/errors.ts';
 import { EXIT, type ExitCode, fail, writeErr } from './output.ts';
 
 /** The roles a `spike` command may require. */
@@ -95,7 +95,8 @@ export function describeApiFailure(
   error: SpikeError,
   group: CommandGroup,
 ): { lines: string[]; exitCode: ExitCode } {
-  const status = error instanceof SpikeApiError ? error.status : undefined;
+  const status = isSpikeApiError(error) ? error.status : undefined;
+  const reason = isSpikeApiError(error) ? error.reason : undefined;
   const failed = (...lines: string[]) => ({ lines, exitCode: EXIT.failed });
   const unavailable = (...lines: string[]) => ({ lines, exitCode: EXIT.unavailable });
   switch (error.code) {
@@ -104,7 +105,11 @@ export function describeApiFailure(
     case 'api_not_found':
       return failed(group === 'policy' ? 'Error: Entity not found.' : 'Error: Resource not found.');
     case 'api_bad_request':
-      return failed(group === 'policy' ? 'Error: Invalid entity.' : 'Error: Invalid request.');
+      return failed(
+        group === 'policy' ? 'Error: Invalid entity.' : 'Error: Invalid request.',
+        // The rule Nexus says was broken (never the rejected value).
+        ...(reason === undefined ? [] : [`Reason: ${reason}.`]),
+      );
     case 'access_unauthorized':
       return failed('Error: Unauthorized access.');
     case 'api_internal_error':

@@ -13,7 +13,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { defineCommand } from 'citty';
 import { fromBase64, toBase64 } from '../../src/core/bytes.ts';
-import { SpikeApiError } from '../../src/sdk/errors.ts';
+import { isSpikeApiError } from '../../src/sdk/errors.ts';
 import { commandMeta } from '../help.ts';
 import { EXIT, fail } from '../output.ts';
 import { readStdin, writeRaw } from '../prompt.ts';
@@ -152,7 +152,7 @@ const decrypt = defineCommand({
           );
         } catch (error) {
           // §8: a ciphertext that fails authentication answers 500 in JSON mode [U].
-          if (error instanceof SpikeApiError && error.status === 500) {
+          if (isSpikeApiError(error) && error.status === 500) {
             fail('Error: Decryption operation failed.');
           }
           failApi(error, 'cipher');
