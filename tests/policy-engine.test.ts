@@ -32,7 +32,7 @@ import {
   validatePolicyInput,
   validateSpiffeIdPattern,
 } from '../src/core/policy/validate.ts';
-import type { PolicyStore } from '../src/nexus/domain.ts';
+import type { PolicyStore } from '../src/core/ports.ts';
 import { createStaticRootKeyProvider } from '../src/nexus/root-key.ts';
 import { openStore } from '../src/nexus/store/index.ts';
 

@@ -19,8 +19,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isSpikeError, type SpikeErrorCode } from '../src/core/errors.ts';
+import type { PolicyStore, Secrets } from '../src/core/ports.ts';
 import { checkDataDir, resolveDataDir } from '../src/nexus/data-dir.ts';
-import type { PolicyStore, Secrets } from '../src/nexus/domain.ts';
 import { createStaticRootKeyProvider, MutableRootKeyProvider } from '../src/nexus/root-key.ts';
 import {
   type NexusStore,

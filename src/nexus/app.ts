@@ -58,11 +58,21 @@ import {
   type TrustRoots,
 } from '../core/policy/engine.ts';
 import {
+  type Permission,
   validateName,
   validatePolicyInput,
   validateSecretPath,
   validateValueKeys,
 } from '../core/policy/validate.ts';
+import type {
+  Clock,
+  DerivedKeys,
+  Policy,
+  PolicyStore,
+  RootKeyProvider,
+  SecretMetadata,
+  Secrets,
+} from '../core/ports.ts';
 import {
   parseShardEnvelope,
   type RestoreStatus,
@@ -70,15 +80,6 @@ import {
 } from '../core/shamir/shards.ts';
 import { isSpiffeId } from '../core/spiffe/id.ts';
 import { hasRole, isWirePeerId, type SpikeRole } from '../core/spike/roles.ts';
-import type {
-  DerivedKeys,
-  Permission,
-  Policy,
-  PolicyStore,
-  RootKeyProvider,
-  SecretMetadata,
-  Secrets,
-} from './domain.ts';
 import { httpErrorOf } from './http-errors.ts';
 
 /** Storage backends of `SPIKE_NEXUS_BACKEND_STORE` (spike-api.md §10). */
@@ -111,7 +112,7 @@ export interface NexusAppDeps {
   /** Receives one audit line per request, without the trailing newline (§12). */
   readonly audit: (line: string) => void;
   /** Wall clock for audit times; defaults to `new Date()`. */
-  readonly clock?: () => Date;
+  readonly clock?: Clock;
   /** The verified peer SPIFFE ID of a request, from the transport; `undefined` when none. */
   readonly peerOf: (request: Request) => string | undefined;
   /** Recover and restore (§9); absent until the key-custody lifecycle is wired. */

@@ -5,8 +5,8 @@
  * ```ts
  * const store = await openStore({ backend: 'sqlite', dataDir: resolveDataDir(process.env).dir });
  * const keys = new MutableRootKeyProvider();          // not ready: operations → state_not_ready
- * const secrets = store.secrets(keys);                 // domain.ts Secrets
- * const policies = store.policies(keys);               // domain.ts PolicyStore
+ * const secrets = store.secrets(keys);                 // core/ports.ts Secrets
+ * const policies = store.policies(keys);               // core/ports.ts PolicyStore
  * if (store.getKcv() === undefined) store.setKcv((await keys.install(rootKey)).kcv);
  * await store.close();
  * ```
@@ -17,16 +17,15 @@
  */
 import { join } from 'node:path';
 import { DEFAULT_MAX_VERSIONS } from '../../core/kv/semantics.ts';
+import type { EpochClock, PolicyStore, RootKeyProvider, Secrets } from '../../core/ports.ts';
 import { DATABASE_FILE } from '../data-dir.ts';
-import type { PolicyStore, RootKeyProvider, Secrets } from '../domain.ts';
 import type { StoreBackend } from './backend.ts';
 import { createMemoryBackend } from './memory.ts';
 import { createPolicyStore } from './policies.ts';
-import { type Clock, createSecrets } from './secrets.ts';
+import { createSecrets } from './secrets.ts';
 import { type JournalMode, openSqliteBackend } from './sqlite.ts';
 
 export type { StoreBackend } from './backend.ts';
-export type { Clock } from './secrets.ts';
 export type { JournalMode } from './sqlite.ts';
 export { DATABASE_FILE };
 
@@ -40,7 +39,7 @@ export interface OpenStoreOptions {
   /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS`, an integer ≥ 1; default 10. */
   readonly maxVersions?: number;
   /** Epoch milliseconds; default `Date.now`. */
-  readonly clock?: Clock;
+  readonly clock?: EpochClock;
   /** SQLite only: `SPIKE_NEXUS_DB_JOURNAL_MODE` (default `WAL`). */
   readonly journalMode?: JournalMode;
   /** SQLite only: `SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS` (default 5000). */

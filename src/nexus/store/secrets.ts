@@ -27,16 +27,13 @@ import {
   updatedTimeAfter,
   type VersionState,
 } from '../../core/kv/semantics.ts';
-import type { RootKeyProvider, SecretMetadata, Secrets } from '../domain.ts';
+import type { EpochClock, RootKeyProvider, SecretMetadata, Secrets } from '../../core/ports.ts';
 import type { SecretRecord, SecretUpdate, StoreBackend } from './backend.ts';
-
-/** Epoch milliseconds now. */
-export type Clock = () => number;
 
 export interface SecretsOptions {
   /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS` (≥ 1). */
   readonly maxVersions: number;
-  readonly clock: Clock;
+  readonly clock: EpochClock;
 }
 
 const notFound = () => new SpikeError('api_not_found', 'secret not found');
