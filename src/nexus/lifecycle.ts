@@ -30,6 +30,8 @@
  * of a rejected set. Key acquisition (first-boot commit, Keeper recovery, restore) is serialised,
  * so exactly one of them installs the key.
  */
+
+import { type BackoffOptions, backoffDelay } from '../core/backoff.ts';
 import { fromHex, toHex, zero } from '../core/bytes.ts';
 import { computeKcv, generateRootKey } from '../core/crypto/keys.ts';
 import { isSpikeError, SpikeError } from '../core/errors.ts';
@@ -42,7 +44,6 @@ import {
   type ShardEnvelope,
   splitRootKey,
 } from '../core/shamir/shards.ts';
-import { type BackoffOptions, backoffDelay } from '../core/workload/backoff.ts';
 import type { NexusOperator } from './app.ts';
 import type { KeeperLink } from './keeper-client.ts';
 import type { MutableRootKeyProvider } from './root-key.ts';

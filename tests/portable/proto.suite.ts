@@ -7,11 +7,11 @@
  * workload.proto the grpc-js double uses), an implementation we did not write.
  */
 import assert from 'node:assert/strict';
+import { BACKOFF_JITTER, backoffDelay, DEFAULT_BACKOFF } from '../../src/core/backoff.ts';
 import { concatBytes, fromHex, toHex, utf8 } from '../../src/core/bytes.ts';
 import { parseGoDuration } from '../../src/core/duration.ts';
 import { isSpikeError } from '../../src/core/errors.ts';
 import { formatUnixAddress, parseEndpointAddress } from '../../src/core/workload/address.ts';
-import { BACKOFF_JITTER, backoffDelay, DEFAULT_BACKOFF } from '../../src/core/workload/backoff.ts';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   encodeGrpcFrame,

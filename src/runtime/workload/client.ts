@@ -23,6 +23,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from '../../core/backoff.ts';
 import { parseGoDuration } from '../../core/duration.ts';
 import { SpikeError } from '../../core/errors.ts';
 import { parseTrustDomain } from '../../core/spiffe/id.ts';
@@ -33,7 +34,6 @@ import {
   formatUnixAddress,
   parseEndpointAddress,
 } from '../../core/workload/address.ts';
-import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from '../../core/workload/backoff.ts';
 import { encodeGrpcFrame, MessageDecoder } from '../../core/workload/framing.ts';
 import {
   decodeJwtBundlesResponse,
