@@ -34,6 +34,7 @@
  * second version), `undeleteSecret`, `purgeSecret`, `deletePolicy` or `restore`. 4xx answers
  * and other statuses are never retried.
  */
+import { backoffDelay } from '../core/backoff.ts';
 import { fromBase64, toBase64 } from '../core/bytes.ts';
 import { parseGoDuration } from '../core/duration.ts';
 import { isSpikeError, SpikeError } from '../core/errors.ts';
@@ -250,10 +251,10 @@ function resolveRetry(option: ClientOptions['retry']): RetryOptions {
   return retry;
 }
 
-/** Delay before try `attempt + 1`: exponential, capped, with "equal jitter" (½ to 1 ×). */
-function backoffDelay(retry: RetryOptions, attempt: number): number {
-  const ceiling = Math.min(retry.maxMs, retry.initialMs * 2 ** (attempt - 1));
-  return ceiling / 2 + Math.random() * (ceiling / 2);
+/** Delay before try `attempt + 1`: the core backoff with "equal jitter" (½ to 1 ×). */
+function retryDelay(retry: RetryOptions, attempt: number): number {
+  if (retry.initialMs === 0) return 0;
+  return backoffDelay(attempt - 1, { initialMs: retry.initialMs, maxMs: retry.maxMs, jitter: 0.5 });
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -454,11 +455,11 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
         const retryable =
           failure.code === 'net_peer_connection' && (repeatable || neverSent(error));
         if (last || !retryable) throw failure;
-        await sleep(backoffDelay(retry, attempt));
+        await sleep(retryDelay(retry, attempt));
         continue;
       }
       if (response.status === 503 && !last) {
-        await sleep(backoffDelay(retry, attempt));
+        await sleep(retryDelay(retry, attempt));
         continue;
       }
       return response;
