@@ -19,7 +19,7 @@
  * key-check value is stored (spike-api.md §9).
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { isSpikeError, SpikeError } from '../core/errors.ts';
+import { SpikeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { authorizeAny } from '../core/spiffe/authorizer.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
@@ -29,7 +29,7 @@ import { makePrivateDir } from '../runtime/private-dir.ts';
 import {
   createStdoutLogger,
   exitOnStopSignal,
-  FatalError,
+  fatalMessage,
   listenOrFatal,
   logSvidRotations,
   ownIdWithRole,
@@ -42,7 +42,7 @@ import { type NexusConfig, parseNexusConfig } from './config.ts';
 import { createKeeperClient } from './keeper-client.ts';
 import { createKeyLifecycle, type KeyLifecycle } from './lifecycle.ts';
 import { createStaticRootKeyProvider, MutableRootKeyProvider } from './root-key.ts';
-import { type NexusStore, openStore, readStoreEnv } from './store/index.ts';
+import { type NexusStore, openStore } from './store/index.ts';
 
 /** The audit sink (spike-api.md §12): stderr, or lines appended to a file (mode 0600). */
 function openAudit(file: string | undefined): { write: (line: string) => void; close: () => void } {
@@ -53,7 +53,10 @@ function openAudit(file: string | undefined): { write: (line: string) => void; c
   try {
     fd = openSync(file, 'a', 0o600);
   } catch (error) {
-    throw new FatalError(`cannot open SPIKE_NEXUS_AUDIT_FILE (${describeError(error)})`);
+    throw new SpikeError(
+      'config_invalid',
+      `cannot open SPIKE_NEXUS_AUDIT_FILE (${describeError(error)})`,
+    );
   }
   return {
     write: (line) => {
@@ -73,8 +76,7 @@ async function main(): Promise<void> {
   try {
     config = parseNexusConfig(process.env);
   } catch (error) {
-    if (isSpikeError(error)) fatal(`invalid configuration: ${error.message}`);
-    fatal(`invalid configuration (${describeError(error)})`);
+    fatal(`invalid configuration: ${fatalMessage(error)}`);
   }
   const log: Logger = createStdoutLogger('nexus', config.logLevel);
   for (const warning of config.warnings) log.warn(warning);
@@ -120,20 +122,25 @@ async function main(): Promise<void> {
       try {
         makePrivateDir(dir);
       } catch (error) {
-        throw new FatalError(`cannot create the data directory ${dir} (${describeError(error)})`);
+        throw new SpikeError(
+          'config_invalid',
+          `cannot create the data directory ${dir} (${describeError(error)})`,
+        );
       }
       try {
-        const db = readStoreEnv(process.env);
         store = await openStore({
           backend: 'sqlite',
           dataDir: dir,
           maxVersions: config.maxSecretVersions,
-          journalMode: db.journalMode,
-          busyTimeoutMs: db.busyTimeoutMs,
-          skipSchemaCreation: db.skipSchemaCreation,
+          journalMode: config.dbJournalMode,
+          busyTimeoutMs: config.dbBusyTimeoutMs,
+          skipSchemaCreation: config.dbSkipSchemaCreation,
         });
       } catch (error) {
-        throw new FatalError(`cannot open the database in ${dir} (${describeError(error)})`);
+        throw new SpikeError(
+          'api_internal_error',
+          `cannot open the database in ${dir} (${describeError(error)})`,
+        );
       }
       log.info('database opened', { file: store.file ?? null });
     } else {
@@ -232,14 +239,8 @@ async function main(): Promise<void> {
       healthPort: healthServer?.port ?? null,
     });
   } catch (error) {
-    const message =
-      error instanceof FatalError
-        ? error.message
-        : error instanceof SpikeError
-          ? `start-up failed (${error.code}: ${error.message})`
-          : `start-up failed (${describeError(error)})`;
     await closeAll().catch(() => undefined);
-    fatal(message);
+    fatal(fatalMessage(error));
   }
 }
 
