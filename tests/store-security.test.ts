@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { gcm } from '@noble/ciphers/aes.js';
 import { toBase64, toHex } from '../src/core/bytes.ts';
 import { isSpikeError } from '../src/core/errors.ts';
-import { createStaticRootKeyProvider } from '../src/nexus/root-key.ts';
+import { createStaticRootKeyProvider } from '../src/nexus/root-key/providers.ts';
 import { openStore } from '../src/nexus/store/index.ts';
 
 const dirs: string[] = [];

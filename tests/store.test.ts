@@ -21,7 +21,10 @@ import { join } from 'node:path';
 import { isSpikeError, type SpikeErrorCode } from '../src/core/errors.ts';
 import type { PolicyStore, Secrets } from '../src/core/ports.ts';
 import { checkDataDir, resolveDataDir } from '../src/nexus/data-dir.ts';
-import { createStaticRootKeyProvider, MutableRootKeyProvider } from '../src/nexus/root-key.ts';
+import {
+  createStaticRootKeyProvider,
+  MutableRootKeyProvider,
+} from '../src/nexus/root-key/providers.ts';
 import { type NexusStore, openStore, type StoreKind } from '../src/nexus/store/index.ts';
 
 const tempDirs: string[] = [];

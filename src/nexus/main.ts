@@ -5,7 +5,7 @@
  * Start-up: read the configuration (src/nexus/config.ts), get the X.509-SVID from the Workload
  * API, check that it has the nexus role, open the store, build the app, serve it over mTLS to any
  * peer whose chain verifies (Nexus accepts federation; routes authorise), and acquire the root
- * key: with SQLite, through the Keeper lifecycle (src/nexus/lifecycle.ts: first boot or recovery
+ * key: with SQLite, through the Keeper lifecycle (src/nexus/root-key/: first boot or recovery
  * from Keepers; until then every route answers `503 state_not_ready`); with `memory`, a random key
  * per process (development only, no Keepers).
  *
@@ -40,8 +40,8 @@ import { createX509Source } from '../runtime/workload/client.ts';
 import { createNexusApp } from './app.ts';
 import { type NexusConfig, parseNexusConfig } from './config.ts';
 import { createKeeperClient } from './keeper-client.ts';
-import { createKeyLifecycle, type KeyLifecycle } from './lifecycle.ts';
-import { createStaticRootKeyProvider, MutableRootKeyProvider } from './root-key.ts';
+import { createKeyLifecycle, type KeyLifecycle } from './root-key/lifecycle.ts';
+import { createStaticRootKeyProvider, MutableRootKeyProvider } from './root-key/providers.ts';
 import { type NexusStore, openStore } from './store/index.ts';
 
 /** The audit sink (spike-api.md §12): stderr, or lines appended to a file (mode 0600). */
