@@ -25,16 +25,11 @@ import path from 'node:path';
 import { concatBytes } from '../core/bytes.ts';
 import { SpikeError } from '../core/errors.ts';
 import { formatSpiffeId, isMemberOf, parseSpiffeId, parseTrustDomain } from '../core/spiffe/id.ts';
-import {
-  type Authority,
-  createRootAuthority,
-  issueX509Svid,
-  type MintedLeaf,
-} from '../core/spiffe/mint.ts';
 import { formatUnixAddress } from '../core/workload/address.ts';
 import { encodeGrpcFrame } from '../core/workload/framing.ts';
-import { encodeX509BundlesResponse, encodeX509SvidResponse } from '../core/workload/proto.ts';
 import { encodeGrpcMessage, GrpcCode } from '../core/workload/status.ts';
+import { type Authority, createRootAuthority, issueX509Svid, type MintedLeaf } from './mint.ts';
+import { encodeX509BundlesResponse, encodeX509SvidResponse } from './workload-proto.ts';
 
 /** Options of `startDevIssuer`. */
 export interface DevIssuerOptions {

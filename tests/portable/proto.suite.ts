@@ -19,15 +19,10 @@ import {
 } from '../../src/core/workload/framing.ts';
 import {
   decodeJwtBundlesResponse,
-  decodeJwtSvidRequest,
   decodeJwtSvidResponse,
   decodeX509BundlesResponse,
   decodeX509SvidResponse,
-  encodeJwtBundlesResponse,
   encodeJwtSvidRequest,
-  encodeJwtSvidResponse,
-  encodeX509BundlesResponse,
-  encodeX509SvidResponse,
   type X509SvidResponse,
 } from '../../src/core/workload/proto.ts';
 import {
@@ -37,7 +32,13 @@ import {
   grpcCodeName,
   parseGrpcStatus,
 } from '../../src/core/workload/status.ts';
+import { encodeX509BundlesResponse, encodeX509SvidResponse } from '../../src/dev/workload-proto.ts';
 import { decodeWithProtobufjs, encodeResponseWithProtobufjs } from '../support/workload-double.ts';
+import {
+  decodeJwtSvidRequest,
+  encodeJwtBundlesResponse,
+  encodeJwtSvidResponse,
+} from '../support/workload-proto.ts';
 import type { Harness } from './harness.ts';
 
 const bytes = (...xs: number[]) => Uint8Array.from(xs);
