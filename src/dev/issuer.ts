@@ -27,9 +27,13 @@ import { SpikeError } from '../core/errors.ts';
 import { formatSpiffeId, isMemberOf, parseSpiffeId, parseTrustDomain } from '../core/spiffe/id.ts';
 import { formatUnixAddress } from '../core/workload/address.ts';
 import { encodeGrpcFrame } from '../core/workload/framing.ts';
-import { encodeGrpcMessage, GrpcCode } from '../core/workload/status.ts';
+import { GrpcCode } from '../core/workload/status.ts';
 import { type Authority, createRootAuthority, issueX509Svid, type MintedLeaf } from './mint.ts';
-import { encodeX509BundlesResponse, encodeX509SvidResponse } from './workload-proto.ts';
+import {
+  encodeGrpcMessage,
+  encodeX509BundlesResponse,
+  encodeX509SvidResponse,
+} from './workload-proto.ts';
 
 /** Options of `startDevIssuer`. */
 export interface DevIssuerOptions {

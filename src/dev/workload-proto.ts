@@ -1,8 +1,9 @@
 /**
- * The server side of the X.509 Workload API messages (spec/spiffe.md §1.2), for the development
- * issuer (./issuer.ts), which serves them. Clients decode them with src/core/workload/proto.ts.
+ * The server side of the X.509 Workload API messages (spec/spiffe.md §1.2) and of the
+ * `grpc-message` header, for the development issuer (./issuer.ts), which serves them. Clients
+ * decode them with src/core/workload/proto.ts and src/core/workload/status.ts.
  */
-
+import { utf8 } from '../core/bytes.ts';
 import type { X509BundlesResponse, X509SvidResponse } from '../core/workload/proto.ts';
 import { ProtoWriter } from '../core/workload/protobuf.ts';
 
@@ -28,4 +29,17 @@ export function encodeX509BundlesResponse(message: X509BundlesResponse): Uint8Ar
   const w = new ProtoWriter();
   for (const c of message.crl) w.len(1, c, true);
   return w.map(2, message.bundles).finish();
+}
+
+/**
+ * Encodes a status message for `grpc-message`: bytes outside printable ASCII 0x20–0x7E, and `%`
+ * itself, are percent-encoded (uppercase hex), as gRPC servers do.
+ */
+export function encodeGrpcMessage(message: string): string {
+  let out = '';
+  for (const b of utf8.encode(message)) {
+    if (b >= 0x20 && b <= 0x7e && b !== 0x25) out += String.fromCharCode(b);
+    else out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
 }

@@ -27,12 +27,15 @@ import {
 } from '../../src/core/workload/proto.ts';
 import {
   decodeGrpcMessage,
-  encodeGrpcMessage,
   GrpcCode,
   grpcCodeName,
   parseGrpcStatus,
 } from '../../src/core/workload/status.ts';
-import { encodeX509BundlesResponse, encodeX509SvidResponse } from '../../src/dev/workload-proto.ts';
+import {
+  encodeGrpcMessage,
+  encodeX509BundlesResponse,
+  encodeX509SvidResponse,
+} from '../../src/dev/workload-proto.ts';
 import { decodeWithProtobufjs, encodeResponseWithProtobufjs } from '../support/workload-double.ts';
 import {
   decodeJwtSvidRequest,

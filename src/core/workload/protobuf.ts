@@ -31,7 +31,7 @@ function invalid(reason: string): SpikeError {
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** A cursor over one message's bytes. */
-export class ProtoReader {
+class ProtoReader {
   pos = 0;
   private readonly buf: Uint8Array;
 
