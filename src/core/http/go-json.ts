@@ -20,7 +20,7 @@
  * rejected value. Portable: no runtime APIs.
  */
 import { fromBase64 } from '../bytes.ts';
-import { SpikeError } from '../errors.ts';
+import { isSpikeError, SpikeError } from '../errors.ts';
 
 /** Go field types used by the SPIKE request structs. */
 export type GoJsonKind =
@@ -432,9 +432,10 @@ export function decodeGoJson<S extends GoJsonSchema>(
   try {
     root = new Parser(text).parseDocument();
   } catch (error) {
-    // A stack overflow on deep nesting is a bad request too, never a 500.
-    if (error instanceof RangeError) throw syntaxError();
-    throw error;
+    // The parser throws only SpikeErrors of its own; anything else is the engine's stack
+    // overflow on deep nesting, a bad request too, never a 500.
+    if (isSpikeError(error)) throw error;
+    throw syntaxError();
   }
   const out: Record<string, unknown> = {};
   for (const [field, kind] of Object.entries(schema)) out[field] = zeroOf(kind);
