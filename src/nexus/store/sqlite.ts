@@ -14,6 +14,10 @@
  * deleted or destroyed). One statement is one consistent snapshot, with no transaction around it;
  * only a read that picks another version falls back to a deferred transaction of three queries.
  *
+ * Erasure (destroy, purge): `secure_delete` overwrites freed content with zeros, and a
+ * `wal_checkpoint(TRUNCATE)` after every destroy or purge moves the zeroed pages into the database
+ * and empties the `-wal` file, so the erased ciphertext is left in neither file.
+ *
  * One Nexus process owns a database file. The file is created with mode 0600 (SQLite gives the
  * `-wal` and `-shm` files the same mode) inside the 0700 data directory.
  */
@@ -69,6 +73,12 @@ function configure(db: Database, options: SqliteBackendOptions): void {
   db.run('PRAGMA synchronous = FULL');
   db.run(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
   db.run('PRAGMA foreign_keys = ON');
+  db.run('PRAGMA secure_delete = ON');
+}
+
+/** Whether a write erases data for good (a purge, or a destroy), so that it must not linger. */
+function erases(write: SecretWrite): boolean {
+  return write.head === null || (write.update ?? []).some((state) => state.destroyed);
 }
 
 /**
@@ -405,7 +415,11 @@ class SqliteBackend implements StoreBackend {
         const { write, result } = await plan(record);
         if (write === null) return result;
         const expected = record?.head.revision ?? 0;
-        if (guard(() => this.#applyTx.immediate(path, expected, write))) return result;
+        if (guard(() => this.#applyTx.immediate(path, expected, write))) {
+          // Outside WAL mode the pragma does nothing; the data is then overwritten in place.
+          if (erases(write)) guard(() => this.#client.run('PRAGMA wal_checkpoint(TRUNCATE)'));
+          return result;
+        }
         if (attempt >= MAX_ATTEMPTS) {
           throw new SpikeError('api_internal_error', 'storage conflict');
         }
