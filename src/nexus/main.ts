@@ -21,6 +21,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { SpikeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
+import type { RootKeyProvider } from '../core/ports.ts';
 import { authorizeAny } from '../core/spiffe/authorizer.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
 import { describeError } from '../runtime/describe-error.ts';
@@ -71,6 +72,83 @@ function fatal(message: string): never {
   process.exit(1);
 }
 
+/** The store. `lite` has no database and is served by the memory backend's (unused) tables. */
+async function openNexusStore(config: NexusConfig, log: Logger): Promise<NexusStore> {
+  if (config.backend !== 'sqlite') {
+    return openStore({ backend: 'memory', maxVersions: config.maxSecretVersions });
+  }
+  const dir = config.dataDir!;
+  try {
+    makePrivateDir(dir);
+  } catch (error) {
+    throw new SpikeError(
+      'config_invalid',
+      `cannot create the data directory ${dir} (${describeError(error)})`,
+    );
+  }
+  let store: NexusStore;
+  try {
+    store = await openStore({
+      backend: 'sqlite',
+      dataDir: dir,
+      maxVersions: config.maxSecretVersions,
+      journalMode: config.dbJournalMode,
+      busyTimeoutMs: config.dbBusyTimeoutMs,
+      skipSchemaCreation: config.dbSkipSchemaCreation,
+    });
+  } catch (error) {
+    throw new SpikeError(
+      'api_internal_error',
+      `cannot open the database in ${dir} (${describeError(error)})`,
+    );
+  }
+  log.info('database opened', { file: store.file ?? null });
+  return store;
+}
+
+/**
+ * The root key: a random one for memory; otherwise the Keeper lifecycle, started at once (it
+ * only needs the SVID, so it acquires the key while the listener comes up).
+ */
+async function startKeyCustody(
+  config: NexusConfig,
+  store: NexusStore,
+  source: X509Source,
+  log: Logger,
+): Promise<{ keys: RootKeyProvider; lifecycle?: KeyLifecycle }> {
+  if (config.backend === 'memory') return { keys: await createStaticRootKeyProvider() };
+  const keys = new MutableRootKeyProvider();
+  // `lite` keeps no key-check record, so it boots afresh on every start (see the report).
+  let liteKcv: string | undefined;
+  const kcvStore: Pick<NexusStore, 'getKcv' | 'setKcv'> =
+    config.backend === 'sqlite'
+      ? store
+      : {
+          getKcv: () => liteKcv,
+          setKcv: (kcv) => {
+            liteKcv = kcv;
+          },
+        };
+  const lifecycle = createKeyLifecycle({
+    store: kcvStore,
+    keys,
+    keepers: config.keeperPeers.map((url, i) =>
+      createKeeperClient({
+        source,
+        url,
+        index: i + 1,
+        keeperTrustRoots: config.trustRoots.keeper,
+      }),
+    ),
+    shares: config.shamirShares,
+    threshold: config.shamirThreshold,
+    updateIntervalMs: config.keeperUpdateIntervalMs,
+    log,
+  });
+  lifecycle.start();
+  return { keys, lifecycle };
+}
+
 async function main(): Promise<void> {
   let config: NexusConfig;
   try {
@@ -116,75 +194,11 @@ async function main(): Promise<void> {
     const ownId = await ownIdWithRole(source, 'nexus', config.trustRoots.nexus);
     logSvidRotations(source, log);
 
-    // The store. `lite` has no database and is served by the memory backend's (unused) tables.
-    if (config.backend === 'sqlite') {
-      const dir = config.dataDir!;
-      try {
-        makePrivateDir(dir);
-      } catch (error) {
-        throw new SpikeError(
-          'config_invalid',
-          `cannot create the data directory ${dir} (${describeError(error)})`,
-        );
-      }
-      try {
-        store = await openStore({
-          backend: 'sqlite',
-          dataDir: dir,
-          maxVersions: config.maxSecretVersions,
-          journalMode: config.dbJournalMode,
-          busyTimeoutMs: config.dbBusyTimeoutMs,
-          skipSchemaCreation: config.dbSkipSchemaCreation,
-        });
-      } catch (error) {
-        throw new SpikeError(
-          'api_internal_error',
-          `cannot open the database in ${dir} (${describeError(error)})`,
-        );
-      }
-      log.info('database opened', { file: store.file ?? null });
-    } else {
-      store = await openStore({ backend: 'memory', maxVersions: config.maxSecretVersions });
-    }
-
+    store = await openNexusStore(config, log);
     // The root key: a random one for memory; the Keeper lifecycle otherwise.
-    let keys: MutableRootKeyProvider | Awaited<ReturnType<typeof createStaticRootKeyProvider>>;
-    if (config.backend === 'memory') {
-      keys = await createStaticRootKeyProvider();
-    } else {
-      const mutable = new MutableRootKeyProvider();
-      keys = mutable;
-      const s = source;
-      // `lite` keeps no key-check record, so it boots afresh on every start (see the report).
-      let liteKcv: string | undefined;
-      const kcvStore: Pick<NexusStore, 'getKcv' | 'setKcv'> =
-        config.backend === 'sqlite'
-          ? store
-          : {
-              getKcv: () => liteKcv,
-              setKcv: (kcv) => {
-                liteKcv = kcv;
-              },
-            };
-      lifecycle = createKeyLifecycle({
-        store: kcvStore,
-        keys: mutable,
-        keepers: config.keeperPeers.map((url, i) =>
-          createKeeperClient({
-            source: s,
-            url,
-            index: i + 1,
-            keeperTrustRoots: config.trustRoots.keeper,
-          }),
-        ),
-        shares: config.shamirShares,
-        threshold: config.shamirThreshold,
-        updateIntervalMs: config.keeperUpdateIntervalMs,
-        log,
-      });
-      // Start acquiring the key while the listener comes up: it only needs the SVID.
-      lifecycle.start();
-    }
+    const custody = await startKeyCustody(config, store, source, log);
+    const { keys } = custody;
+    lifecycle = custody.lifecycle;
 
     const auditSink = audit;
     let peerOf: (request: Request) => string | undefined = () => undefined;
