@@ -153,6 +153,88 @@ function headerString(value: string | string[] | number | undefined): string | u
   return Array.isArray(value) ? value.join(', ') : String(value);
 }
 
+/** The request headers of a Workload API call; a unary call carries `grpc-timeout`. */
+function requestHeaders(method: string, timeoutMs: number | undefined): http2.OutgoingHttpHeaders {
+  const headers: http2.OutgoingHttpHeaders = {
+    ':method': 'POST',
+    ':scheme': 'http',
+    ':path': `/SpiffeWorkloadAPI/${method}`,
+    ':authority': 'localhost',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    'workload.spiffe.io': 'true',
+  };
+  if (timeoutMs !== undefined) {
+    // grpc-timeout: at most 8 digits; milliseconds are precise enough for a unary call.
+    headers['grpc-timeout'] = `${Math.min(99_999_999, Math.max(1, Math.ceil(timeoutMs)))}m`;
+  }
+  return headers;
+}
+
+/** The status a bad `:status` or content-type in the response headers means, else `undefined`. */
+function responseHeaderStatus(h: http2.IncomingHttpHeaders): GrpcStatus | undefined {
+  const status = Number(h[':status']);
+  const contentType = headerString(h['content-type']) ?? '';
+  if (status !== 200) {
+    return { code: GrpcCode.UNKNOWN, message: `unexpected HTTP status ${status}` };
+  }
+  if (!/^application\/grpc(?:$|[+;])/.test(contentType)) {
+    return { code: GrpcCode.INTERNAL, message: 'unexpected content-type' };
+  }
+  return undefined;
+}
+
+/** The gRPC status in trailers (or Trailers-Only headers). */
+function readStatus(h: http2.IncomingHttpHeaders): GrpcStatus {
+  const raw = headerString(h['grpc-status']);
+  if (raw === undefined) {
+    return { code: GrpcCode.UNKNOWN, message: 'stream ended without grpc-status' };
+  }
+  const code = parseGrpcStatus(raw);
+  if (code === undefined) return { code: GrpcCode.UNKNOWN, message: 'invalid grpc-status' };
+  return { code, message: decodeGrpcMessage(headerString(h['grpc-message'])) };
+}
+
+/** What a call knows when it ends, for {@link finalStatus}. */
+interface CallEnd {
+  readonly localStatus: GrpcStatus | undefined;
+  readonly headerStatus: GrpcStatus | undefined;
+  readonly grpcStatus: GrpcStatus | undefined;
+  /** The decoder's verdict on a partial message left over, if any. */
+  readonly partial: GrpcStatus | undefined;
+  readonly headersChecked: boolean;
+  readonly readableEnded: boolean;
+  readonly socketStatus: GrpcStatus | undefined;
+  readonly goawayLastStreamId: number | undefined;
+  readonly stream: Pick<http2.ClientHttp2Stream, 'id' | 'rstCode'>;
+}
+
+/** The one gRPC status of an ended call, from whatever ended it (module header). */
+function finalStatus(end: CallEnd): GrpcStatus {
+  const { localStatus, headerStatus, grpcStatus, partial, headersChecked, socketStatus } = end;
+  const { readableEnded, goawayLastStreamId, stream } = end;
+  if (localStatus !== undefined) return localStatus;
+  if (headerStatus !== undefined) return headerStatus;
+  if (grpcStatus !== undefined) {
+    if (grpcStatus.code === GrpcCode.OK && partial !== undefined) return partial;
+    return grpcStatus;
+  }
+  if (partial !== undefined) return partial;
+  if (!headersChecked && socketStatus !== undefined) return socketStatus;
+  if (headersChecked && readableEnded) {
+    return { code: GrpcCode.UNKNOWN, message: 'stream ended without grpc-status' };
+  }
+  if (goawayLastStreamId !== undefined && (stream.id ?? 1) > goawayLastStreamId) {
+    return { code: GrpcCode.UNAVAILABLE, message: 'connection closed by the server (GOAWAY)' };
+  }
+  if (stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
+    return statusFromRstCode(stream.rstCode);
+  }
+  if (socketStatus !== undefined) return socketStatus;
+  if (headersChecked) return statusFromRstCode(http2.constants.NGHTTP2_NO_ERROR);
+  return { code: GrpcCode.UNAVAILABLE, message: 'connection closed before a response' };
+}
+
 /**
  * Starts one gRPC call: one connection, one stream, the request sent as a single framed message.
  * Streams carry no deadline; a unary call passes `timeoutMs` (sent as `grpc-timeout`).
@@ -208,20 +290,7 @@ export function startCall(
     finishSoon();
   });
 
-  const headers: http2.OutgoingHttpHeaders = {
-    ':method': 'POST',
-    ':scheme': 'http',
-    ':path': `/SpiffeWorkloadAPI/${method}`,
-    ':authority': 'localhost',
-    'content-type': 'application/grpc',
-    te: 'trailers',
-    'workload.spiffe.io': 'true',
-  };
-  if (options.timeoutMs !== undefined) {
-    // grpc-timeout: at most 8 digits; milliseconds are precise enough for a unary call.
-    headers['grpc-timeout'] = `${Math.min(99_999_999, Math.max(1, Math.ceil(options.timeoutMs)))}m`;
-  }
-  const stream = session.request(headers, { endStream: false });
+  const stream = session.request(requestHeaders(method, options.timeoutMs), { endStream: false });
   stream.end(encodeGrpcFrame(request));
 
   const deliver = (messages: Uint8Array[]) => {
@@ -233,13 +302,7 @@ export function startCall(
 
   stream.on('response', (h) => {
     headersChecked = true;
-    const status = Number(h[':status']);
-    const contentType = headerString(h['content-type']) ?? '';
-    if (status !== 200) {
-      headerStatus = { code: GrpcCode.UNKNOWN, message: `unexpected HTTP status ${status}` };
-    } else if (!/^application\/grpc(?:$|[+;])/.test(contentType)) {
-      headerStatus = { code: GrpcCode.INTERNAL, message: 'unexpected content-type' };
-    }
+    headerStatus = responseHeaderStatus(h);
     // Trailers-Only: grpc-status arrives in the only HEADERS frame (no 'trailers' event).
     if (h['grpc-status'] !== undefined) grpcStatus = readStatus(h);
     if (headerStatus !== undefined) {
@@ -277,40 +340,6 @@ export function startCall(
     }, options.timeoutMs);
   }
 
-  function readStatus(h: http2.IncomingHttpHeaders): GrpcStatus {
-    const raw = headerString(h['grpc-status']);
-    if (raw === undefined) {
-      return { code: GrpcCode.UNKNOWN, message: 'stream ended without grpc-status' };
-    }
-    const code = parseGrpcStatus(raw);
-    if (code === undefined) return { code: GrpcCode.UNKNOWN, message: 'invalid grpc-status' };
-    return { code, message: decodeGrpcMessage(headerString(h['grpc-message'])) };
-  }
-
-  function finalStatus(): GrpcStatus {
-    if (localStatus !== undefined) return localStatus;
-    if (headerStatus !== undefined) return headerStatus;
-    const partial = decoder.finish();
-    if (grpcStatus !== undefined) {
-      if (grpcStatus.code === GrpcCode.OK && partial !== undefined) return partial;
-      return grpcStatus;
-    }
-    if (partial !== undefined) return partial;
-    if (!headersChecked && socketStatus !== undefined) return socketStatus;
-    if (headersChecked && readableEnded) {
-      return { code: GrpcCode.UNKNOWN, message: 'stream ended without grpc-status' };
-    }
-    if (goawayLastStreamId !== undefined && (stream.id ?? 1) > goawayLastStreamId) {
-      return { code: GrpcCode.UNAVAILABLE, message: 'connection closed by the server (GOAWAY)' };
-    }
-    if (stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
-      return statusFromRstCode(stream.rstCode);
-    }
-    if (socketStatus !== undefined) return socketStatus;
-    if (headersChecked) return statusFromRstCode(http2.constants.NGHTTP2_NO_ERROR);
-    return { code: GrpcCode.UNAVAILABLE, message: 'connection closed before a response' };
-  }
-
   let finishScheduled = false;
   function finishSoon(): void {
     if (ended || finishScheduled) return;
@@ -323,7 +352,17 @@ export function startCall(
     if (ended) return;
     // Drop messages held back for response headers that never came: they cannot be trusted.
     held = [];
-    const status = finalStatus();
+    const status = finalStatus({
+      localStatus,
+      headerStatus,
+      grpcStatus,
+      partial: decoder.finish(),
+      headersChecked,
+      readableEnded,
+      socketStatus,
+      goawayLastStreamId,
+      stream,
+    });
     ended = true;
     if (deadline !== undefined) clearTimeout(deadline);
     if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
