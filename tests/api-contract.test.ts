@@ -13,9 +13,9 @@ import { KEEPER_ROUTES, NEXUS_ROUTES, routeTarget } from '../src/api/v1/routes.t
 import { REQUEST, requestSchemaOf, ZERO } from '../src/api/v1/schemas.ts';
 import { SpikeError, type SpikeErrorCode } from '../src/core/errors.ts';
 import type { TrustRoots } from '../src/core/policy/engine.ts';
+import type { Secrets } from '../src/core/ports.ts';
 import { createNexusApp, type NexusMount } from '../src/nexus/app.ts';
-import type { Secrets } from '../src/nexus/domain.ts';
-import { createStaticRootKeyProvider } from '../src/nexus/root-key.ts';
+import { createStaticRootKeyProvider } from '../src/nexus/root-key/providers.ts';
 import { openStore } from '../src/nexus/store/index.ts';
 import { errorForResponse } from '../src/sdk/errors.ts';
 

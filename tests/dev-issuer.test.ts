@@ -11,7 +11,8 @@ import { isSpikeError } from '../src/core/errors.ts';
 import type { X509Context } from '../src/core/spiffe/types.ts';
 import { validateOwnX509Svid } from '../src/core/spiffe/x509svid.ts';
 import { type DevIssuer, startDevIssuer } from '../src/dev/issuer.ts';
-import { createX509Source, fetchX509Bundles } from '../src/runtime/workload/client.ts';
+import { createX509Source } from '../src/runtime/workload/client.ts';
+import { fetchX509Bundles } from '../src/runtime/workload/fetch.ts';
 import {
   createGrpcJsWorkloadClient,
   type GrpcJsX509SvidResponse,

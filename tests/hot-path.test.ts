@@ -18,7 +18,7 @@ import { createPolicyEngine, type TrustRoots } from '../src/core/policy/engine.t
 import { isSpiffeId } from '../src/core/spiffe/id.ts';
 import { hasRole, roleOf } from '../src/core/spike/roles.ts';
 import { createNexusApp } from '../src/nexus/app.ts';
-import { createStaticRootKeyProvider } from '../src/nexus/root-key.ts';
+import { createStaticRootKeyProvider } from '../src/nexus/root-key/providers.ts';
 import { openStore } from '../src/nexus/store/index.ts';
 
 const TRUST: TrustRoots = {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import journal from '../schema/migrations/meta/_journal.json';
 import { concatBytes, utf8 } from '../src/core/bytes.ts';
 import { seal } from '../src/core/crypto/envelope.ts';
-import { createStaticRootKeyProvider } from '../src/nexus/root-key.ts';
+import { createStaticRootKeyProvider } from '../src/nexus/root-key/providers.ts';
 import { openStore } from '../src/nexus/store/index.ts';
 import {
   appliedMigrations,

@@ -11,9 +11,9 @@ import { bufferSource, randomNonce } from '../src/core/crypto/envelope.ts';
 import { deriveKeys, generateRootKey } from '../src/core/crypto/keys.ts';
 import { decodeGoJson } from '../src/core/http/go-json.ts';
 import type { TrustRoots } from '../src/core/policy/engine.ts';
+import type { DerivedKeys, PolicyStore, RootKeyProvider } from '../src/core/ports.ts';
 import { RestoreCollector, type ShardEnvelope, splitRootKey } from '../src/core/shamir/shards.ts';
 import { createNexusApp, type NexusAppDeps, type NexusBackend } from '../src/nexus/app.ts';
-import type { DerivedKeys, PolicyStore, RootKeyProvider } from '../src/nexus/domain.ts';
 import { openStore } from '../src/nexus/store/index.ts';
 
 const TD = 'spike.ist';

@@ -3,9 +3,10 @@ import { afterAll, describe, expect, it } from 'bun:test';
 import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseListenAddress } from '../src/core/config.ts';
 import { isSpikeError } from '../src/core/errors.ts';
 import { createLogger, formatGoTime, parseLogLevel } from '../src/core/log.ts';
-import { parseKeeperPeers, parseListenAddress, parseNexusConfig } from '../src/nexus/config.ts';
+import { parseKeeperPeers, parseNexusConfig } from '../src/nexus/config.ts';
 
 const PEERS = 'https://k1:8443,https://k2:8443,https://k3:8443';
 
@@ -133,6 +134,65 @@ describe('parseNexusConfig', () => {
     expect(c.spiffeSourceTimeoutMs).toBe(30_000);
     expect(c.idleTimeoutMs).toBe(60_000);
     expect(c.warnings.length).toBe(3);
+  });
+
+  it('reads the store variables (SPIKE_NEXUS_DB_*), defaults first', () => {
+    const d = parseNexusConfig(env({ SPIKE_NEXUS_KEEPER_PEERS: PEERS }));
+    expect([d.dbJournalMode, d.dbBusyTimeoutMs, d.dbSkipSchemaCreation]).toEqual([
+      'WAL',
+      5000,
+      false,
+    ]);
+    const c = parseNexusConfig(
+      env({
+        SPIKE_NEXUS_KEEPER_PEERS: PEERS,
+        SPIKE_NEXUS_DB_JOURNAL_MODE: 'delete',
+        SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS: '100',
+        SPIKE_NEXUS_DB_SKIP_SCHEMA_CREATION: 'TRUE',
+      }),
+    );
+    expect([c.dbJournalMode, c.dbBusyTimeoutMs, c.dbSkipSchemaCreation]).toEqual([
+      'DELETE',
+      100,
+      true,
+    ]);
+    for (const mode of ['WAL', 'truncate', 'Persist']) {
+      const m = parseNexusConfig(
+        env({ SPIKE_NEXUS_KEEPER_PEERS: PEERS, SPIKE_NEXUS_DB_JOURNAL_MODE: mode }),
+      );
+      expect(m.dbJournalMode).toBe(mode.toUpperCase() as typeof m.dbJournalMode);
+    }
+    const off = parseNexusConfig(
+      env({ SPIKE_NEXUS_KEEPER_PEERS: PEERS, SPIKE_NEXUS_DB_SKIP_SCHEMA_CREATION: 'false' }),
+    );
+    expect(off.dbSkipSchemaCreation).toBe(false);
+  });
+
+  it('invalid store variables stop the program instead of falling back (README "Configuration")', () => {
+    const base = { SPIKE_NEXUS_KEEPER_PEERS: PEERS };
+    const cases: [Record<string, string>, string][] = [
+      // A journal mode that is not durable, or unknown, used to mean WAL silently.
+      [{ SPIKE_NEXUS_DB_JOURNAL_MODE: 'OFF' }, 'SPIKE_NEXUS_DB_JOURNAL_MODE'],
+      [{ SPIKE_NEXUS_DB_JOURNAL_MODE: 'MEMORY' }, 'SPIKE_NEXUS_DB_JOURNAL_MODE'],
+      [{ SPIKE_NEXUS_DB_JOURNAL_MODE: 'wall' }, 'SPIKE_NEXUS_DB_JOURNAL_MODE'],
+      // Non-numbers and ≤ 0 used to mean 5000 silently.
+      [{ SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS: 'soon' }, 'SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS'],
+      [{ SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS: '0' }, 'SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS'],
+      [{ SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS: '-3' }, 'SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS'],
+      [{ SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS: '2.5' }, 'SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS'],
+      // Anything but true/false used to mean false silently.
+      [{ SPIKE_NEXUS_DB_SKIP_SCHEMA_CREATION: 'yes' }, 'SPIKE_NEXUS_DB_SKIP_SCHEMA_CREATION'],
+      // Non-numbers and 0 used to mean 10 silently.
+      [{ SPIKE_NEXUS_MAX_SECRET_VERSIONS: '-3' }, 'SPIKE_NEXUS_MAX_SECRET_VERSIONS'],
+      [{ SPIKE_NEXUS_MAX_SECRET_VERSIONS: 'ten' }, 'SPIKE_NEXUS_MAX_SECRET_VERSIONS'],
+    ];
+    for (const [vars, variable] of cases) {
+      const message = configError(() => parseNexusConfig(env({ ...base, ...vars })));
+      expect(message.startsWith(`${variable}:`)).toBe(true);
+      expect(message).not.toContain('\n');
+      // The value itself is never repeated.
+      expect(message).not.toContain(Object.values(vars)[0]!);
+    }
   });
 
   it('reports plain SPIKE_TRUST_ROOT as unused', () => {

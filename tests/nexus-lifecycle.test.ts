@@ -1,5 +1,5 @@
 /**
- * The root-key lifecycle end to end (src/nexus/lifecycle.ts, src/nexus/main.ts; spike-api.md §9;
+ * The root-key lifecycle end to end (src/nexus/root-key/, src/nexus/main.ts; spike-api.md §9;
  * ARCHITECTURE.md "The flows that matter"): one real Nexus process and three real Keeper
  * processes over mTLS, with SVIDs from the development issuer (tests/support/cluster.ts).
  *
@@ -24,8 +24,8 @@ import { computeKcv } from '../src/core/crypto/keys.ts';
 import { SpikeError } from '../src/core/errors.ts';
 import { combineShards, type ShardEnvelope, splitRootKey } from '../src/core/shamir/shards.ts';
 import type { KeeperLink, KeeperShards } from '../src/nexus/keeper-client.ts';
-import { createKeyLifecycle, type KeyLifecycle } from '../src/nexus/lifecycle.ts';
-import { MutableRootKeyProvider } from '../src/nexus/root-key.ts';
+import { createKeyLifecycle, type KeyLifecycle } from '../src/nexus/root-key/lifecycle.ts';
+import { MutableRootKeyProvider } from '../src/nexus/root-key/providers.ts';
 import {
   type Cluster,
   type Needle,

@@ -32,8 +32,8 @@ import {
   validatePolicyInput,
   validateSpiffeIdPattern,
 } from '../src/core/policy/validate.ts';
-import type { PolicyStore } from '../src/nexus/domain.ts';
-import { createStaticRootKeyProvider } from '../src/nexus/root-key.ts';
+import type { PolicyStore } from '../src/core/ports.ts';
+import { createStaticRootKeyProvider } from '../src/nexus/root-key/providers.ts';
 import { openStore } from '../src/nexus/store/index.ts';
 
 /** The real in-memory store, with a count of `list()` calls to prove the engine caches. */

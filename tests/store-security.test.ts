@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { gcm } from '@noble/ciphers/aes.js';
 import { toBase64, toHex } from '../src/core/bytes.ts';
 import { isSpikeError } from '../src/core/errors.ts';
-import { createStaticRootKeyProvider } from '../src/nexus/root-key.ts';
+import { createStaticRootKeyProvider } from '../src/nexus/root-key/providers.ts';
 import { openStore } from '../src/nexus/store/index.ts';
 
 const dirs: string[] = [];
@@ -218,6 +218,63 @@ describe('encryption at rest on SQLite', () => {
     const nonces = new Set([...rows, pol].map((r) => toHex(r.data.subarray(1, 13))));
     expect(nonces.size).toBe(rows.length + 1);
     raw.close();
+  });
+
+  it('destroy and purge leave the erased ciphertext in neither the database nor the WAL', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'spike.db');
+    const store = await openStore({ backend: 'sqlite', dataDir: dir });
+    const secrets = store.secrets(await createStaticRootKeyProvider());
+    // Neighbours on the same pages, so that erasure cannot be "the page went away".
+    for (let i = 0; i < 20; i++) await secrets.put(`keep/${i}`, { v: randomToken('keep') });
+    await secrets.put('erase/destroyed', { v: randomToken('D1') });
+    await secrets.put('erase/destroyed', { v: randomToken('D2') });
+    await secrets.put('erase/purged', { v: randomToken('P1') });
+    await secrets.put('erase/purged', { v: randomToken('P2') });
+    await secrets.put('erase/kept', { v: randomToken('K') });
+
+    const ciphertexts = (path: string): Uint8Array[] => {
+      const raw = new Database(file, { readonly: true });
+      try {
+        return raw
+          .query<{ data: Uint8Array | null }, [string]>(
+            'SELECT data FROM secret_versions WHERE path = ? ORDER BY version',
+          )
+          .all(path)
+          .map((r) => r.data!.slice());
+      } finally {
+        raw.close();
+      }
+    };
+    const destroyed = ciphertexts('erase/destroyed');
+    const purged = ciphertexts('erase/purged');
+    const kept = ciphertexts('erase/kept');
+    expect([destroyed.length, purged.length, kept.length]).toEqual([2, 2, 1]);
+
+    await secrets.destroy('erase/destroyed', [1, 2]);
+    await secrets.purge('erase/purged');
+
+    const bytesOf = (name: string): Uint8Array => {
+      try {
+        return new Uint8Array(readFileSync(join(dir, name)));
+      } catch {
+        return new Uint8Array(0); // no WAL file at all is fine
+      }
+    };
+    // Scanned while Nexus still has the database open: no final checkpoint has helped.
+    for (const name of ['spike.db', 'spike.db-wal']) {
+      const bytes = bytesOf(name);
+      for (const c of [...destroyed, ...purged]) {
+        // The whole ciphertext, and its tag-free first 24 bytes on their own.
+        expect(indexOf(bytes, c)).toBe(-1);
+        expect(indexOf(bytes, c.subarray(0, 24))).toBe(-1);
+      }
+    }
+    // The scan can find what is there: the live secret's ciphertext is in one of the files.
+    const found = ['spike.db', 'spike.db-wal'].some((n) => indexOf(bytesOf(n), kept[0]!) !== -1);
+    expect(found).toBe(true);
+    expect(await secrets.get('erase/kept')).toBeDefined();
+    await store.close();
   });
 
   it('swapped ciphertexts fail with a generic error that carries no value', async () => {

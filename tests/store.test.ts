@@ -19,15 +19,13 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isSpikeError, type SpikeErrorCode } from '../src/core/errors.ts';
+import type { PolicyStore, Secrets } from '../src/core/ports.ts';
 import { checkDataDir, resolveDataDir } from '../src/nexus/data-dir.ts';
-import type { PolicyStore, Secrets } from '../src/nexus/domain.ts';
-import { createStaticRootKeyProvider, MutableRootKeyProvider } from '../src/nexus/root-key.ts';
 import {
-  type NexusStore,
-  openStore,
-  readStoreEnv,
-  type StoreKind,
-} from '../src/nexus/store/index.ts';
+  createStaticRootKeyProvider,
+  MutableRootKeyProvider,
+} from '../src/nexus/root-key/providers.ts';
+import { type NexusStore, openStore, type StoreKind } from '../src/nexus/store/index.ts';
 
 const tempDirs: string[] = [];
 function tempDir(): string {
@@ -655,50 +653,11 @@ describe('SQLite durability and files', () => {
   });
 });
 
-describe('openStore options and environment', () => {
+describe('openStore options', () => {
   it('refuses bad options', async () => {
     await expect(openStore({ backend: 'sqlite' })).rejects.toThrow(TypeError);
     await expect(openStore({ backend: 'memory', maxVersions: 0 })).rejects.toThrow(RangeError);
     await expect(openStore({ backend: 'memory', maxVersions: 2.5 })).rejects.toThrow(RangeError);
-  });
-
-  it('reads §10 variables with upstream fallbacks', () => {
-    expect(readStoreEnv({})).toEqual({
-      backend: 'sqlite',
-      maxVersions: 10,
-      journalMode: 'WAL',
-      busyTimeoutMs: 5000,
-      skipSchemaCreation: false,
-    });
-    expect(
-      readStoreEnv({
-        SPIKE_NEXUS_BACKEND_STORE: 'memory',
-        SPIKE_NEXUS_MAX_SECRET_VERSIONS: '25',
-        SPIKE_NEXUS_DB_JOURNAL_MODE: 'delete',
-        SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS: '100',
-        SPIKE_NEXUS_DB_SKIP_SCHEMA_CREATION: 'true',
-      }),
-    ).toEqual({
-      backend: 'memory',
-      maxVersions: 25,
-      journalMode: 'DELETE',
-      busyTimeoutMs: 100,
-      skipSchemaCreation: true,
-    });
-    const bad = readStoreEnv({
-      SPIKE_NEXUS_BACKEND_STORE: 'postgres',
-      SPIKE_NEXUS_MAX_SECRET_VERSIONS: '-3',
-      SPIKE_NEXUS_DB_JOURNAL_MODE: 'OFF',
-      SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS: 'soon',
-    });
-    expect(bad).toMatchObject({
-      backend: 'sqlite',
-      maxVersions: 10,
-      journalMode: 'WAL',
-      busyTimeoutMs: 5000,
-    });
-    expect(readStoreEnv({ SPIKE_NEXUS_BACKEND_STORE: 'lite' }).backend).toBe('lite');
-    expect(readStoreEnv({ SPIKE_NEXUS_MAX_SECRET_VERSIONS: '0' }).maxVersions).toBe(10);
   });
 
   it('a configured max versions prunes accordingly', async () => {

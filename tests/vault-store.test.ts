@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isSpikeError } from '../src/core/errors.ts';
-import { createStaticRootKeyProvider } from '../src/nexus/root-key.ts';
+import { createStaticRootKeyProvider } from '../src/nexus/root-key/providers.ts';
 import { type NexusStore, openStore, type StoreKind } from '../src/nexus/store/index.ts';
 
 const dirs: string[] = [];

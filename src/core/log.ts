@@ -9,6 +9,7 @@
  * key, shard or request body; the audit record has no field that could hold one.
  * Portable: no runtime APIs.
  */
+import type { Clock } from './ports.ts';
 
 /** Log levels, lowest first (spike-api.md §10 `SPIKE_SYSTEM_LOG_LEVEL`). */
 export type LogLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
@@ -79,7 +80,7 @@ export function createLogger(options: {
   readonly level: LogLevel;
   readonly sink: LineSink;
   readonly component: string;
-  readonly clock?: () => Date;
+  readonly clock?: Clock;
 }): Logger {
   const threshold = LOG_LEVELS.indexOf(options.level);
   const clock = options.clock ?? (() => new Date());

@@ -25,16 +25,15 @@ import path from 'node:path';
 import { concatBytes } from '../core/bytes.ts';
 import { SpikeError } from '../core/errors.ts';
 import { formatSpiffeId, isMemberOf, parseSpiffeId, parseTrustDomain } from '../core/spiffe/id.ts';
-import {
-  type Authority,
-  createRootAuthority,
-  issueX509Svid,
-  type MintedLeaf,
-} from '../core/spiffe/mint.ts';
 import { formatUnixAddress } from '../core/workload/address.ts';
 import { encodeGrpcFrame } from '../core/workload/framing.ts';
-import { encodeX509BundlesResponse, encodeX509SvidResponse } from '../core/workload/proto.ts';
-import { encodeGrpcMessage, GrpcCode } from '../core/workload/status.ts';
+import { GrpcCode } from '../core/workload/status.ts';
+import { type Authority, createRootAuthority, issueX509Svid, type MintedLeaf } from './mint.ts';
+import {
+  encodeGrpcMessage,
+  encodeX509BundlesResponse,
+  encodeX509SvidResponse,
+} from './workload-proto.ts';
 
 /** Options of `startDevIssuer`. */
 export interface DevIssuerOptions {
@@ -189,28 +188,9 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     warn: (m: string) => console.warn(m),
   };
 
-  const entries: [string, string][] = componentIds(keepers).map(([name, p]) => [
-    name,
-    formatSpiffeId(trustDomain, p),
-  ]);
-  for (const [name, id] of Object.entries(options.extraWorkloads ?? {})) {
-    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(name)) {
-      throw configError('workload names are lowercase letters, digits and dashes');
-    }
-    if (entries.some(([n]) => n === name)) throw configError(`workload name ${name} is taken`);
-    parseSpiffeId(id);
-    if (!isMemberOf(id, trustDomain)) {
-      throw configError(`workload ${name} must have an ID in trust domain ${trustDomain}`);
-    }
-    entries.push([name, id]);
-  }
-
+  const entries = componentEntries(trustDomain, keepers, options.extraWorkloads);
   const absDir = path.resolve(options.dir);
-  for (const [name] of entries) {
-    if (new TextEncoder().encode(path.join(absDir, `${name}.sock`)).length > MAX_SOCKET_PATH) {
-      throw configError(`socket path for ${name} is longer than ${MAX_SOCKET_PATH} bytes`);
-    }
-  }
+  checkSocketPaths(absDir, entries);
   const dir = prepareDirectory(absDir);
 
   const root: Authority = await createRootAuthority(trustDomain, { ttlSeconds: ROOT_TTL_SECONDS });
@@ -220,22 +200,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
   );
   let stopped = false;
 
-  const respond = (svid: MintedLeaf, id: string): Uint8Array =>
-    encodeGrpcFrame(
-      encodeX509SvidResponse({
-        svids: [
-          {
-            spiffeId: id,
-            x509Svid: concatBytes(...svid.chain),
-            x509SvidKey: svid.privateKey,
-            bundle: root.certificate,
-            hint: '',
-          },
-        ],
-        crl: [],
-        federatedBundles: new Map(),
-      }),
-    );
+  const respond = (svid: MintedLeaf, id: string) => svidFrame(root, svid, id);
 
   const components: Component[] = await Promise.all(
     entries.map(async ([name, id]) => {
@@ -279,76 +244,10 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     if (!stopped) scheduleRotation(c);
   };
 
-  const handle = (c: Component, stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders) => {
-    stream.on('error', () => {});
-    stream.resume(); // the requests are empty (or ignored); drain them
-    const method = h[':path'] ?? '';
-    const contentType = String(h['content-type'] ?? '');
-    if (h[':method'] !== 'POST' || !/^application\/grpc(?:$|[+;])/.test(contentType)) {
-      stream.respond({ ':status': 415 }, { endStream: true });
-      return;
-    }
-    if (!method.startsWith('/SpiffeWorkloadAPI/')) {
-      trailersOnly(stream, GrpcCode.UNIMPLEMENTED, `unknown service ${method.split('/')[1] ?? ''}`);
-      return;
-    }
-    // SPIRE: exactly one value, exactly `true` (node:http2 joins duplicates with ", ").
-    if (h['workload.spiffe.io'] !== 'true') {
-      trailersOnly(stream, GrpcCode.INVALID_ARGUMENT, 'security header missing from request');
-      return;
-    }
-    const open = (set: Set<http2.ServerHttp2Stream>, frame: Uint8Array) => {
-      stream.respond(
-        { ':status': 200, 'content-type': 'application/grpc' },
-        { waitForTrailers: true },
-      );
-      stream.on('wantTrailers', () => {
-        stream.sendTrailers({
-          'grpc-status': String(GrpcCode.UNAVAILABLE),
-          'grpc-message': 'issuer stopping',
-        });
-      });
-      set.add(stream);
-      stream.on('close', () => set.delete(stream));
-      stream.write(frame);
-    };
-    switch (method) {
-      case '/SpiffeWorkloadAPI/FetchX509SVID':
-        open(c.streams, c.response);
-        return;
-      case '/SpiffeWorkloadAPI/FetchX509Bundles':
-        open(c.bundleStreams, bundlesFrame);
-        return;
-      default:
-        trailersOnly(
-          stream,
-          GrpcCode.UNIMPLEMENTED,
-          'the development issuer serves FetchX509SVID and FetchX509Bundles only',
-        );
-    }
-  };
-
   const started: Component[] = [];
   try {
     for (const c of components) {
-      await removeStaleSocket(c.socketPath);
-      const server = http2.createServer();
-      server.on('session', (session) => {
-        c.sessions.add(session);
-        session.on('close', () => c.sessions.delete(session));
-        session.on('error', () => {});
-      });
-      server.on('stream', (stream, headers) =>
-        handle(c, stream as http2.ServerHttp2Stream, headers),
-      );
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(c.socketPath, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      c.server = server;
+      await listenComponent(c, bundlesFrame);
       started.push(c);
       scheduleRotation(c);
     }
@@ -384,6 +283,135 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
       await Promise.all(components.map((c) => closeComponent(c)));
     },
   };
+}
+
+/** The `FetchX509SVID` frame that hands `svid` (with ID `id`) and the root to a workload. */
+function svidFrame(root: Authority, svid: MintedLeaf, id: string): Uint8Array {
+  return encodeGrpcFrame(
+    encodeX509SvidResponse({
+      svids: [
+        {
+          spiffeId: id,
+          x509Svid: concatBytes(...svid.chain),
+          x509SvidKey: svid.privateKey,
+          bundle: root.certificate,
+          hint: '',
+        },
+      ],
+      crl: [],
+      federatedBundles: new Map(),
+    }),
+  );
+}
+
+/** The components' names and SPIFFE IDs: Nexus, the Keepers, the pilot and extra workloads. */
+function componentEntries(
+  trustDomain: string,
+  keepers: number,
+  extraWorkloads: DevIssuerOptions['extraWorkloads'],
+): [string, string][] {
+  const entries: [string, string][] = componentIds(keepers).map(([name, p]) => [
+    name,
+    formatSpiffeId(trustDomain, p),
+  ]);
+  for (const [name, id] of Object.entries(extraWorkloads ?? {})) {
+    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(name)) {
+      throw configError('workload names are lowercase letters, digits and dashes');
+    }
+    if (entries.some(([n]) => n === name)) throw configError(`workload name ${name} is taken`);
+    parseSpiffeId(id);
+    if (!isMemberOf(id, trustDomain)) {
+      throw configError(`workload ${name} must have an ID in trust domain ${trustDomain}`);
+    }
+    entries.push([name, id]);
+  }
+  return entries;
+}
+
+/** Refuses socket paths longer than a unix socket address holds. */
+function checkSocketPaths(absDir: string, entries: readonly [string, string][]): void {
+  for (const [name] of entries) {
+    if (new TextEncoder().encode(path.join(absDir, `${name}.sock`)).length > MAX_SOCKET_PATH) {
+      throw configError(`socket path for ${name} is longer than ${MAX_SOCKET_PATH} bytes`);
+    }
+  }
+}
+
+/** Serves one Workload API stream of component `c`. */
+function handleStream(
+  c: Component,
+  bundlesFrame: Uint8Array,
+  stream: http2.ServerHttp2Stream,
+  h: http2.IncomingHttpHeaders,
+): void {
+  stream.on('error', () => {});
+  stream.resume(); // the requests are empty (or ignored); drain them
+  const method = h[':path'] ?? '';
+  const contentType = String(h['content-type'] ?? '');
+  if (h[':method'] !== 'POST' || !/^application\/grpc(?:$|[+;])/.test(contentType)) {
+    stream.respond({ ':status': 415 }, { endStream: true });
+    return;
+  }
+  if (!method.startsWith('/SpiffeWorkloadAPI/')) {
+    trailersOnly(stream, GrpcCode.UNIMPLEMENTED, `unknown service ${method.split('/')[1] ?? ''}`);
+    return;
+  }
+  // SPIRE: exactly one value, exactly `true` (node:http2 joins duplicates with ", ").
+  if (h['workload.spiffe.io'] !== 'true') {
+    trailersOnly(stream, GrpcCode.INVALID_ARGUMENT, 'security header missing from request');
+    return;
+  }
+  const open = (set: Set<http2.ServerHttp2Stream>, frame: Uint8Array) => {
+    stream.respond(
+      { ':status': 200, 'content-type': 'application/grpc' },
+      { waitForTrailers: true },
+    );
+    stream.on('wantTrailers', () => {
+      stream.sendTrailers({
+        'grpc-status': String(GrpcCode.UNAVAILABLE),
+        'grpc-message': 'issuer stopping',
+      });
+    });
+    set.add(stream);
+    stream.on('close', () => set.delete(stream));
+    stream.write(frame);
+  };
+  switch (method) {
+    case '/SpiffeWorkloadAPI/FetchX509SVID':
+      open(c.streams, c.response);
+      return;
+    case '/SpiffeWorkloadAPI/FetchX509Bundles':
+      open(c.bundleStreams, bundlesFrame);
+      return;
+    default:
+      trailersOnly(
+        stream,
+        GrpcCode.UNIMPLEMENTED,
+        'the development issuer serves FetchX509SVID and FetchX509Bundles only',
+      );
+  }
+}
+
+/** Creates and starts the HTTP/2 server on `c`'s socket. */
+async function listenComponent(c: Component, bundlesFrame: Uint8Array): Promise<void> {
+  await removeStaleSocket(c.socketPath);
+  const server = http2.createServer();
+  server.on('session', (session) => {
+    c.sessions.add(session);
+    session.on('close', () => c.sessions.delete(session));
+    session.on('error', () => {});
+  });
+  server.on('stream', (stream, headers) =>
+    handleStream(c, bundlesFrame, stream as http2.ServerHttp2Stream, headers),
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(c.socketPath, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  c.server = server;
 }
 
 async function closeComponent(c: Component): Promise<void> {

@@ -104,7 +104,8 @@ interface RunRecord {
 }
 
 class UsageError extends Error {}
-class StartError extends Error {}
+/** Thrown when Ctrl-C interrupts start-up: stop quietly, as the signal handler already does. */
+const INTERRUPTED = new Error('interrupted');
 
 const say = (line = '') => console.log(line);
 const note = (line: string) => console.log(`[dev] ${line}`);
@@ -225,9 +226,7 @@ function isOurs(pid: number, program: 'nexus' | 'keeper' | 'up'): boolean {
 function refuseConcurrentRun(record: RunRecord | undefined): void {
   const pid = record?.upPid;
   if (pid != null && pid !== process.pid && isOurs(pid, 'up')) {
-    throw new StartError(
-      `another \`bun run dev\` is running (pid ${pid}); stop it with Ctrl-C first`,
-    );
+    throw new Error(`another \`bun run dev\` is running (pid ${pid}); stop it with Ctrl-C first`);
   }
 }
 
@@ -408,7 +407,7 @@ async function run(options: Options): Promise<number> {
     const problem = await checkPortFree(port);
     if (problem !== undefined) {
       const flag = name === 'nexus' ? '--nexus-port 9553' : '--keeper-ports 9443,9444,9445';
-      throw new StartError(
+      throw new Error(
         `port ${port} (${name}) on ${HOST} is not available (${problem}). Stop what uses it ` +
           `(e.g. \`ss -ltnp 'sport = :${port}'\`), or choose other ports: bun run dev -- ${flag}`,
       );
@@ -570,8 +569,8 @@ async function run(options: Options): Promise<number> {
     });
   };
   const failIfExited = () => {
-    if (unexpected !== undefined) throw new StartError(unexpected);
-    if (stopping) throw new StartError('interrupted');
+    if (unexpected !== undefined) throw new Error(unexpected);
+    if (stopping) throw INTERRUPTED;
   };
 
   let pilot: SpikeClient | undefined;
@@ -598,7 +597,7 @@ async function run(options: Options): Promise<number> {
       while (!(await isListening(keeper.port))) {
         failIfExited();
         if (Date.now() > keeperDeadline) {
-          throw new StartError(
+          throw new Error(
             `${keeper.name} did not listen on ${HOST}:${keeper.port}:\n${tail(keeper.log)}`,
           );
         }
@@ -651,7 +650,7 @@ async function run(options: Options): Promise<number> {
       failIfExited();
       const waited = Date.now() - started;
       if (waited > NEXUS_READY_TIMEOUT_MS && !waitForOperator) {
-        throw new StartError(
+        throw new Error(
           `nexus did not become ready within ${NEXUS_READY_TIMEOUT_MS / 1000} s:\n${tail(nexus.log)}`,
         );
       }
@@ -693,9 +692,9 @@ async function run(options: Options): Promise<number> {
       wakeMain = resolveWait;
       if (stopping || unexpected !== undefined) resolveWait();
     });
-    if (unexpected !== undefined) throw new StartError(unexpected);
+    if (unexpected !== undefined) throw new Error(unexpected);
   } catch (error) {
-    if (!(error instanceof StartError) || error.message !== 'interrupted') {
+    if (error !== INTERRUPTED) {
       stopping = true;
       await pilot?.close().catch(() => undefined);
       await stopAll(false);

@@ -37,8 +37,8 @@ import { ZERO } from '../api/v1/schemas.ts';
 import { SpikeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { createPolicyEngine, type PolicyEngine, type TrustRoots } from '../core/policy/engine.ts';
+import type { Clock, PolicyStore, RootKeyProvider, Secrets } from '../core/ports.ts';
 import type { RestoreStatus, ShardEnvelope } from '../core/shamir/shards.ts';
-import type { PolicyStore, RootKeyProvider, Secrets } from './domain.ts';
 import {
   clip,
   createAuditTrail,
@@ -105,7 +105,7 @@ export interface NexusAppDeps {
   /** Receives one audit line per request, without the trailing newline (§12). */
   readonly audit: (line: string) => void;
   /** Wall clock for audit times; defaults to `new Date()`. */
-  readonly clock?: () => Date;
+  readonly clock?: Clock;
   /** The verified peer SPIFFE ID of a request, from the transport; `undefined` when none. */
   readonly peerOf: (request: Request) => string | undefined;
   /** Recover and restore (§9); absent until the key-custody lifecycle is wired. */

@@ -1,11 +1,13 @@
 /**
- * Nexus configuration from environment variables (spec/spike-api.md §10, §12).
+ * Nexus configuration from environment variables (spec/spike-api.md §10, §12): the one parser of
+ * every variable Nexus reads, the store's `SPIKE_NEXUS_DB_*` included.
  *
  * `parseNexusConfig(env)` turns the upstream variable names into one typed object; only the entry
  * point reads `process.env` and passes it in (STYLE.md rule 3). A value that cannot be used fails
  * with `SpikeError('config_invalid')` and a single line naming the variable and what it expects
- * (the value itself is not repeated). Where the spec prescribes a fallback instead, the fallback is
- * taken and a warning is returned for the caller to log:
+ * (the value itself is not repeated; the rules are those of src/core/config.ts). Where the spec
+ * prescribes a fallback instead, the fallback is taken and a warning is returned for the caller to
+ * log:
  * - durations that are invalid or ≤ 0 fall back to their default (§10);
  * - an unknown `SPIKE_NEXUS_BACKEND_STORE` means `sqlite` (§10, as upstream);
  * - plain `SPIKE_TRUST_ROOT` is only reported.
@@ -15,20 +17,27 @@
  * 0700; so parsing a sqlite configuration touches the filesystem, and a refused
  * `SPIKE_NEXUS_DATA_DIR` becomes a warning, as upstream falls back rather than stopping.
  */
-import { parseGoDuration } from '../core/duration.ts';
-import { isSpikeError, SpikeError } from '../core/errors.ts';
-import { DEFAULT_LOG_LEVEL, type LogLevel, parseLogLevel } from '../core/log.ts';
+import {
+  booleanVar,
+  choiceVar,
+  configInvalid,
+  durationVar,
+  type Env,
+  integerVar,
+  type ListenAddress,
+  listenVar,
+  logLevelVar,
+  readVar,
+  trustRootVar,
+} from '../core/config.ts';
+import type { LogLevel } from '../core/log.ts';
 import type { TrustRoots } from '../core/policy/engine.ts';
-import { parseTrustRoots } from '../core/spike/roles.ts';
 import type { NexusBackend } from './app.ts';
 import { resolveDataDir } from './data-dir.ts';
+import type { JournalMode } from './store/sqlite.ts';
 
-/** A listen address: `:8553`, `8553` or `host:8553`. */
-export interface ListenAddress {
-  /** `undefined` = all interfaces. */
-  readonly host?: string;
-  readonly port: number;
-}
+/** Journal modes that keep the database durable (`SPIKE_NEXUS_DB_JOURNAL_MODE`). */
+const JOURNAL_MODES: readonly JournalMode[] = ['WAL', 'DELETE', 'TRUNCATE', 'PERSIST'];
 
 /** The typed Nexus configuration (§10). Durations are in milliseconds. */
 export interface NexusConfig {
@@ -42,6 +51,12 @@ export interface NexusConfig {
   readonly dataDir?: string;
   /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS`, default 10. */
   readonly maxSecretVersions: number;
+  /** `SPIKE_NEXUS_DB_JOURNAL_MODE`: `WAL` (default), `DELETE`, `TRUNCATE` or `PERSIST`. */
+  readonly dbJournalMode: JournalMode;
+  /** `SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS`, default 5000. */
+  readonly dbBusyTimeoutMs: number;
+  /** `SPIKE_NEXUS_DB_SKIP_SCHEMA_CREATION`: check the schema instead of migrating; default false. */
+  readonly dbSkipSchemaCreation: boolean;
   /** `SPIKE_TRUST_ROOT_{NEXUS,KEEPER,PILOT,BOOTSTRAP,LITE_WORKLOAD}`, default `spike.ist`. */
   readonly trustRoots: TrustRoots;
   /** `SPIKE_SYSTEM_LOG_LEVEL`, default WARN. */
@@ -74,82 +89,24 @@ export interface NexusConfig {
   readonly warnings: readonly string[];
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
-
-function invalid(variable: string, expected: string): SpikeError {
-  return new SpikeError('config_invalid', `${variable}: ${expected}`);
-}
-
-/** The value, trimmed; `undefined` when unset or blank. */
-function read(env: Env, variable: string): string | undefined {
-  const value = env[variable]?.trim();
-  return value === undefined || value === '' ? undefined : value;
-}
-
-function integer(env: Env, variable: string, fallback: number, min: number, max: number): number {
-  const value = read(env, variable);
-  if (value === undefined) return fallback;
-  const n = /^[0-9]+$/.test(value) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw invalid(variable, `expected an integer from ${min} to ${max}`);
-  }
-  return n;
-}
-
-function duration(env: Env, variable: string, fallback: string, warnings: string[]): number {
-  const defaultMs = parseGoDuration(fallback);
-  const value = read(env, variable);
-  if (value === undefined) return defaultMs;
-  let ms: number;
-  try {
-    ms = parseGoDuration(value);
-  } catch {
-    ms = Number.NaN;
-  }
-  if (!(ms > 0)) {
-    warnings.push(`${variable}: not a positive Go duration (e.g. 30s); using ${fallback}`);
-    return defaultMs;
-  }
-  return ms;
-}
-
-/** Parses `:8553`, `8553`, `host:8553` or `[::1]:8553`. */
-export function parseListenAddress(value: string, variable: string): ListenAddress {
-  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):)?([0-9]{1,5})$/.exec(value.trim());
-  const port = m === null ? Number.NaN : Number(m[2]);
-  if (m === null || port > 65535) {
-    throw invalid(variable, 'expected a port such as :8553 or 8553 (optionally host:port)');
-  }
-  const host = m[1];
-  return host === undefined || host === '' ? { port } : { host, port };
-}
-
-function trustRoot(env: Env, variable: string): string[] {
-  try {
-    return parseTrustRoots(env[variable]);
-  } catch (error) {
-    if (isSpikeError(error)) {
-      throw invalid(variable, 'expected comma-separated trust domain names such as spike.ist');
-    }
-    throw error;
-  }
-}
-
 /** Parses `SPIKE_NEXUS_KEEPER_PEERS` into origins (§10): https only, no duplicates, none empty. */
 export function parseKeeperPeers(value: string | undefined): string[] {
   const variable = 'SPIKE_NEXUS_KEEPER_PEERS';
   if (value === undefined || value.trim() === '') {
-    throw invalid(variable, 'required: comma-separated https://host:port URLs of the Keepers');
+    throw configInvalid(
+      variable,
+      'required: comma-separated https://host:port URLs of the Keepers',
+    );
   }
   const out: string[] = [];
   for (const raw of value.split(',')) {
     const entry = raw.trim();
-    if (entry === '') throw invalid(variable, 'contains an empty entry');
+    if (entry === '') throw configInvalid(variable, 'contains an empty entry');
     let url: URL;
     try {
       url = new URL(entry);
     } catch {
-      throw invalid(variable, 'every entry must be an https://host:port URL');
+      throw configInvalid(variable, 'every entry must be an https://host:port URL');
     }
     if (
       url.protocol !== 'https:' ||
@@ -160,16 +117,16 @@ export function parseKeeperPeers(value: string | undefined): string[] {
       url.search !== '' ||
       url.hash !== ''
     ) {
-      throw invalid(variable, 'every entry must be an https://host:port URL');
+      throw configInvalid(variable, 'every entry must be an https://host:port URL');
     }
-    if (out.includes(url.origin)) throw invalid(variable, 'lists the same Keeper twice');
+    if (out.includes(url.origin)) throw configInvalid(variable, 'lists the same Keeper twice');
     out.push(url.origin);
   }
   return out;
 }
 
 function backendOf(env: Env, warnings: string[]): NexusBackend {
-  const value = read(env, 'SPIKE_NEXUS_BACKEND_STORE')?.toLowerCase();
+  const value = readVar(env, 'SPIKE_NEXUS_BACKEND_STORE')?.toLowerCase();
   if (value === undefined || value === 'sqlite') return 'sqlite';
   if (value === 'memory' || value === 'lite') return value;
   warnings.push('SPIKE_NEXUS_BACKEND_STORE: unknown backend; using sqlite');
@@ -187,40 +144,30 @@ export function parseNexusConfig(env: Env): NexusConfig {
   const warnings: string[] = [];
   const backend = backendOf(env, warnings);
 
-  const tlsValue = read(env, 'SPIKE_NEXUS_TLS_PORT');
-  const tls = parseListenAddress(tlsValue ?? ':8553', 'SPIKE_NEXUS_TLS_PORT');
-  const healthValue = read(env, 'SPIKE_NEXUS_HEALTH_PORT');
-  const health =
-    healthValue === undefined
-      ? undefined
-      : parseListenAddress(healthValue, 'SPIKE_NEXUS_HEALTH_PORT');
+  const tls = listenVar(env, 'SPIKE_NEXUS_TLS_PORT', ':8553');
+  const health = listenVar(env, 'SPIKE_NEXUS_HEALTH_PORT');
+  const logLevel = logLevelVar(env);
 
-  const logValue = read(env, 'SPIKE_SYSTEM_LOG_LEVEL');
-  const logLevel = logValue === undefined ? DEFAULT_LOG_LEVEL : parseLogLevel(logValue);
-  if (logLevel === undefined) {
-    throw invalid('SPIKE_SYSTEM_LOG_LEVEL', 'expected DEBUG, INFO, WARN or ERROR');
-  }
-
-  const pilot = trustRoot(env, 'SPIKE_TRUST_ROOT_PILOT');
+  const pilot = trustRootVar(env, 'SPIKE_TRUST_ROOT_PILOT');
   const trustRoots: TrustRoots = {
-    nexus: trustRoot(env, 'SPIKE_TRUST_ROOT_NEXUS'),
-    keeper: trustRoot(env, 'SPIKE_TRUST_ROOT_KEEPER'),
-    bootstrap: trustRoot(env, 'SPIKE_TRUST_ROOT_BOOTSTRAP'),
+    nexus: trustRootVar(env, 'SPIKE_TRUST_ROOT_NEXUS'),
+    keeper: trustRootVar(env, 'SPIKE_TRUST_ROOT_KEEPER'),
+    bootstrap: trustRootVar(env, 'SPIKE_TRUST_ROOT_BOOTSTRAP'),
     superuser: pilot,
     recover: pilot,
     restore: pilot,
-    'lite-workload': trustRoot(env, 'SPIKE_TRUST_ROOT_LITE_WORKLOAD'),
+    'lite-workload': trustRootVar(env, 'SPIKE_TRUST_ROOT_LITE_WORKLOAD'),
   };
-  if (read(env, 'SPIKE_TRUST_ROOT') !== undefined) {
+  if (readVar(env, 'SPIKE_TRUST_ROOT') !== undefined) {
     warnings.push(
       'SPIKE_TRUST_ROOT is not used; set the role-specific SPIKE_TRUST_ROOT_* variables',
     );
   }
 
-  const shamirShares = integer(env, 'SPIKE_NEXUS_SHAMIR_SHARES', 3, 2, 255);
-  const shamirThreshold = integer(env, 'SPIKE_NEXUS_SHAMIR_THRESHOLD', 2, 2, 255);
+  const shamirShares = integerVar(env, 'SPIKE_NEXUS_SHAMIR_SHARES', 3, 2, 255);
+  const shamirThreshold = integerVar(env, 'SPIKE_NEXUS_SHAMIR_THRESHOLD', 2, 2, 255);
   if (shamirThreshold > shamirShares) {
-    throw invalid(
+    throw configInvalid(
       'SPIKE_NEXUS_SHAMIR_THRESHOLD',
       'must not exceed SPIKE_NEXUS_SHAMIR_SHARES (2 <= threshold <= shares <= 255)',
     );
@@ -230,7 +177,7 @@ export function parseNexusConfig(env: Env): NexusConfig {
   if (backend !== 'memory') {
     keeperPeers = parseKeeperPeers(env.SPIKE_NEXUS_KEEPER_PEERS);
     if (keeperPeers.length !== shamirShares) {
-      throw invalid(
+      throw configInvalid(
         'SPIKE_NEXUS_KEEPER_PEERS',
         `lists ${keeperPeers.length} Keepers but SPIKE_NEXUS_SHAMIR_SHARES is ${shamirShares}; they must be equal`,
       );
@@ -247,28 +194,37 @@ export function parseNexusConfig(env: Env): NexusConfig {
       );
     }
   }
-  const auditFile = read(env, 'SPIKE_NEXUS_AUDIT_FILE');
-  const spiffeEndpointSocket = read(env, 'SPIFFE_ENDPOINT_SOCKET');
+  const auditFile = readVar(env, 'SPIKE_NEXUS_AUDIT_FILE');
+  const spiffeEndpointSocket = readVar(env, 'SPIFFE_ENDPOINT_SOCKET');
 
   return {
     tls,
     ...(health === undefined ? {} : { health }),
     backend,
     ...(dataDir === undefined ? {} : { dataDir }),
-    maxSecretVersions: integer(env, 'SPIKE_NEXUS_MAX_SECRET_VERSIONS', 10, 1, 1_000_000),
+    maxSecretVersions: integerVar(env, 'SPIKE_NEXUS_MAX_SECRET_VERSIONS', 10, 1, 1_000_000),
+    dbJournalMode: choiceVar(env, 'SPIKE_NEXUS_DB_JOURNAL_MODE', JOURNAL_MODES, 'WAL'),
+    dbBusyTimeoutMs: integerVar(env, 'SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS', 5000, 1, 2 ** 31 - 1),
+    dbSkipSchemaCreation: booleanVar(env, 'SPIKE_NEXUS_DB_SKIP_SCHEMA_CREATION', false),
     trustRoots,
     logLevel,
-    maxBodyBytes: integer(env, 'SPIKE_HTTP_SERVER_MAX_BODY_BYTES', 1_048_576, 1, 2 ** 31 - 1),
-    maxCipherBytes: integer(env, 'SPIKE_NEXUS_CRYPTO_MAX_CIPHERTEXT_SIZE', 65_536, 1, 2 ** 31 - 1),
+    maxBodyBytes: integerVar(env, 'SPIKE_HTTP_SERVER_MAX_BODY_BYTES', 1_048_576, 1, 2 ** 31 - 1),
+    maxCipherBytes: integerVar(
+      env,
+      'SPIKE_NEXUS_CRYPTO_MAX_CIPHERTEXT_SIZE',
+      65_536,
+      1,
+      2 ** 31 - 1,
+    ),
     ...(auditFile === undefined ? {} : { auditFile }),
     keeperPeers,
     shamirShares,
     shamirThreshold,
-    keeperUpdateIntervalMs: duration(env, 'SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL', '5m', warnings),
-    spiffeSourceTimeoutMs: duration(env, 'SPIKE_SPIFFE_SOURCE_TIMEOUT', '30s', warnings),
-    readHeaderTimeoutMs: duration(env, 'SPIKE_HTTP_SERVER_READ_HEADER_TIMEOUT', '10s', warnings),
-    requestTimeoutMs: duration(env, 'SPIKE_HTTP_SERVER_REQUEST_TIMEOUT', '30s', warnings),
-    idleTimeoutMs: duration(env, 'SPIKE_HTTP_SERVER_IDLE_TIMEOUT', '60s', warnings),
+    keeperUpdateIntervalMs: durationVar(env, 'SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL', '5m', warnings),
+    spiffeSourceTimeoutMs: durationVar(env, 'SPIKE_SPIFFE_SOURCE_TIMEOUT', '30s', warnings),
+    readHeaderTimeoutMs: durationVar(env, 'SPIKE_HTTP_SERVER_READ_HEADER_TIMEOUT', '10s', warnings),
+    requestTimeoutMs: durationVar(env, 'SPIKE_HTTP_SERVER_REQUEST_TIMEOUT', '30s', warnings),
+    idleTimeoutMs: durationVar(env, 'SPIKE_HTTP_SERVER_IDLE_TIMEOUT', '60s', warnings),
     ...(spiffeEndpointSocket === undefined ? {} : { spiffeEndpointSocket }),
     warnings,
   };

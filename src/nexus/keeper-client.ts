@@ -33,7 +33,7 @@ export type KeeperShards =
     }
   | { readonly kind: 'empty' };
 
-/** One Keeper as the key lifecycle sees it (src/nexus/lifecycle.ts). */
+/** One Keeper as the key lifecycle sees it (src/nexus/root-key/lifecycle.ts). */
 export interface KeeperLink {
   /** 1-based slot: the position in `SPIKE_NEXUS_KEEPER_PEERS` and the envelope index it holds. */
   readonly index: number;

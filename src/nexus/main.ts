@@ -5,7 +5,7 @@
  * Start-up: read the configuration (src/nexus/config.ts), get the X.509-SVID from the Workload
  * API, check that it has the nexus role, open the store, build the app, serve it over mTLS to any
  * peer whose chain verifies (Nexus accepts federation; routes authorise), and acquire the root
- * key: with SQLite, through the Keeper lifecycle (src/nexus/lifecycle.ts: first boot or recovery
+ * key: with SQLite, through the Keeper lifecycle (src/nexus/root-key/: first boot or recovery
  * from Keepers; until then every route answers `503 state_not_ready`); with `memory`, a random key
  * per process (development only, no Keepers).
  *
@@ -19,8 +19,9 @@
  * key-check value is stored (spike-api.md §9).
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { isSpikeError, SpikeError } from '../core/errors.ts';
+import { SpikeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
+import type { RootKeyProvider } from '../core/ports.ts';
 import { authorizeAny } from '../core/spiffe/authorizer.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
 import { describeError } from '../runtime/describe-error.ts';
@@ -29,7 +30,7 @@ import { makePrivateDir } from '../runtime/private-dir.ts';
 import {
   createStdoutLogger,
   exitOnStopSignal,
-  FatalError,
+  fatalMessage,
   listenOrFatal,
   logSvidRotations,
   ownIdWithRole,
@@ -40,9 +41,9 @@ import { createX509Source } from '../runtime/workload/client.ts';
 import { createNexusApp } from './app.ts';
 import { type NexusConfig, parseNexusConfig } from './config.ts';
 import { createKeeperClient } from './keeper-client.ts';
-import { createKeyLifecycle, type KeyLifecycle } from './lifecycle.ts';
-import { createStaticRootKeyProvider, MutableRootKeyProvider } from './root-key.ts';
-import { type NexusStore, openStore, readStoreEnv } from './store/index.ts';
+import { createKeyLifecycle, type KeyLifecycle } from './root-key/lifecycle.ts';
+import { createStaticRootKeyProvider, MutableRootKeyProvider } from './root-key/providers.ts';
+import { type NexusStore, openStore } from './store/index.ts';
 
 /** The audit sink (spike-api.md §12): stderr, or lines appended to a file (mode 0600). */
 function openAudit(file: string | undefined): { write: (line: string) => void; close: () => void } {
@@ -53,7 +54,10 @@ function openAudit(file: string | undefined): { write: (line: string) => void; c
   try {
     fd = openSync(file, 'a', 0o600);
   } catch (error) {
-    throw new FatalError(`cannot open SPIKE_NEXUS_AUDIT_FILE (${describeError(error)})`);
+    throw new SpikeError(
+      'config_invalid',
+      `cannot open SPIKE_NEXUS_AUDIT_FILE (${describeError(error)})`,
+    );
   }
   return {
     write: (line) => {
@@ -68,13 +72,89 @@ function fatal(message: string): never {
   process.exit(1);
 }
 
+/** The store. `lite` has no database and is served by the memory backend's (unused) tables. */
+async function openNexusStore(config: NexusConfig, log: Logger): Promise<NexusStore> {
+  if (config.backend !== 'sqlite') {
+    return openStore({ backend: 'memory', maxVersions: config.maxSecretVersions });
+  }
+  const dir = config.dataDir!;
+  try {
+    makePrivateDir(dir);
+  } catch (error) {
+    throw new SpikeError(
+      'config_invalid',
+      `cannot create the data directory ${dir} (${describeError(error)})`,
+    );
+  }
+  let store: NexusStore;
+  try {
+    store = await openStore({
+      backend: 'sqlite',
+      dataDir: dir,
+      maxVersions: config.maxSecretVersions,
+      journalMode: config.dbJournalMode,
+      busyTimeoutMs: config.dbBusyTimeoutMs,
+      skipSchemaCreation: config.dbSkipSchemaCreation,
+    });
+  } catch (error) {
+    throw new SpikeError(
+      'api_internal_error',
+      `cannot open the database in ${dir} (${describeError(error)})`,
+    );
+  }
+  log.info('database opened', { file: store.file ?? null });
+  return store;
+}
+
+/**
+ * The root key: a random one for memory; otherwise the Keeper lifecycle, started at once (it
+ * only needs the SVID, so it acquires the key while the listener comes up).
+ */
+async function startKeyCustody(
+  config: NexusConfig,
+  store: NexusStore,
+  source: X509Source,
+  log: Logger,
+): Promise<{ keys: RootKeyProvider; lifecycle?: KeyLifecycle }> {
+  if (config.backend === 'memory') return { keys: await createStaticRootKeyProvider() };
+  const keys = new MutableRootKeyProvider();
+  // `lite` keeps no key-check record, so it boots afresh on every start (see the report).
+  let liteKcv: string | undefined;
+  const kcvStore: Pick<NexusStore, 'getKcv' | 'setKcv'> =
+    config.backend === 'sqlite'
+      ? store
+      : {
+          getKcv: () => liteKcv,
+          setKcv: (kcv) => {
+            liteKcv = kcv;
+          },
+        };
+  const lifecycle = createKeyLifecycle({
+    store: kcvStore,
+    keys,
+    keepers: config.keeperPeers.map((url, i) =>
+      createKeeperClient({
+        source,
+        url,
+        index: i + 1,
+        keeperTrustRoots: config.trustRoots.keeper,
+      }),
+    ),
+    shares: config.shamirShares,
+    threshold: config.shamirThreshold,
+    updateIntervalMs: config.keeperUpdateIntervalMs,
+    log,
+  });
+  lifecycle.start();
+  return { keys, lifecycle };
+}
+
 async function main(): Promise<void> {
   let config: NexusConfig;
   try {
     config = parseNexusConfig(process.env);
   } catch (error) {
-    if (isSpikeError(error)) fatal(`invalid configuration: ${error.message}`);
-    fatal(`invalid configuration (${describeError(error)})`);
+    fatal(`invalid configuration: ${fatalMessage(error)}`);
   }
   const log: Logger = createStdoutLogger('nexus', config.logLevel);
   for (const warning of config.warnings) log.warn(warning);
@@ -114,70 +194,11 @@ async function main(): Promise<void> {
     const ownId = await ownIdWithRole(source, 'nexus', config.trustRoots.nexus);
     logSvidRotations(source, log);
 
-    // The store. `lite` has no database and is served by the memory backend's (unused) tables.
-    if (config.backend === 'sqlite') {
-      const dir = config.dataDir!;
-      try {
-        makePrivateDir(dir);
-      } catch (error) {
-        throw new FatalError(`cannot create the data directory ${dir} (${describeError(error)})`);
-      }
-      try {
-        const db = readStoreEnv(process.env);
-        store = await openStore({
-          backend: 'sqlite',
-          dataDir: dir,
-          maxVersions: config.maxSecretVersions,
-          journalMode: db.journalMode,
-          busyTimeoutMs: db.busyTimeoutMs,
-          skipSchemaCreation: db.skipSchemaCreation,
-        });
-      } catch (error) {
-        throw new FatalError(`cannot open the database in ${dir} (${describeError(error)})`);
-      }
-      log.info('database opened', { file: store.file ?? null });
-    } else {
-      store = await openStore({ backend: 'memory', maxVersions: config.maxSecretVersions });
-    }
-
+    store = await openNexusStore(config, log);
     // The root key: a random one for memory; the Keeper lifecycle otherwise.
-    let keys: MutableRootKeyProvider | Awaited<ReturnType<typeof createStaticRootKeyProvider>>;
-    if (config.backend === 'memory') {
-      keys = await createStaticRootKeyProvider();
-    } else {
-      const mutable = new MutableRootKeyProvider();
-      keys = mutable;
-      const s = source;
-      // `lite` keeps no key-check record, so it boots afresh on every start (see the report).
-      let liteKcv: string | undefined;
-      const kcvStore: Pick<NexusStore, 'getKcv' | 'setKcv'> =
-        config.backend === 'sqlite'
-          ? store
-          : {
-              getKcv: () => liteKcv,
-              setKcv: (kcv) => {
-                liteKcv = kcv;
-              },
-            };
-      lifecycle = createKeyLifecycle({
-        store: kcvStore,
-        keys: mutable,
-        keepers: config.keeperPeers.map((url, i) =>
-          createKeeperClient({
-            source: s,
-            url,
-            index: i + 1,
-            keeperTrustRoots: config.trustRoots.keeper,
-          }),
-        ),
-        shares: config.shamirShares,
-        threshold: config.shamirThreshold,
-        updateIntervalMs: config.keeperUpdateIntervalMs,
-        log,
-      });
-      // Start acquiring the key while the listener comes up: it only needs the SVID.
-      lifecycle.start();
-    }
+    const custody = await startKeyCustody(config, store, source, log);
+    const { keys } = custody;
+    lifecycle = custody.lifecycle;
 
     const auditSink = audit;
     let peerOf: (request: Request) => string | undefined = () => undefined;
@@ -232,14 +253,8 @@ async function main(): Promise<void> {
       healthPort: healthServer?.port ?? null,
     });
   } catch (error) {
-    const message =
-      error instanceof FatalError
-        ? error.message
-        : error instanceof SpikeError
-          ? `start-up failed (${error.code}: ${error.message})`
-          : `start-up failed (${describeError(error)})`;
     await closeAll().catch(() => undefined);
-    fatal(message);
+    fatal(fatalMessage(error));
   }
 }
 

@@ -11,10 +11,10 @@ import { decodeGoJson, type GoJsonSchema } from '../core/http/go-json.ts';
 import { type AuditOutcome, formatAuditLine } from '../core/log.ts';
 import type { PolicyEngine } from '../core/policy/engine.ts';
 import { isValidSecretPath, validateSecretPath } from '../core/policy/validate.ts';
+import type { DerivedKeys } from '../core/ports.ts';
 import { isSpiffeId } from '../core/spiffe/id.ts';
 import { hasRole, isWirePeerId } from '../core/spike/roles.ts';
 import type { NexusAppDeps } from './app.ts';
-import type { DerivedKeys } from './domain.ts';
 import type { Guard, RouteContext } from './routes/route.ts';
 
 /** Per-request audit state. */

@@ -8,6 +8,7 @@
  * time. The pieces that differ (configuration, what a fatal error prints, what stopping wipes)
  * stay in each main file.
  */
+import { isSpikeError, SpikeError } from '../core/errors.ts';
 import { createLogger, type Logger, type LogLevel } from '../core/log.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
 import { hasRole } from '../core/spike/roles.ts';
@@ -17,8 +18,14 @@ import type { WorkloadLogger } from './workload/client.ts';
 /** How long a stopping process waits for its listeners to close before it exits anyway. */
 const STOP_DEADLINE_MS = 5000;
 
-/** A start-up failure whose message is safe to print as the one fatal line. */
-export class FatalError extends Error {}
+/**
+ * The one fatal line for a start-up failure. Start-up steps throw `SpikeError`s with fixed text
+ * (STYLE.md: messages never carry secret material), so their message is printed as it is; any
+ * other error is reduced to a log-safe identifier (./describe-error.ts).
+ */
+export function fatalMessage(error: unknown): string {
+  return isSpikeError(error) ? error.message : `start-up failed (${describeError(error)})`;
+}
 
 /** The process log: JSON lines on stdout (spike-api.md §12 "Logs"). */
 export function createStdoutLogger(component: string, level: LogLevel): Logger {
@@ -45,7 +52,8 @@ export function workloadApiLogger(log: Logger): WorkloadLogger {
  * `trustDomains` (`SPIKE_TRUST_ROOT_NEXUS` / `SPIKE_TRUST_ROOT_KEEPER`, spike-api.md §1).
  * Returns the ID.
  *
- * @throws FatalError when no SVID arrives (the source's timeout) or the ID lacks the role.
+ * @throws SpikeError `workload_api_*` when no SVID arrives (the source's timeout),
+ *   `svid_unauthorized` when the ID lacks the role.
  */
 export async function ownIdWithRole(
   source: X509Source,
@@ -56,10 +64,16 @@ export async function ownIdWithRole(
   try {
     ownId = (await source.ready()).svids[0]!.id;
   } catch (error) {
-    throw new FatalError(`no X.509-SVID from the Workload API (${describeError(error)})`);
+    throw new SpikeError(
+      isSpikeError(error) && error.code === 'workload_api_timeout'
+        ? 'workload_api_timeout'
+        : 'workload_api_error',
+      `no X.509-SVID from the Workload API (${describeError(error)})`,
+    );
   }
   if (!hasRole(ownId, role, trustDomains)) {
-    throw new FatalError(
+    throw new SpikeError(
+      'svid_unauthorized',
       `own SPIFFE ID ${ownId} does not have the ${role} role (SPIKE_TRUST_ROOT_${role.toUpperCase()})`,
     );
   }
@@ -88,12 +102,15 @@ export function logSvidRotations(source: X509Source, log: Logger): () => void {
 }
 
 /**
- * `listening` (a listener's start), or a {@link FatalError} `cannot listen on <variable> (<code>)`
- * when it fails (e.g. `EADDRINUSE`).
+ * `listening` (a listener's start), or a `SpikeError('config_invalid')` `cannot listen on
+ * <variable> (<code>)` when it fails (e.g. `EADDRINUSE`).
  */
 export function listenOrFatal<T>(listening: Promise<T>, variable: string): Promise<T> {
   return listening.catch((error: unknown) => {
-    throw new FatalError(`cannot listen on ${variable} (${describeError(error)})`);
+    throw new SpikeError(
+      'config_invalid',
+      `cannot listen on ${variable} (${describeError(error)})`,
+    );
   });
 }
 

@@ -44,7 +44,7 @@ import { createMtlsClient, type MtlsClient, type MtlsResponse } from '../runtime
 import { createX509Source } from '../runtime/workload/client.ts';
 import { cipherCalls, type NexusCaller, operatorCalls, policyCalls, secretCalls } from './calls.ts';
 import { errorForResponse, isSpikeApiError, SpikeApiError } from './errors.ts';
-import { backoffDelay, resolveApiUrl, resolveRetry, resolveTimeout } from './options.ts';
+import { resolveApiUrl, resolveRetry, resolveTimeout, retryDelay } from './options.ts';
 import type { ClientOptions, RetryOptions, SpikeClient } from './types.ts';
 import { type Json, readObject } from './wire.ts';
 
@@ -141,11 +141,11 @@ async function sendWithRetry(
       const failure = transportError(error);
       const retryable = failure.code === 'net_peer_connection' && (repeatable || neverSent(error));
       if (last || !retryable) throw failure;
-      await sleep(backoffDelay(retry, attempt));
+      await sleep(retryDelay(retry, attempt));
       continue;
     }
     if (response.status === NOT_READY_STATUS && !last) {
-      await sleep(backoffDelay(retry, attempt));
+      await sleep(retryDelay(retry, attempt));
       continue;
     }
     return response;

@@ -2,6 +2,7 @@
  * How the SDK resolves its settings (spike-api.md §10): the Nexus URL, the per-call timeout and
  * the retry policy, from explicit options first and the environment second.
  */
+import { backoffDelay } from '../core/backoff.ts';
 import { parseGoDuration } from '../core/duration.ts';
 import { SpikeError } from '../core/errors.ts';
 import type { ClientOptions, RetryOptions } from './types.ts';
@@ -63,8 +64,8 @@ export function resolveRetry(option: ClientOptions['retry']): RetryOptions {
   return retry;
 }
 
-/** Delay before try `attempt + 1`: exponential, capped, with "equal jitter" (½ to 1 ×). */
-export function backoffDelay(retry: RetryOptions, attempt: number): number {
-  const ceiling = Math.min(retry.maxMs, retry.initialMs * 2 ** (attempt - 1));
-  return ceiling / 2 + Math.random() * (ceiling / 2);
+/** Delay before try `attempt + 1`: the core backoff with "equal jitter" (½ to 1 ×). */
+export function retryDelay(retry: RetryOptions, attempt: number): number {
+  if (retry.initialMs === 0) return 0;
+  return backoffDelay(attempt - 1, { initialMs: retry.initialMs, maxMs: retry.maxMs, jitter: 0.5 });
 }

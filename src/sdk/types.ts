@@ -3,6 +3,7 @@
  * shapes its calls return (spike-api.md §4, §8, §9).
  */
 import type { Permission, PolicyInput } from '../core/policy/validate.ts';
+import type { Policy, SecretMetadata, SecretVersionInfo } from '../core/ports.ts';
 import type { RestoreStatus, ShardEnvelope } from '../core/shamir/shards.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
 import type { WorkloadLogger } from '../runtime/workload/client.ts';
@@ -53,31 +54,9 @@ export interface ClientIdentity {
   readonly hint: string;
 }
 
-export interface SecretVersionInfo {
-  readonly version: number;
-  readonly createdTime: Date;
-  /** `null` while the version is live. */
-  readonly deletedTime: Date | null;
-}
-
-/** `getSecretMetadata`'s answer (spike-api.md §4 "Metadata 200 body"). */
-export interface SecretMetadata {
-  /** Every kept version, deleted ones included, ascending by version. */
-  readonly versions: readonly SecretVersionInfo[];
-  readonly currentVersion: number;
-  readonly oldestVersion: number;
-  readonly createdTime: Date;
-  readonly updatedTime: Date;
-  readonly maxVersions: number;
-}
-
-// A policy to write (spike-api.md §7) and its permissions: the types the policy engine validates.
-export type { Permission, PolicyInput };
-
-export interface Policy extends PolicyInput {
-  readonly createdAt: Date;
-  readonly updatedAt: Date;
-}
+// The shapes the SDK shares with Nexus (src/core/ports.ts, src/core/policy/validate.ts): a policy
+// to write and its permissions (spike-api.md §7), a stored policy, a secret's metadata (§4).
+export type { Permission, Policy, PolicyInput, SecretMetadata, SecretVersionInfo };
 
 /** One row of `listPolicies` (`id` is always `''` on the wire; the name is the key). */
 export interface PolicyListItem {

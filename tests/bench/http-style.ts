@@ -24,7 +24,7 @@ import { readBodyCapped } from '../../src/core/http/body.ts';
 import { decodeGoJson } from '../../src/core/http/go-json.ts';
 import { createPolicyEngine, type TrustRoots } from '../../src/core/policy/engine.ts';
 import { createNexusApp } from '../../src/nexus/app.ts';
-import { MutableRootKeyProvider } from '../../src/nexus/root-key.ts';
+import { MutableRootKeyProvider } from '../../src/nexus/root-key/providers.ts';
 import { openStore } from '../../src/nexus/store/index.ts';
 
 const args = process.argv.slice(2);

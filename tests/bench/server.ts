@@ -13,7 +13,7 @@
 import { createPolicyEngine, type TrustRoots } from '../../src/core/policy/engine.ts';
 import { authorizeAny } from '../../src/core/spiffe/authorizer.ts';
 import { createNexusApp } from '../../src/nexus/app.ts';
-import { MutableRootKeyProvider } from '../../src/nexus/root-key.ts';
+import { MutableRootKeyProvider } from '../../src/nexus/root-key/providers.ts';
 import { openStore } from '../../src/nexus/store/index.ts';
 import { createMtlsServer } from '../../src/runtime/tls/server.ts';
 import { createX509Source } from '../../src/runtime/workload/client.ts';

@@ -26,7 +26,7 @@ import {
   parseJwtBundle,
   parseJwtBundles,
   validateJwtSvid,
-} from '../../src/core/spiffe/jwtsvid.ts';
+} from '../support/jwtsvid.ts';
 import type { Harness } from './harness.ts';
 
 const AUD = 'spike-nexus';

@@ -7,11 +7,11 @@
  * workload.proto the grpc-js double uses), an implementation we did not write.
  */
 import assert from 'node:assert/strict';
+import { BACKOFF_JITTER, backoffDelay, DEFAULT_BACKOFF } from '../../src/core/backoff.ts';
 import { concatBytes, fromHex, toHex, utf8 } from '../../src/core/bytes.ts';
 import { parseGoDuration } from '../../src/core/duration.ts';
 import { isSpikeError } from '../../src/core/errors.ts';
 import { formatUnixAddress, parseEndpointAddress } from '../../src/core/workload/address.ts';
-import { BACKOFF_JITTER, backoffDelay, DEFAULT_BACKOFF } from '../../src/core/workload/backoff.ts';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   encodeGrpcFrame,
@@ -19,25 +19,29 @@ import {
 } from '../../src/core/workload/framing.ts';
 import {
   decodeJwtBundlesResponse,
-  decodeJwtSvidRequest,
   decodeJwtSvidResponse,
   decodeX509BundlesResponse,
   decodeX509SvidResponse,
-  encodeJwtBundlesResponse,
   encodeJwtSvidRequest,
-  encodeJwtSvidResponse,
-  encodeX509BundlesResponse,
-  encodeX509SvidResponse,
   type X509SvidResponse,
 } from '../../src/core/workload/proto.ts';
 import {
   decodeGrpcMessage,
-  encodeGrpcMessage,
   GrpcCode,
   grpcCodeName,
   parseGrpcStatus,
 } from '../../src/core/workload/status.ts';
+import {
+  encodeGrpcMessage,
+  encodeX509BundlesResponse,
+  encodeX509SvidResponse,
+} from '../../src/dev/workload-proto.ts';
 import { decodeWithProtobufjs, encodeResponseWithProtobufjs } from '../support/workload-double.ts';
+import {
+  decodeJwtSvidRequest,
+  encodeJwtBundlesResponse,
+  encodeJwtSvidResponse,
+} from '../support/workload-proto.ts';
 import type { Harness } from './harness.ts';
 
 const bytes = (...xs: number[]) => Uint8Array.from(xs);

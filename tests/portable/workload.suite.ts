@@ -20,13 +20,15 @@ import type { X509Context, X509Source } from '../../src/core/spiffe/types.ts';
 import { GrpcCode } from '../../src/core/workload/status.ts';
 import {
   createX509Source,
-  fetchJwtBundles,
-  fetchJwtSvid,
-  fetchX509Bundles,
   statusFromSocketError,
   type WorkloadLogger,
   type X509SourceOptions,
 } from '../../src/runtime/workload/client.ts';
+import {
+  fetchJwtBundles,
+  fetchJwtSvid,
+  fetchX509Bundles,
+} from '../../src/runtime/workload/fetch.ts';
 import { createTestPki, type TestPki, type TestSvid } from '../support/cert-factory.ts';
 import {
   encodeResponseWithProtobufjs,

@@ -25,13 +25,13 @@ import {
   readDerElement,
   splitDerCertificates,
 } from '../../src/core/spiffe/der.ts';
-import { issueX509Svid } from '../../src/core/spiffe/mint.ts';
 import type { X509Bundles } from '../../src/core/spiffe/types.ts';
 import {
   parseX509Bundle,
   validateOwnX509Svid,
   verifyPeerX509Svid,
 } from '../../src/core/spiffe/x509svid.ts';
+import { issueX509Svid } from '../../src/dev/mint.ts';
 import {
   createTestPki,
   createTestRoot,

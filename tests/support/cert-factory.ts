@@ -1,7 +1,7 @@
 /**
  * Test certificate factory: good and deliberately bad X.509-SVIDs (spec/spiffe.md §7, §8).
  *
- * Built on src/core/spiffe/mint.ts for the good path (the same minting code the development issuer
+ * Built on src/dev/mint.ts for the good path (the same minting code the development issuer
  * uses) and on @peculiar/x509 + Web Crypto directly for everything the product must never mint.
  * Portable: Web APIs only, so Bun and Deno suites can both use it.
  *
@@ -41,12 +41,12 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { concatBytes, fromBase64, toBase64 } from '../../src/core/bytes.ts';
+import type { X509Bundles } from '../../src/core/spiffe/types.ts';
 import {
   type Authority,
   createIntermediateAuthority,
   createRootAuthority,
-} from '../../src/core/spiffe/mint.ts';
-import type { X509Bundles } from '../../src/core/spiffe/types.ts';
+} from '../../src/dev/mint.ts';
 
 export type { Authority };
 

@@ -1,16 +1,17 @@
 /**
  * A static `X509Source` for transport unit tests: an in-memory implementation of our own
- * interface (src/core/spiffe/types.ts), minted with src/core/spiffe/mint.ts, with `rotate()` to
+ * interface (src/core/spiffe/types.ts), minted with src/dev/mint.ts, with `rotate()` to
  * push a freshly issued SVID and `withdraw()` to push `undefined` (fail closed), the two events a
  * real Workload API stream produces. End-to-end tests use the development issuer instead.
  */
-import { type Authority, createRootAuthority, issueX509Svid } from '../../src/core/spiffe/mint.ts';
+
 import type {
   X509Bundles,
   X509Context,
   X509Source,
   X509Svid,
 } from '../../src/core/spiffe/types.ts';
+import { type Authority, createRootAuthority, issueX509Svid } from '../../src/dev/mint.ts';
 
 export interface StaticSource extends X509Source {
   /** Issues a new SVID for the same ID from the same authority and notifies listeners. */

@@ -20,7 +20,7 @@ import { authorizeAny } from '../../src/core/spiffe/authorizer.ts';
 import type { X509Source } from '../../src/core/spiffe/types.ts';
 import { type DevIssuer, startDevIssuer } from '../../src/dev/issuer.ts';
 import { createNexusApp } from '../../src/nexus/app.ts';
-import { MutableRootKeyProvider } from '../../src/nexus/root-key.ts';
+import { MutableRootKeyProvider } from '../../src/nexus/root-key/providers.ts';
 import { type NexusStore, openStore } from '../../src/nexus/store/index.ts';
 import { createVaultApp } from '../../src/nexus/vault/app.ts';
 import { createMtlsServer, type MtlsServer, toPem } from '../../src/runtime/tls/server.ts';

@@ -6,7 +6,7 @@
 import { generateRootKey } from '../../src/core/crypto/keys.ts';
 import { createPolicyEngine, type TrustRoots } from '../../src/core/policy/engine.ts';
 import { createNexusApp } from '../../src/nexus/app.ts';
-import { MutableRootKeyProvider } from '../../src/nexus/root-key.ts';
+import { MutableRootKeyProvider } from '../../src/nexus/root-key/providers.ts';
 import { type NexusStore, openStore } from '../../src/nexus/store/index.ts';
 import { createVaultApp, type VaultApp } from '../../src/nexus/vault/app.ts';
 

@@ -10,21 +10,7 @@
  * Portable: Web Crypto only, no runtime APIs.
  */
 import { toHex, utf8 } from '../bytes.ts';
-
-/**
- * The purpose keys of one root key. Structurally the `DerivedKeys` of src/nexus/domain.ts (the
- * core declares its own copy so that it depends on nothing outside src/core).
- */
-export interface DerivedKeys {
-  /** AES-256-GCM, data at rest (`spike/v1/storage`). */
-  readonly storage: CryptoKey;
-  /** AES-256-GCM, encryption as a service (`spike/v1/cipher`). */
-  readonly cipher: CryptoKey;
-  /** AES-256-GCM, `/v1/bootstrap/verify` (`spike/v1/bootstrap-verify`). */
-  readonly bootstrapVerify: CryptoKey;
-  /** Key-check value: 32 lowercase hex characters (`spike/v1/key-check`). */
-  readonly kcv: string;
-}
+import type { DerivedKeys } from '../ports.ts';
 
 /** Length of the root key in bytes (spike-api.md §9). */
 export const ROOT_KEY_LENGTH = 32;

@@ -19,11 +19,11 @@
  * the verdict for each (caller, permissions, path) are remembered, both bounded and dropped on
  * every change to the cache: a workload reading the same path runs no pattern at all.
  *
- * Portable: no runtime APIs. The store is a port (`PolicyRepository`), structurally the
- * `PolicyStore` of src/nexus/domain.ts.
+ * Portable: no runtime APIs. The store is the `PolicyStore` port of src/core/ports.ts.
  */
 import type { RE2JS } from 're2js';
 import { SpikeError } from '../errors.ts';
+import type { Policy, PolicyStore } from '../ports.ts';
 import { hasRole, type SpikeRole } from '../spike/roles.ts';
 import {
   compileRe2,
@@ -55,20 +55,6 @@ export const PROBE_VALUE = 'spike-arbitrary-probe-value';
 
 /** Trust domains per role (`SPIKE_TRUST_ROOT_*`), as `roleOf` in src/core/spike/roles.ts takes them. */
 export type TrustRoots = Readonly<Record<SpikeRole, readonly string[]>>;
-
-/** A stored policy. Structurally the `Policy` of src/nexus/domain.ts. */
-export interface PolicyRecord extends PolicyInput {
-  readonly createdAt: Date;
-  readonly updatedAt: Date;
-}
-
-/** Where policies live. Structurally the `PolicyStore` of src/nexus/domain.ts. */
-export interface PolicyRepository {
-  upsert(policy: PolicyInput): Promise<PolicyRecord>;
-  get(name: string): Promise<PolicyRecord>;
-  list(): Promise<PolicyRecord[]>;
-  delete(name: string): Promise<void>;
-}
 
 /** A policy with its patterns compiled and its reserved-path verdicts precomputed. */
 export interface CompiledPolicy {
@@ -194,7 +180,7 @@ export interface PolicyEngine {
    *
    * @throws SpikeError `api_bad_request` for an invalid policy; store errors pass through.
    */
-  upsert(input: PolicyInput): Promise<PolicyRecord>;
+  upsert(input: PolicyInput): Promise<Policy>;
   /** Deletes from the store, then from the cache. Missing name → `api_not_found` (store). */
   delete(name: string): Promise<void>;
   /** Drops the cache; the next check reloads from the store (e.g. after the root key changes). */
@@ -207,7 +193,7 @@ export interface PolicyEngine {
  * @param options.trustRoots trust domains per role, for the superuser and lite-workload rules.
  */
 export function createPolicyEngine(options: {
-  readonly store: PolicyRepository;
+  readonly store: PolicyStore;
   readonly trustRoots: TrustRoots;
 }): PolicyEngine {
   const { store, trustRoots } = options;

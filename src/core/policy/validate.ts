@@ -15,7 +15,7 @@
 import { RE2JS } from 're2js';
 import { SpikeError } from '../errors.ts';
 
-/** Policy permissions (spike-api.md §5, §7); re-exported by src/nexus/domain.ts and the SDK. */
+/** Policy permissions (spike-api.md §5, §7); used by src/core/ports.ts and the SDK. */
 export type Permission = 'read' | 'write' | 'list' | 'execute' | 'super';
 
 /** Every permission, in the order of spike-api.md §5. */

@@ -90,19 +90,6 @@ export function decodeGrpcMessage(value: string | undefined): string {
   return utf8.decode(Uint8Array.from(bytes));
 }
 
-/**
- * Encodes a status message for `grpc-message`: bytes outside printable ASCII 0x20–0x7E, and `%`
- * itself, are percent-encoded (uppercase hex), as gRPC servers do.
- */
-export function encodeGrpcMessage(message: string): string {
-  let out = '';
-  for (const b of utf8.encode(message)) {
-    if (b >= 0x20 && b <= 0x7e && b !== 0x25) out += String.fromCharCode(b);
-    else out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
-}
-
 /** A `SpikeError` carrying the gRPC status a Workload API call ended with. */
 export type WorkloadApiError = SpikeError & {
   readonly grpcCode: number;

@@ -8,7 +8,7 @@ import { REQUEST } from '../../api/v1/schemas.ts';
 import { formatGoTime } from '../../core/log.ts';
 import { ACL_PATH } from '../../core/policy/engine.ts';
 import { validateName, validatePolicyInput } from '../../core/policy/validate.ts';
-import type { Policy } from '../domain.ts';
+import type { Policy } from '../../core/ports.ts';
 import { defineRoute, type NexusRoute } from './route.ts';
 
 /** The policy 200 body (§4 "Policy object"). */

@@ -11,9 +11,10 @@
 import type { RouteSpec } from '../../api/v1/routes.ts';
 import type { GoJsonResult, GoJsonSchema } from '../../core/http/go-json.ts';
 import type { PolicyEngine } from '../../core/policy/engine.ts';
+import type { Permission } from '../../core/policy/validate.ts';
+import type { DerivedKeys } from '../../core/ports.ts';
 import type { SpikeRole } from '../../core/spike/roles.ts';
 import type { NexusAppDeps } from '../app.ts';
-import type { DerivedKeys, Permission } from '../domain.ts';
 
 /** The check a caller must pass before `handle` runs. */
 export type Guard =

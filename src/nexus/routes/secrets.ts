@@ -9,7 +9,7 @@ import { REQUEST } from '../../api/v1/schemas.ts';
 import { formatGoTime } from '../../core/log.ts';
 import { SECRET_LIST_PATH } from '../../core/policy/engine.ts';
 import { validateValueKeys } from '../../core/policy/validate.ts';
-import type { SecretMetadata } from '../domain.ts';
+import type { SecretMetadata } from '../../core/ports.ts';
 import { defineRoute, type NexusRoute } from './route.ts';
 
 const ok = () => jsonResponse(200, {});

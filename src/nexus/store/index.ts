@@ -5,8 +5,8 @@
  * ```ts
  * const store = await openStore({ backend: 'sqlite', dataDir: resolveDataDir(process.env).dir });
  * const keys = new MutableRootKeyProvider();          // not ready: operations → state_not_ready
- * const secrets = store.secrets(keys);                 // domain.ts Secrets
- * const policies = store.policies(keys);               // domain.ts PolicyStore
+ * const secrets = store.secrets(keys);                 // core/ports.ts Secrets
+ * const policies = store.policies(keys);               // core/ports.ts PolicyStore
  * if (store.getKcv() === undefined) store.setKcv((await keys.install(rootKey)).kcv);
  * await store.close();
  * ```
@@ -17,17 +17,16 @@
  */
 import { join } from 'node:path';
 import { DEFAULT_MAX_VERSIONS } from '../../core/kv/semantics.ts';
+import type { EpochClock, PolicyStore, RootKeyProvider, Secrets } from '../../core/ports.ts';
 import { DATABASE_FILE } from '../data-dir.ts';
-import type { PolicyStore, RootKeyProvider, Secrets } from '../domain.ts';
 import type { StoreBackend } from './backend.ts';
 import { createMemoryBackend } from './memory.ts';
 import { createPolicyStore } from './policies.ts';
-import { type Clock, createSecrets } from './secrets.ts';
+import { createSecrets } from './secrets.ts';
 import { type JournalMode, openSqliteBackend } from './sqlite.ts';
 import { createMountConfigStore, createVaultKv, type VaultKv } from './vault-kv.ts';
 
 export type { StoreBackend } from './backend.ts';
-export type { Clock } from './secrets.ts';
 export type { JournalMode } from './sqlite.ts';
 export type { KvMetadata, KvRead, VaultKv } from './vault-kv.ts';
 export { DATABASE_FILE };
@@ -42,7 +41,7 @@ export interface OpenStoreOptions {
   /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS`, an integer ≥ 1; default 10. */
   readonly maxVersions?: number;
   /** Epoch milliseconds; default `Date.now`. */
-  readonly clock?: Clock;
+  readonly clock?: EpochClock;
   /** SQLite only: `SPIKE_NEXUS_DB_JOURNAL_MODE` (default `WAL`). */
   readonly journalMode?: JournalMode;
   /** SQLite only: `SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS` (default 5000). */
@@ -109,42 +108,5 @@ export async function openStore(options: OpenStoreOptions): Promise<NexusStore> 
       backend.setKcv(kcv);
     },
     close: () => backend.close(),
-  };
-}
-
-/** Store settings read from the environment (spike-api.md §10). */
-export interface StoreEnv {
-  /** `SPIKE_NEXUS_BACKEND_STORE`: `sqlite` (default, and for unknown values), `memory`, `lite`. */
-  readonly backend: StoreKind | 'lite';
-  readonly maxVersions: number;
-  readonly journalMode: JournalMode;
-  readonly busyTimeoutMs: number;
-  readonly skipSchemaCreation: boolean;
-}
-
-function positiveInt(value: string | undefined, fallback: number): number {
-  if (value === undefined || !/^\s*\d+\s*$/.test(value)) return fallback;
-  const n = Number(value);
-  return Number.isSafeInteger(n) && n > 0 ? n : fallback;
-}
-
-/**
- * Reads the store variables of §10. Invalid or ≤ 0 numbers fall back to the defaults; a journal
- * mode that would not be durable (`MEMORY`, `OFF`) or is unknown falls back to `WAL`. The pool
- * variables (`MAX_OPEN_CONNS`, `MAX_IDLE_CONNS`, `CONN_MAX_LIFETIME`) and the timeouts do not
- * apply: Nexus uses one synchronous connection.
- */
-export function readStoreEnv(env: Readonly<Record<string, string | undefined>>): StoreEnv {
-  const b = env.SPIKE_NEXUS_BACKEND_STORE?.trim().toLowerCase();
-  const backend = b === 'memory' || b === 'lite' ? b : 'sqlite';
-  const jm = env.SPIKE_NEXUS_DB_JOURNAL_MODE?.trim().toUpperCase();
-  const journalMode: JournalMode =
-    jm === 'DELETE' || jm === 'TRUNCATE' || jm === 'PERSIST' ? jm : 'WAL';
-  return {
-    backend,
-    maxVersions: positiveInt(env.SPIKE_NEXUS_MAX_SECRET_VERSIONS, DEFAULT_MAX_VERSIONS),
-    journalMode,
-    busyTimeoutMs: positiveInt(env.SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS, 5000),
-    skipSchemaCreation: env.SPIKE_NEXUS_DB_SKIP_SCHEMA_CREATION?.trim().toLowerCase() === 'true',
   };
 }

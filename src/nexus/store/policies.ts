@@ -8,15 +8,10 @@
 import { utf8, zero } from '../../core/bytes.ts';
 import { open, policyAad, seal } from '../../core/crypto/envelope.ts';
 import { SpikeError } from '../../core/errors.ts';
-import {
-  PERMISSIONS,
-  type Permission,
-  type Policy,
-  type PolicyStore,
-  type RootKeyProvider,
-} from '../domain.ts';
+import { PERMISSIONS, type Permission } from '../../core/policy/validate.ts';
+import type { EpochClock, Policy, PolicyStore, RootKeyProvider } from '../../core/ports.ts';
 import type { PolicyRow, StoreBackend } from './backend.ts';
-import { type Clock, storageKey } from './secrets.ts';
+import { storageKey } from './secrets.ts';
 
 const notFound = () => new SpikeError('api_not_found', 'policy not found');
 const corrupt = () => new SpikeError('api_internal_error', 'corrupt record');
@@ -56,7 +51,7 @@ function parseContent(plaintext: Uint8Array): PolicyContent {
 export function createPolicyStore(
   backend: StoreBackend,
   keys: Pick<RootKeyProvider, 'keys'>,
-  clock: Clock,
+  clock: EpochClock,
 ): PolicyStore {
   async function load(row: PolicyRow, key: CryptoKey): Promise<Policy> {
     const plaintext = await open(key, row.data, policyAad(row.name));

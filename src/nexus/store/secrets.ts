@@ -24,17 +24,14 @@ import {
   updatedTimeAfter,
   type VersionState,
 } from '../../core/kv/semantics.ts';
-import type { RootKeyProvider, SecretMetadata, Secrets } from '../domain.ts';
+import type { EpochClock, RootKeyProvider, SecretMetadata, Secrets } from '../../core/ports.ts';
 import type { SecretRecord, SecretUpdate, StoreBackend } from './backend.ts';
 import { type MountConfig, maxVersionsOf, planNewVersion } from './kv2-rules.ts';
-
-/** Epoch milliseconds now. */
-export type Clock = () => number;
 
 export interface SecretsOptions {
   /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS` (≥ 1). */
   readonly maxVersions: number;
-  readonly clock: Clock;
+  readonly clock: EpochClock;
   /** The Vault mount configuration (docs/vault-kv2.md §4.2, §4.3), which SPIKE writes honour too. */
   readonly mount: () => MountConfig;
 }

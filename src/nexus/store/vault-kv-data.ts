@@ -7,11 +7,11 @@ import { utf8, zero } from '../../core/bytes.ts';
 import { open, seal, secretAad, secretMetaAad } from '../../core/crypto/envelope.ts';
 import { SpikeError } from '../../core/errors.ts';
 import type { VersionState } from '../../core/kv/semantics.ts';
-import type { RootKeyProvider } from '../domain.ts';
+import type { EpochClock, RootKeyProvider } from '../../core/ports.ts';
 import type { SecretRecord, SecretUpdate, StoreBackend } from './backend.ts';
 import { checkCas, isGone, planNewVersion } from './kv2-rules.ts';
 import type { MountConfigStore } from './mount-config.ts';
-import { type Clock, storageKey } from './secrets.ts';
+import { storageKey } from './secrets.ts';
 
 /** One version as Vault shows it. */
 export type KvVersion = VersionState;
@@ -52,7 +52,7 @@ export type KvPatchResult =
 export interface KvContext {
   readonly backend: StoreBackend;
   readonly keys: Pick<RootKeyProvider, 'keys'>;
-  readonly clock: Clock;
+  readonly clock: EpochClock;
   readonly mount: MountConfigStore;
   /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS`. */
   readonly maxVersions: number;

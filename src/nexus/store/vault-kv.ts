@@ -13,11 +13,11 @@
 import { VAULT_WARNINGS } from '../../api/vault/errors.ts';
 import { validateCustomMetadata } from '../../api/vault/fields.ts';
 import { applyChanges, updatedTimeAfter, type VersionState } from '../../core/kv/semantics.ts';
-import type { RootKeyProvider } from '../domain.ts';
+import type { EpochClock, RootKeyProvider } from '../../core/ports.ts';
 import type { SecretRecord, StoreBackend } from './backend.ts';
 import { deleteAfterOf, isGone, type MountConfig } from './kv2-rules.ts';
 import type { MountConfigStore } from './mount-config.ts';
-import { type Clock, storageKey } from './secrets.ts';
+import { storageKey } from './secrets.ts';
 import {
   customOf,
   type KvContext,
@@ -83,7 +83,7 @@ export interface VaultKv {
 export interface VaultKvOptions {
   /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS`. */
   readonly maxVersions: number;
-  readonly clock: Clock;
+  readonly clock: EpochClock;
   readonly mount: MountConfigStore;
 }
 

@@ -33,9 +33,9 @@ import {
 import { isSpikeError } from '../../core/errors.ts';
 import { type AuditOutcome, formatAuditLine, type Logger } from '../../core/log.ts';
 import type { PolicyEngine } from '../../core/policy/engine.ts';
+import type { RootKeyProvider } from '../../core/ports.ts';
 import { isSpiffeId } from '../../core/spiffe/id.ts';
 import { isWirePeerId } from '../../core/spike/roles.ts';
-import type { RootKeyProvider } from '../domain.ts';
 import type { VaultKv } from '../store/vault-kv.ts';
 import { invalidPath, type KvRouteDeps, serveConfig, serveKv, type VaultCtx } from './kv-routes.ts';
 import { isBodyTooLarge } from './request.ts';

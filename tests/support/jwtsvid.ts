@@ -1,6 +1,10 @@
 /**
  * JWT-SVID validation (spec/spiffe.md §6; hostile rows 44–46 of §8), portable: Web APIs and `jose`.
  *
+ * Parked here, outside src/, while nothing in production validates JWT-SVIDs: it returns to
+ * src/core/spiffe/ together with its first caller (JWT-SVID authentication). Its suite,
+ * tests/portable/jwtsvid.suite.ts, keeps it tested under Bun and Deno until then.
+ *
  * A JWT-SVID is accepted only when all of this holds:
  *
  * - it is a JWS in compact serialisation (three base64url segments, non-empty signature);
@@ -29,9 +33,9 @@ import {
   type JWTVerifyGetKey,
   jwtVerify,
 } from 'jose';
-import { fromBase64, utf8 } from '../bytes.ts';
-import { isSpikeError, SpikeError } from '../errors.ts';
-import { parseSpiffeId } from './id.ts';
+import { fromBase64, utf8 } from '../../src/core/bytes.ts';
+import { isSpikeError, SpikeError } from '../../src/core/errors.ts';
+import { parseSpiffeId } from '../../src/core/spiffe/id.ts';
 
 /** The JWS algorithms a JWT-SVID may use (spec/spiffe.md §6); everything else is refused. */
 export const JWT_SVID_ALGORITHMS: readonly string[] = Object.freeze([

@@ -1,5 +1,5 @@
 /**
- * Root key providers: where the storage layer gets its derived keys (domain.ts `RootKeyProvider`,
+ * Root key providers: where the storage layer gets its derived keys (src/core/ports.ts `RootKeyProvider`,
  * spike-api.md §9).
  *
  * Invariant (ARCHITECTURE.md invariant 1): the root key lives only in memory. Providers keep the
@@ -9,10 +9,10 @@
  * caller before `install`: the Keeper lifecycle splits the key, keeps the share set of that
  * generation in memory, then installs.
  */
-import { zero } from '../core/bytes.ts';
-import { deriveKeys, generateRootKey } from '../core/crypto/keys.ts';
-import { SpikeError } from '../core/errors.ts';
-import type { DerivedKeys, RootKeyProvider } from './domain.ts';
+import { zero } from '../../core/bytes.ts';
+import { deriveKeys, generateRootKey } from '../../core/crypto/keys.ts';
+import { SpikeError } from '../../core/errors.ts';
+import type { DerivedKeys, RootKeyProvider } from '../../core/ports.ts';
 
 /**
  * A provider that holds one key from the start: the memory backend (a random key per process,

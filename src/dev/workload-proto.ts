@@ -1,0 +1,45 @@
+/**
+ * The server side of the X.509 Workload API messages (spec/spiffe.md §1.2) and of the
+ * `grpc-message` header, for the development issuer (./issuer.ts), which serves them. Clients
+ * decode them with src/core/workload/proto.ts and src/core/workload/status.ts.
+ */
+import { utf8 } from '../core/bytes.ts';
+import type { X509BundlesResponse, X509SvidResponse } from '../core/workload/proto.ts';
+import { ProtoWriter } from '../core/workload/protobuf.ts';
+
+/** Encodes an `X509SVIDResponse` (used by the development issuer). */
+export function encodeX509SvidResponse(message: X509SvidResponse): Uint8Array {
+  const w = new ProtoWriter();
+  for (const s of message.svids) {
+    const svid = new ProtoWriter()
+      .string(1, s.spiffeId)
+      .len(2, s.x509Svid)
+      .len(3, s.x509SvidKey)
+      .len(4, s.bundle)
+      .string(5, s.hint)
+      .finish();
+    w.len(1, svid, true);
+  }
+  for (const c of message.crl) w.len(2, c, true);
+  return w.map(3, message.federatedBundles).finish();
+}
+
+/** Encodes an `X509BundlesResponse` (used by the development issuer). */
+export function encodeX509BundlesResponse(message: X509BundlesResponse): Uint8Array {
+  const w = new ProtoWriter();
+  for (const c of message.crl) w.len(1, c, true);
+  return w.map(2, message.bundles).finish();
+}
+
+/**
+ * Encodes a status message for `grpc-message`: bytes outside printable ASCII 0x20–0x7E, and `%`
+ * itself, are percent-encoded (uppercase hex), as gRPC servers do.
+ */
+export function encodeGrpcMessage(message: string): string {
+  let out = '';
+  for (const b of utf8.encode(message)) {
+    if (b >= 0x20 && b <= 0x7e && b !== 0x25) out += String.fromCharCode(b);
+    else out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
