@@ -21,7 +21,7 @@ import { isSpikeError, SpikeError } from '../../core/errors.ts';
 import type { Authorizer } from '../../core/spiffe/authorizer.ts';
 import type { X509Context, X509Source } from '../../core/spiffe/types.ts';
 import { inspectLeafCertificate } from '../../core/spiffe/x509svid.ts';
-import { contextFingerprint, peerChainOf, tlsMaterialOf, verifyPeer } from './server.ts';
+import { contextFingerprint, peerChainOf, tlsMaterialOf, verifyPeer } from './material.ts';
 
 export interface MtlsClientOptions {
   /** Our own identity (presented as client certificate) and the trust bundles. */
