@@ -19,7 +19,7 @@
  * Options: --seconds N (default 5 per phase), --rounds N (echo rounds, default 3),
  * --phases echo,nexus,life (default all), --json (machine-readable summary on the last line).
  */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -50,6 +50,15 @@ interface PhaseResult {
   rps: number;
   p50ms: number;
   p99ms: number;
+  /** Server CPU time (user + system) per answered request, warm-up included, in µs. */
+  cpuUs?: number;
+}
+
+/** CPU time (user + system) of a process so far, in µs (/proc/<pid>/stat, clock ticks). */
+function cpuUsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
 }
 
 const root = join(import.meta.dir, '..', '..');
@@ -62,6 +71,7 @@ const issuer = await startDevIssuer({
 
 interface Running {
   port: number;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -87,6 +97,7 @@ async function startProcess(cmd: string[]): Promise<Running> {
       reader.releaseLock();
       return {
         port: Number(m[1]),
+        pid: proc.pid,
         async stop() {
           proc.kill('SIGTERM');
           await proc.exited;
@@ -138,7 +149,7 @@ async function buildGo(): Promise<{ loadgen: string; echo: string }> {
 /** One phase measured by the Go generator (see tests/bench/go/loadgen/main.go). */
 async function goLoad(
   name: string,
-  port: number,
+  server: Running,
   proto: 'h2' | 'h1',
   identity: PemFiles,
   path: string,
@@ -147,7 +158,7 @@ async function goLoad(
   const proc = Bun.spawn(
     [
       go.loadgen,
-      `-url=https://127.0.0.1:${port}${path}`,
+      `-url=https://127.0.0.1:${server.port}${path}`,
       `-proto=${proto}`,
       `-conns=${GO_H2.conns}`,
       `-streams=${GO_H2.streams}`,
@@ -161,10 +172,15 @@ async function goLoad(
     ],
     { stdout: 'pipe', stderr: 'inherit' },
   );
+  const cpu0 = cpuUsOf(server.pid);
   const text = await new Response(proc.stdout).text();
+  const cpu1 = cpuUsOf(server.pid);
   if ((await proc.exited) !== 0) throw new Error(`loadgen failed: ${text}`);
-  const r = JSON.parse(text.trim().split('\n').at(-1) ?? '{}') as Omit<PhaseResult, 'name'>;
-  return { name, ...r };
+  const { total, ...r } = JSON.parse(text.trim().split('\n').at(-1) ?? '{}') as Omit<
+    PhaseResult,
+    'name'
+  > & { total: number };
+  return { name, ...r, cpuUs: (cpu1 - cpu0) / Math.max(1, total) };
 }
 
 /** Closed-loop load: SESSIONS connections × IN_FLIGHT_PER_SESSION outstanding requests each. */
@@ -283,8 +299,8 @@ if (phases.has('echo')) {
   for (let round = 0; round < rounds; round++) {
     for (const s of servers) {
       const server = await s.start();
-      add(await goLoad(`${s.label} (Go h2)`, server.port, 'h2', pem.workload, '/echo', ECHO_BODY));
-      add(await goLoad(`${s.label} (Go h1)`, server.port, 'h1', pem.workload, '/echo', ECHO_BODY));
+      add(await goLoad(`${s.label} (Go h2)`, server, 'h2', pem.workload, '/echo', ECHO_BODY));
+      add(await goLoad(`${s.label} (Go h1)`, server, 'h1', pem.workload, '/echo', ECHO_BODY));
       if (s.bun) {
         add(
           await load(`${s.label} (Bun h2)`, server.port, workload, () => ({
@@ -305,13 +321,9 @@ if (phases.has('nexus')) {
     const server = await startServer(['nexus', dir, String(policies)]);
     const label = `get (${policies} ${policies === 1 ? 'policy' : 'policies'})`;
     const path = '/v1/store/secrets?action=get';
-    results.push(
-      await goLoad(`${label} (Go h2)`, server.port, 'h2', pem.workload, path, ECHO_BODY),
-    );
+    results.push(await goLoad(`${label} (Go h2)`, server, 'h2', pem.workload, path, ECHO_BODY));
     if (policies === 1) {
-      results.push(
-        await goLoad(`${label} (Go h1)`, server.port, 'h1', pem.workload, path, ECHO_BODY),
-      );
+      results.push(await goLoad(`${label} (Go h1)`, server, 'h1', pem.workload, path, ECHO_BODY));
     }
     results.push(
       await load(`${label} (Bun h2)`, server.port, workload, () => ({ path, body: ECHO_BODY })),
@@ -338,11 +350,11 @@ console.log(`load average at start: ${loadAtStart.map((l) => l.toFixed(2)).join(
 console.log(
   `load: Go generator h2 ${GO_H2.conns} connections × ${GO_H2.streams} streams, h1 ${GO_H1_CLIENTS} clients; Bun generator h2 ${SESSIONS} sessions × ${IN_FLIGHT_PER_SESSION} in flight; ${seconds} s per phase after 1 s warm-up, loopback; echo phases: median of ${rounds} interleaved rounds\n`,
 );
-console.log('| phase | requests/s | p50 ms | p99 ms | errors |');
-console.log('|---|---:|---:|---:|---:|');
+console.log('| phase | requests/s | p50 ms | p99 ms | errors | server CPU µs/request |');
+console.log('|---|---:|---:|---:|---:|---:|');
 for (const r of results) {
   console.log(
-    `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50ms.toFixed(2)} | ${r.p99ms.toFixed(2)} | ${r.errors} |`,
+    `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50ms.toFixed(2)} | ${r.p99ms.toFixed(2)} | ${r.errors} | ${r.cpuUs === undefined ? '—' : r.cpuUs.toFixed(0)} |`,
   );
 }
 console.log('');

@@ -6,7 +6,9 @@
 // not a DNS name). Only 200 answers count as successes; everything else is an error. After
 // -warmup, it measures for -seconds and prints one JSON line:
 //
-//	{"requests":N,"errors":N,"rps":F,"p50ms":F,"p99ms":F}
+//	{"requests":N,"errors":N,"rps":F,"p50ms":F,"p99ms":F,"total":N}
+//
+// where total counts every 200 answer, warm-up included.
 package main
 
 import (
@@ -121,7 +123,7 @@ func main() {
 
 	payload := []byte(*body)
 	var measuring, stop atomic.Bool
-	var errs atomic.Int64
+	var errs, total atomic.Int64
 	lat := make([][]time.Duration, len(workers))
 	var wg sync.WaitGroup
 	for i, w := range workers {
@@ -147,6 +149,9 @@ func main() {
 					_, err = io.Copy(io.Discard, res.Body)
 					res.Body.Close()
 					ok = err == nil && res.StatusCode == http.StatusOK
+				}
+				if ok {
+					total.Add(1)
 				}
 				if !measuring.Load() {
 					continue
@@ -189,6 +194,7 @@ func main() {
 		"rps":      float64(len(all)) / elapsed,
 		"p50ms":    pct(0.5),
 		"p99ms":    pct(0.99),
+		"total":    total.Load(),
 	})
 	os.Stdout.Write(append(out, '\n'))
 }

@@ -1,0 +1,309 @@
+/**
+ * The Node-to-Web bridge of the mTLS server (server.ts): a `node:http2` compatibility request
+ * (HTTP/2 stream or HTTP/1.1 request) becomes a Web `Request`, and the handler's `Response` is
+ * written back. This is the hot path of every SPIKE server (issue 12: it once halved
+ * throughput), so it does the least per request:
+ *
+ * - A body with a declared `Content-Length` of at most `SMALL_BODY_BYTES` is collected into one
+ *   byte array and handed over as such (no `ReadableStream`, no per-chunk pump). That is no more
+ *   than a streamed body buffers anyway (its high-water mark is the same 64 KiB). Any other body
+ *   (larger, or of unknown length) is streamed with backpressure, so callers can cap it.
+ * - Request headers go to the `Request` constructor as one list of pairs (pseudo-headers
+ *   dropped); nothing else is copied.
+ * - A response whose body the runtime holds as bytes (a string, `Uint8Array`, JSON) is written
+ *   with one `end(bytes)`: one DATA frame with END_STREAM, one flush. Only a body whose first
+ *   chunk is not at hand at once (a real stream) is pumped chunk by chunk with backpressure.
+ */
+import type http2 from 'node:http2';
+
+/** Largest declared body collected before the handler runs (the streamed high-water mark). */
+export const SMALL_BODY_BYTES = 64 * 1024;
+
+/** The compatibility request of `node:http2` (HTTP/2 or, with `allowHTTP1`, HTTP/1.1). */
+export type NodeRequest = http2.Http2ServerRequest;
+/** The compatibility response of `node:http2`. */
+export type NodeResponse = http2.Http2ServerResponse;
+
+/** What a request body is handed over as: nothing, collected bytes, or a stream. */
+export type WebBody = Uint8Array | ReadableStream<Uint8Array> | null;
+
+// Connection-specific headers are forbidden in HTTP/2 responses and meaningless to forward.
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+
+const EMPTY = new Uint8Array(0);
+
+/** HTTP/2's header list size (RFC 9113 §6.5.2) as an estimate: name + value + 16 per field. */
+export function headerListSize(raw: readonly string[]): number {
+  let size = 0;
+  for (const field of raw) size += field.length + 16;
+  return size;
+}
+
+/**
+ * The declared body length when it is small enough to collect (0 … `SMALL_BODY_BYTES`), else
+ * `undefined` (no body for GET/HEAD is handled by the caller).
+ */
+export function smallBodyLength(req: NodeRequest): number | undefined {
+  const declared = req.headers['content-length'];
+  if (typeof declared !== 'string' || declared.length === 0 || declared.length > 6) return;
+  for (let i = 0; i < declared.length; i++) {
+    const c = declared.charCodeAt(i);
+    if (c < 48 || c > 57) return;
+  }
+  const n = Number(declared);
+  return n <= SMALL_BODY_BYTES ? n : undefined;
+}
+
+/**
+ * Collects a body of `length` declared bytes, then calls `done` with it. More bytes than declared
+ * call `overflow` instead. A request that aborts calls neither (its response closes).
+ */
+export function collectBody(
+  req: NodeRequest,
+  length: number,
+  done: (body: Uint8Array) => void,
+  overflow: () => void,
+): void {
+  if (length === 0) {
+    done(EMPTY);
+    return;
+  }
+  let first: Uint8Array | undefined;
+  let chunks: Uint8Array[] | undefined;
+  let size = 0;
+  let over = false;
+  req.on('data', (chunk: Uint8Array) => {
+    if (over) return;
+    size += chunk.byteLength;
+    if (size > length) {
+      over = true;
+      overflow();
+      return;
+    }
+    if (first === undefined) {
+      first = chunk;
+      return;
+    }
+    if (chunks === undefined) chunks = [first];
+    chunks.push(chunk);
+  });
+  req.once('end', () => {
+    if (over) return;
+    if (chunks === undefined) {
+      done(first === undefined ? EMPTY : bytesOf(first));
+      return;
+    }
+    const body = new Uint8Array(size);
+    let offset = 0;
+    for (const c of chunks) {
+      body.set(c, offset);
+      offset += c.byteLength;
+    }
+    done(body);
+  });
+}
+
+function bytesOf(chunk: Uint8Array): Uint8Array {
+  return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+/**
+ * Node request → Web `Request`; `undefined` when it cannot be represented (a path that is not
+ * origin-form, a header the Fetch standard refuses).
+ */
+export function toWebRequest(
+  req: NodeRequest,
+  signal: AbortSignal,
+  body: WebBody,
+): Request | undefined {
+  const path = req.url;
+  if (typeof path !== 'string' || path.charCodeAt(0) !== 47 /* / */) return;
+  const raw = req.rawHeaders;
+  const headers: [string, string][] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.charCodeAt(0) === 58 /* : */) continue;
+    headers.push([name, raw[i + 1]!]);
+  }
+  try {
+    // A fixed origin: the client's Host / :authority is not ours to trust, and routers that find
+    // the path by character position (Elysia) would be misled by a short host. String
+    // concatenation, not `new URL(path, base)`: a path like `//evil/x` stays a path.
+    const init: RequestInit & { duplex?: 'half' } = {
+      method: req.method,
+      headers,
+      signal,
+      body: body as BodyInit | null,
+    };
+    // Required by the Fetch standard for stream bodies.
+    if (body instanceof ReadableStream) init.duplex = 'half';
+    return new Request(`https://localhost${path}`, init);
+  } catch {
+    return;
+  }
+}
+
+/** The request body as a byte stream with backpressure: nothing is buffered beyond ~64 KiB. */
+export function streamBody(req: NodeRequest): ReadableStream<Uint8Array> {
+  let done = false;
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        req.on('data', (chunk: Uint8Array) => {
+          if (done) return;
+          controller.enqueue(bytesOf(chunk));
+          if ((controller.desiredSize ?? 0) <= 0) req.pause();
+        });
+        req.once('end', () => {
+          if (done) return;
+          done = true;
+          controller.close();
+        });
+        const fail = () => {
+          if (done) return;
+          done = true;
+          controller.error(new Error('request body aborted'));
+        };
+        req.once('error', fail);
+        req.once('aborted', fail);
+        req.once('close', () => {
+          if (!req.complete) fail();
+        });
+      },
+      pull() {
+        req.resume();
+      },
+      cancel() {
+        done = true;
+        req.pause();
+      },
+    },
+    { highWaterMark: SMALL_BODY_BYTES, size: (chunk) => chunk?.byteLength ?? 0 },
+  );
+}
+
+/** The response headers as `node:http2` takes them, without connection-specific ones. */
+function nodeHeadersOf(response: Response): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  let cookies = false;
+  response.headers.forEach((value, name) => {
+    if (name === 'set-cookie') cookies = true;
+    else if (!HOP_BY_HOP.has(name)) headers[name] = value;
+  });
+  if (cookies) headers['set-cookie'] = response.headers.getSetCookie();
+  return headers;
+}
+
+/**
+ * Web `Response` → node response. A body held as bytes goes out with one `end()`; a stream is
+ * pumped with backpressure (see the module comment).
+ */
+export async function writeResponse(
+  req: NodeRequest,
+  res: NodeResponse,
+  response: Response,
+): Promise<void> {
+  const body = response.body;
+  if (res.destroyed) {
+    await body?.cancel();
+    return;
+  }
+  const headers = nodeHeadersOf(response);
+  if (body === null || req.method === 'HEAD') {
+    res.writeHead(response.status, headers);
+    res.end();
+    await body?.cancel();
+    return;
+  }
+  const reader = body.getReader();
+  try {
+    const pending = reader.read();
+    // A body the runtime holds as bytes answers its first read at once, with all of it.
+    const atHand = Bun.peek.status(pending) === 'fulfilled';
+    const first = await pending;
+    if (first.done) {
+      res.writeHead(response.status, headers);
+      res.end();
+      return;
+    }
+    if (atHand) {
+      const second = await reader.read();
+      if (second.done) {
+        res.writeHead(response.status, headers);
+        res.end(first.value);
+        return;
+      }
+      res.writeHead(response.status, headers);
+      if (!res.write(first.value)) await drained(res);
+      if (!(await pump(res, reader, second.value))) return;
+    } else {
+      res.writeHead(response.status, headers);
+      if (!(await pump(res, reader, first.value))) return;
+    }
+    res.end();
+  } catch (error) {
+    await reader.cancel().catch(() => undefined);
+    throw error;
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/** Writes `chunk` and the rest of the stream; `false` when the response went away. */
+async function pump(
+  res: NodeResponse,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  chunk: Uint8Array,
+): Promise<boolean> {
+  let next: Uint8Array = chunk;
+  for (;;) {
+    if (res.destroyed) {
+      await reader.cancel();
+      return false;
+    }
+    if (!res.write(next)) await drained(res);
+    const { done, value } = await reader.read();
+    if (done) return true;
+    next = value;
+  }
+}
+
+function drained(res: NodeResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/**
+ * A refusal by the transport itself, as every SPIKE error: a JSON body with the code
+ * (`{"err":"<code>"}`, spike-api.md §3). `close` asks an HTTP/1.1 client to reconnect.
+ */
+export function writeRefusal(
+  res: NodeResponse,
+  status: number,
+  code: string,
+  extra: Record<string, string> = {},
+): void {
+  if (res.headersSent || res.destroyed) return;
+  const body = `{"err":"${code}"}`;
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'cache-control': 'no-store, no-cache, must-revalidate, private',
+    'content-length': String(body.length),
+    ...extra,
+  });
+  res.end(body);
+}
