@@ -289,7 +289,7 @@ function drained(res: NodeResponse): Promise<void> {
 
 /**
  * A refusal by the transport itself, as every SPIKE error: a JSON body with the code
- * (`{"err":"<code>"}`, spike-api.md §3). `close` asks an HTTP/1.1 client to reconnect.
+ * (`{"err":"<code>"}`, spike-api.md §3). HTTP/1.1 clients are told the connection closes.
  */
 export function writeRefusal(
   res: NodeResponse,
@@ -303,6 +303,8 @@ export function writeRefusal(
     'content-type': 'application/json',
     'cache-control': 'no-store, no-cache, must-revalidate, private',
     'content-length': String(body.length),
+    // Connection-specific headers exist only in HTTP/1.1 (HTTP/2 has GOAWAY).
+    ...((res as { stream?: unknown }).stream === undefined && { connection: 'close' }),
     ...extra,
   });
   res.end(body);

@@ -230,7 +230,6 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    socket.setTimeout(timeouts.idleMs, () => socket.destroy());
   };
 
   /** Request timeouts, header deadlines and idle timeouts (see the module comment). */
@@ -276,7 +275,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
         | undefined;
     }
     if (connection.refused) {
-      writeRefusal(res, 503, 'server_busy', { 'retry-after': '1', connection: 'close' });
+      writeRefusal(res, 503, 'server_busy', { 'retry-after': '1' });
       res.once('finish', () => connection.socket.destroy());
       return;
     }
@@ -316,7 +315,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     // only has the runtime's fixed 16 KiB cap, so apply ours here, before the handler.
     if (req.httpVersionMajor === 1 && headerListSize(req.rawHeaders) > maxHeaderSize) {
       release();
-      writeRefusal(res, 431, 'api_bad_request', { connection: 'close' });
+      writeRefusal(res, 431, 'api_bad_request');
       if (!req.complete) req.destroy();
       return;
     }
@@ -368,7 +367,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     }
     collectBody(req, small, run, () => {
       done = true;
-      writeRefusal(res, 400, 'api_bad_request', { connection: 'close' });
+      writeRefusal(res, 400, 'api_bad_request');
       req.destroy();
     });
   };
