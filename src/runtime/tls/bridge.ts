@@ -39,20 +39,39 @@ const HOP_BY_HOP = new Set([
 
 const EMPTY = new Uint8Array(0);
 
-/** HTTP/2's header list size (RFC 9113 §6.5.2) as an estimate: name + value + 16 per field. */
-export function headerListSize(raw: readonly string[]): number {
+/** A request's header fields, read in one pass over `rawHeaders`. */
+export interface RequestHead {
+  /** Every field but the pseudo-headers, as the `Request` constructor takes them. */
+  readonly pairs: [string, string][];
+  /** HTTP/2's header list size (RFC 9113 §6.5.2) as an estimate: name + value + 16 a field. */
+  readonly size: number;
+  /** The `Content-Length` value, if any. */
+  readonly contentLength: string | undefined;
+}
+
+/** Reads the header fields of a request once (see `RequestHead`). */
+export function readHead(req: NodeRequest): RequestHead {
+  const raw = req.rawHeaders;
+  const pairs: [string, string][] = [];
   let size = 0;
-  for (const field of raw) size += field.length + 16;
-  return size;
+  let contentLength: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    size += name.length + value.length + 32;
+    if (name.charCodeAt(0) === 58 /* : */) continue;
+    if (name.length === 14 && name.toLowerCase() === 'content-length') contentLength = value;
+    pairs.push([name, value]);
+  }
+  return { pairs, size, contentLength };
 }
 
 /**
  * The declared body length when it is small enough to collect (0 … `SMALL_BODY_BYTES`), else
- * `undefined` (no body for GET/HEAD is handled by the caller).
+ * `undefined` (the body is streamed).
  */
-export function smallBodyLength(req: NodeRequest): number | undefined {
-  const declared = req.headers['content-length'];
-  if (typeof declared !== 'string' || declared.length === 0 || declared.length > 6) return;
+export function smallBodyLength(declared: string | undefined): number | undefined {
+  if (declared === undefined || declared.length === 0 || declared.length > 6) return;
   for (let i = 0; i < declared.length; i++) {
     const c = declared.charCodeAt(i);
     if (c < 48 || c > 57) return;
@@ -120,18 +139,12 @@ function bytesOf(chunk: Uint8Array): Uint8Array {
  */
 export function toWebRequest(
   req: NodeRequest,
+  headers: [string, string][],
   signal: AbortSignal,
   body: WebBody,
 ): Request | undefined {
   const path = req.url;
   if (typeof path !== 'string' || path.charCodeAt(0) !== 47 /* / */) return;
-  const raw = req.rawHeaders;
-  const headers: [string, string][] = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.charCodeAt(0) === 58 /* : */) continue;
-    headers.push([name, raw[i + 1]!]);
-  }
   try {
     // A fixed origin: the client's Host / :authority is not ours to trust, and routers that find
     // the path by character position (Elysia) would be misled by a short host. String
@@ -229,6 +242,7 @@ export async function writeResponse(
     const atHand = Bun.peek.status(pending) === 'fulfilled';
     const first = await pending;
     if (first.done) {
+      if (bodyAllowed(response.status)) headers['content-length'] = '0';
       res.writeHead(response.status, headers);
       res.end();
       return;
@@ -236,6 +250,10 @@ export async function writeResponse(
     if (atHand) {
       const second = await reader.read();
       if (second.done) {
+        // The whole body is known: say how long it is (no chunked encoding on HTTP/1.1).
+        if (bodyAllowed(response.status)) {
+          headers['content-length'] = String(first.value.byteLength);
+        }
         res.writeHead(response.status, headers);
         res.end(first.value);
         return;
@@ -254,6 +272,11 @@ export async function writeResponse(
   } finally {
     reader.releaseLock();
   }
+}
+
+/** Statuses that may carry a body and a `Content-Length` (not 1xx, 204, 304). */
+function bodyAllowed(status: number): boolean {
+  return status >= 200 && status !== 204 && status !== 304;
 }
 
 /** Writes `chunk` and the rest of the stream; `false` when the response went away. */

@@ -34,9 +34,10 @@ import type { Authorizer } from '../../core/spiffe/authorizer.ts';
 import type { X509Context, X509Source } from '../../core/spiffe/types.ts';
 import {
   collectBody,
-  headerListSize,
   type NodeRequest,
   type NodeResponse,
+  type RequestHead,
+  readHead,
   smallBodyLength,
   streamBody,
   toWebRequest,
@@ -127,6 +128,8 @@ interface Connection {
   /** `socket.bytesRead` when it went idle (HTTP/1.1), and when more bytes were first seen. */
   bytesAtIdle: number;
   bytesSeenAt: number;
+  /** When an idle HTTP/2 session was sent GOAWAY (0: not yet). */
+  closingSince: number;
   /** The HTTP/2 session once one request showed the connection speaks HTTP/2. */
   session?: http2.ServerHttp2Session;
 }
@@ -195,6 +198,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       idleSince: Date.now(),
       bytesAtIdle: 0,
       bytesSeenAt: 0,
+      closingSince: 0,
     };
     void verified.then((id) => {
       connection.peer = id;
@@ -251,8 +255,15 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       if (headerSince !== 0 && now - headerSince >= timeouts.headerMs) {
         c.socket.destroy();
       } else if (now - c.idleSince >= timeouts.idleMs) {
-        if (c.session !== undefined && !c.session.destroyed) c.session.close();
-        c.socket.destroy();
+        // HTTP/2: GOAWAY first, so a client's request racing the close is refused (and retried),
+        // not lost; the socket goes a second later at most.
+        const session = c.session;
+        if (session !== undefined && !session.destroyed && c.closingSince === 0) {
+          c.closingSince = now;
+          session.close();
+        } else if (session === undefined || now - c.closingSince >= 1000) {
+          c.socket.destroy();
+        }
       }
     }
   };
@@ -313,7 +324,8 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     }
     // HTTP/2 enforces the limit in the runtime (SETTINGS_MAX_HEADER_LIST_SIZE); HTTP/1.1 parsing
     // only has the runtime's fixed 16 KiB cap, so apply ours here, before the handler.
-    if (req.httpVersionMajor === 1 && headerListSize(req.rawHeaders) > maxHeaderSize) {
+    const head = readHead(req);
+    if (req.httpVersionMajor === 1 && head.size > maxHeaderSize) {
       release();
       writeRefusal(res, 431, 'api_bad_request');
       if (!req.complete) req.destroy();
@@ -344,7 +356,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       res.destroy();
     };
     const run = (body: WebBody) => {
-      serve(req, res, peer, abort.signal, body).then(
+      serve(req, res, head, peer, abort.signal, body).then(
         () => {
           done = true;
         },
@@ -360,7 +372,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       run(null);
       return;
     }
-    const small = smallBodyLength(req);
+    const small = smallBodyLength(head.contentLength);
     if (small === undefined) {
       run(streamBody(req));
       return;
@@ -375,11 +387,12 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
   const serve = async (
     req: NodeRequest,
     res: NodeResponse,
+    head: RequestHead,
     peer: string,
     signal: AbortSignal,
     body: WebBody,
   ) => {
-    const request = toWebRequest(req, signal, body);
+    const request = toWebRequest(req, head.pairs, signal, body);
     if (request === undefined) {
       writeRefusal(res, 400, 'api_bad_request');
       return;
