@@ -269,9 +269,8 @@ export async function writeResponse(
   } catch (error) {
     await reader.cancel().catch(() => undefined);
     throw error;
-  } finally {
-    reader.releaseLock();
   }
+  // The reader is not released: the response is done with, and releasing costs a native call.
 }
 
 /** Statuses that may carry a body and a `Content-Length` (not 1xx, 204, 304). */

@@ -279,12 +279,20 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
   };
 
   const onRequest = (req: NodeRequest, res: NodeResponse) => {
-    const connection = connectionOf(req.socket as TLSSocket);
-    if (connection.session === undefined && req.httpVersionMajor === 2) {
-      connection.session = (req as { stream?: http2.ServerHttp2Stream }).stream?.session as
-        | http2.ServerHttp2Session
-        | undefined;
+    // HTTP/2: the state is cached on the session (a plain object), so only a session's first
+    // request goes through the runtime's socket proxy.
+    const session = (req as { stream?: http2.ServerHttp2Stream }).stream?.session as
+      | (http2.ServerHttp2Session & Tagged)
+      | undefined;
+    let connection = session?.[CONNECTION];
+    if (connection === undefined) {
+      connection = connectionOf(req.socket as TLSSocket);
+      if (session !== undefined) {
+        connection.session = session;
+        session[CONNECTION] = connection;
+      }
     }
+    const h1 = connection.session === undefined;
     if (connection.refused) {
       writeRefusal(res, 503, 'server_busy', { 'retry-after': '1' });
       res.once('finish', () => connection.socket.destroy());
@@ -299,16 +307,16 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       released = true;
       if (--connection.inFlight === 0) {
         connection.idleSince = Date.now();
-        connection.bytesAtIdle = connection.socket.bytesRead ?? 0;
+        if (h1) connection.bytesAtIdle = connection.socket.bytesRead ?? 0;
         connection.bytesSeenAt = 0;
       }
     };
     const peer = connection.peer;
     if (peer !== null) {
-      dispatch(req, res, peer, release);
+      dispatch(req, res, peer, release, h1);
       return;
     }
-    void connection.verified.then((id) => dispatch(req, res, id, release));
+    void connection.verified.then((id) => dispatch(req, res, id, release, h1));
   };
 
   const dispatch = (
@@ -316,6 +324,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     res: NodeResponse,
     peer: string | undefined,
     release: () => void,
+    h1: boolean,
   ) => {
     if (peer === undefined || context === undefined || closed) {
       release();
@@ -325,7 +334,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     // HTTP/2 enforces the limit in the runtime (SETTINGS_MAX_HEADER_LIST_SIZE); HTTP/1.1 parsing
     // only has the runtime's fixed 16 KiB cap, so apply ours here, before the handler.
     const head = readHead(req);
-    if (req.httpVersionMajor === 1 && head.size > maxHeaderSize) {
+    if (h1 && head.size > maxHeaderSize) {
       release();
       writeRefusal(res, 431, 'api_bad_request');
       if (!req.complete) req.destroy();
