@@ -16,6 +16,9 @@
  *             Bun h2), the same with 1,000 policies stored, and a durable secret put (superuser)
  *   life      the lifecycle and executable figures (tests/bench/lifecycle.ts, executables.ts)
  *
+ * Tools beside it: tests/bench/ab.ts (interleaved A/B of checkouts' bench servers, CPU per
+ * request) and tests/bench/profile.ts (a CPU profile of one bench server under load).
+ *
  * Options: --seconds N (default 5 per phase), --rounds N (echo rounds, default 3),
  * --phases echo,nexus,life (default all), --json (machine-readable summary on the last line).
  */
