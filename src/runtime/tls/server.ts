@@ -17,7 +17,8 @@
  *   skipped); open connections keep the certificate they were made with. When the SVIDs are
  *   withdrawn the server fails closed: new connections are destroyed before the handshake and
  *   requests on open connections are refused, until a new SVID arrives.
- * - Request bodies are never buffered beyond 64 KiB here (bridge.ts), so callers can cap them.
+ * - Request bodies are never buffered beyond 64 KiB here (bridge.ts), so callers can cap them;
+ *   response bodies are sent whole, in one write (bridge.ts `writeResponse`).
  * - Bounded connections (issue 11 finding 3): at most `maxConnections` connections are served;
  *   a few more are let through the handshake only to be told 503 `{"err":"server_busy"}`, any
  *   beyond those are closed at once. HTTP/2 allows `maxConcurrentStreams` streams per
