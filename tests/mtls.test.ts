@@ -18,7 +18,8 @@ import {
   authorizeOneOf,
 } from '../src/core/spiffe/authorizer.ts';
 import { createMtlsClient } from '../src/runtime/tls/client.ts';
-import { createMtlsServer, type MtlsServer, toPem } from '../src/runtime/tls/server.ts';
+import { toPem } from '../src/runtime/tls/material.ts';
+import { createMtlsServer, type MtlsServer } from '../src/runtime/tls/server.ts';
 import { createTestPki, type TestPki } from './support/cert-factory.ts';
 import { createStaticSource, mintSvid, type StaticSource } from './support/static-source.ts';
 

@@ -12,7 +12,7 @@ import { deriveKeys, generateRootKey } from '../src/core/crypto/keys.ts';
 import { authorizeAny } from '../src/core/spiffe/authorizer.ts';
 import type { X509Source } from '../src/core/spiffe/types.ts';
 import { createMtlsClient, type MtlsClient } from '../src/runtime/tls/client.ts';
-import { tlsMaterialOf } from '../src/runtime/tls/server.ts';
+import { tlsMaterialOf } from '../src/runtime/tls/material.ts';
 import { createX509Source } from '../src/runtime/workload/client.ts';
 import { type NexusHarness, startNexusHarness } from './support/nexus-harness.ts';
 

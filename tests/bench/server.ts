@@ -2,19 +2,24 @@
  * Benchmark server, run as its own process by tests/bench/run.ts so that the load generator and
  * the server do not share an event loop.
  *
- *   bun tests/bench/server.ts echo                 bare mTLS transport, echo handler (the ceiling)
+ *   bun tests/bench/server.ts echo                 our mTLS transport, echo handler
+ *   bun tests/bench/server.ts bare                 bare `node:http2` secure server (HTTP/2 and
+ *                                                  HTTP/1.1, client certificates required, no
+ *                                                  SPIFFE checks), echo via the request/response
+ *                                                  API: the baseline of our transport
  *   bun tests/bench/server.ts nexus <dir> <n>      Nexus app on SQLite in <dir>, a fresh random
  *                                                  root key, <n> policies (n-1 that never match the
  *                                                  workload, then one read grant on `bench/`)
  *
  * SPIFFE_ENDPOINT_SOCKET names the Nexus socket of a development issuer. Prints `READY <port>`.
  */
-
+import http2 from 'node:http2';
 import { createPolicyEngine, type TrustRoots } from '../../src/core/policy/engine.ts';
 import { authorizeAny } from '../../src/core/spiffe/authorizer.ts';
 import { createNexusApp } from '../../src/nexus/app.ts';
 import { MutableRootKeyProvider } from '../../src/nexus/root-key/providers.ts';
 import { openStore } from '../../src/nexus/store/index.ts';
+import { tlsMaterialOf } from '../../src/runtime/tls/material.ts';
 import { createMtlsServer } from '../../src/runtime/tls/server.ts';
 import { createX509Source } from '../../src/runtime/workload/client.ts';
 
@@ -23,6 +28,30 @@ const source = createX509Source({});
 await source.ready();
 
 let handler: (request: Request) => Response | Promise<Response>;
+
+if (mode === 'bare') {
+  const bare = http2.createSecureServer({
+    ...tlsMaterialOf(await source.ready()),
+    allowHTTP1: true,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.2',
+  });
+  bare.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(Buffer.concat(chunks));
+    });
+  });
+  bare.listen(0, '127.0.0.1', () => {
+    const address = bare.address();
+    console.log(`READY ${typeof address === 'object' && address !== null ? address.port : 0}`);
+  });
+  process.on('SIGTERM', () => process.exit(0));
+  await new Promise(() => {});
+}
 
 if (mode === 'echo') {
   handler = async (request) =>

@@ -21,7 +21,7 @@ import { isSpikeError, SpikeError } from '../../core/errors.ts';
 import type { Authorizer } from '../../core/spiffe/authorizer.ts';
 import type { X509Context, X509Source } from '../../core/spiffe/types.ts';
 import { inspectLeafCertificate } from '../../core/spiffe/x509svid.ts';
-import { contextFingerprint, peerChainOf, tlsMaterialOf, verifyPeer } from './server.ts';
+import { contextFingerprint, peerChainOf, tlsMaterialOf, verifyPeer } from './material.ts';
 
 export interface MtlsClientOptions {
   /** Our own identity (presented as client certificate) and the trust bundles. */
@@ -268,6 +268,11 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
         ':method': init.method ?? 'GET',
         ':path': path,
       };
+      // A declared length lets the server take the body in one piece (src/runtime/tls/bridge.ts).
+      if (init.body !== undefined && headers['content-length'] === undefined) {
+        headers['content-length'] =
+          typeof init.body === 'string' ? Buffer.byteLength(init.body) : init.body.byteLength;
+      }
       let stream: http2.ClientHttp2Stream;
       try {
         stream = s.h2.request(headers, { endStream: init.body === undefined });

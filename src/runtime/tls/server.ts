@@ -1,8 +1,8 @@
 /**
  * The mTLS listener of every SPIKE server (Nexus, Keeper): a `node:http2` secure server that
  * speaks HTTP/2 and HTTP/1.1 and serves any Web-standard handler (`Request` → `Response`), which
- * is how the Elysia apps are served (ARCHITECTURE.md decisions 1–3; spec/spiffe.md §5;
- * spike-api.md §2, §12).
+ * is how the apps are served (ARCHITECTURE.md decisions 1–3; spec/spiffe.md §5; spike-api.md §2,
+ * §12). The conversion between Node and Web objects lives in bridge.ts.
  *
  * Invariants:
  * - No handler runs for a peer that has not passed SPIFFE validation and the authorizer. The TLS
@@ -17,25 +17,56 @@
  *   skipped); open connections keep the certificate they were made with. When the SVIDs are
  *   withdrawn the server fails closed: new connections are destroyed before the handshake and
  *   requests on open connections are refused, until a new SVID arrives.
- * - Request bodies are streamed to the handler (never buffered here), so callers can cap them.
+ * - Request bodies are never buffered beyond 64 KiB here (bridge.ts), so callers can cap them;
+ *   response bodies are sent whole, in one write (bridge.ts `writeResponse`).
+ * - Bounded connections (issue 11 finding 3): at most `maxConnections` connections are served;
+ *   a few more are let through the handshake only to be told 503 `{"err":"server_busy"}`, any
+ *   beyond those are closed at once. HTTP/2 allows `maxConcurrentStreams` streams per
+ *   connection (the runtime refuses more with REFUSED_STREAM, which clients retry). Every
+ *   request's header block must arrive within `headerMs` of the connection's start or, on
+ *   HTTP/1.1, of the first byte after the previous response; a connection with nothing in
+ *   flight for `idleMs` is closed. (On HTTP/2 a header block in progress blocks the connection,
+ *   so the idle timeout and the header list cap bound it.)
  */
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
-import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
-import { toBase64, toHex } from '../../core/bytes.ts';
+import type { TLSSocket } from 'node:tls';
 import type { Authorizer } from '../../core/spiffe/authorizer.ts';
-import { parseSpiffeId } from '../../core/spiffe/id.ts';
 import type { X509Context, X509Source } from '../../core/spiffe/types.ts';
-import { verifyPeerX509Svid } from '../../core/spiffe/x509svid.ts';
+import {
+  collectBody,
+  type NodeRequest,
+  type NodeResponse,
+  type RequestHead,
+  readHead,
+  smallBodyLength,
+  streamBody,
+  toWebRequest,
+  type WebBody,
+  writeRefusal,
+  writeResponse,
+} from './bridge.ts';
+import { contextFingerprint, peerChainOf, tlsMaterialOf, verifyPeer } from './material.ts';
 
 /** Timeouts of spike-api.md §12, in milliseconds. */
 export interface MtlsServerTimeouts {
-  /** TLS handshake plus the first request's headers on a connection (default 10 s). */
+  /**
+   * TLS handshake plus the first request's headers on a connection, and on HTTP/1.1 each later
+   * request's headers from its first byte (default 10 s).
+   */
   readonly headerMs?: number;
   /** One request from its headers to the end of its response (default 30 s). */
   readonly requestMs?: number;
-  /** A connection with no traffic at all (default 60 s). */
+  /** A connection with no request in flight (default 60 s). */
   readonly idleMs?: number;
+}
+
+/** Connection limits (issue 11 finding 3). */
+export interface MtlsServerLimits {
+  /** Connections served at once; more are refused with 503 `server_busy` (default 1,024). */
+  readonly maxConnections?: number;
+  /** HTTP/2 streams in flight per connection (`SETTINGS_MAX_CONCURRENT_STREAMS`; default 128). */
+  readonly maxConcurrentStreams?: number;
 }
 
 export interface MtlsServerOptions {
@@ -48,6 +79,7 @@ export interface MtlsServerOptions {
   /** Largest accepted header block in bytes (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`; 16 KiB). */
   readonly maxHeaderSize?: number;
   readonly timeouts?: MtlsServerTimeouts;
+  readonly limits?: MtlsServerLimits;
   /** Told about handler failures and transport errors; never given request bodies. */
   readonly onError?: (error: unknown) => void;
 }
@@ -61,10 +93,17 @@ export interface MtlsServer {
   peerOf(request: Request): string | undefined;
   /** The bound address once listening. */
   address(): { port: number; host: string } | undefined;
+  /** Connections open right now (served and being refused). */
+  connectionCount(): number;
 }
 
 const DEFAULT_TIMEOUTS = { headerMs: 10_000, requestMs: 30_000, idleMs: 60_000 } as const;
+const DEFAULT_LIMITS = { maxConnections: 1024, maxConcurrentStreams: 128 } as const;
 const DEFAULT_MAX_HEADER_SIZE = 16 * 1024;
+/** Connections beyond the cap that still get a 503 answer instead of a bare close. */
+const REFUSAL_SLOTS = 32;
+/** How long a refused connection may take to send its request. */
+const REFUSAL_MS = 2_000;
 
 /**
  * Requests created by any server of this module → verified peer ID (spiffe.md §5; ARCHITECTURE.md
@@ -72,116 +111,39 @@ const DEFAULT_MAX_HEADER_SIZE = 16 * 1024;
  */
 const peers = new WeakMap<Request, string>();
 
-// ---------------------------------------------------------------------------------------------
-// TLS material shared with the client (src/runtime/tls/client.ts)
-
-/** DER → PEM, the form `node:tls` accepts for `cert`, `key` and `ca`. */
-export function toPem(label: 'CERTIFICATE' | 'PRIVATE KEY', der: Uint8Array): string {
-  const b64 = toBase64(der).replace(/.{64}/g, '$&\n');
-  return `-----BEGIN ${label}-----\n${b64}${b64.endsWith('\n') ? '' : '\n'}-----END ${label}-----\n`;
-}
-
-/** `node:tls` options for a context: the default SVID (`svids[0]`) and every bundle's roots. */
-export interface TlsMaterial {
-  readonly key: string;
-  readonly cert: string;
-  readonly ca: string[];
-}
-
-/**
- * The TLS material of an X.509 context: key and chain of the default SVID, and as `ca` the roots
- * of all bundles (federation; the per-trust-domain check happens after the handshake).
- */
-export function tlsMaterialOf(context: X509Context): TlsMaterial {
-  const svid = context.svids[0];
-  if (svid === undefined) throw new TypeError('X509Context without SVIDs');
-  const ca: string[] = [];
-  for (const roots of context.bundles.values()) {
-    for (const root of roots) ca.push(toPem('CERTIFICATE', root));
-  }
-  return {
-    key: toPem('PRIVATE KEY', svid.privateKey),
-    cert: svid.chain.map((der) => toPem('CERTIFICATE', der)).join(''),
-    ca,
-  };
-}
-
-/** A value that changes whenever the default SVID or any bundle changes (no secrets in it). */
-export function contextFingerprint(context: X509Context): string {
-  const parts: string[] = [];
-  for (const der of context.svids[0]?.chain ?? []) parts.push(toHex(der));
-  parts.push('|');
-  for (const td of [...context.bundles.keys()].sort()) {
-    parts.push(td);
-    for (const root of context.bundles.get(td) ?? []) parts.push(toHex(root));
-  }
-  return parts.join(',');
-}
-
-/**
- * The peer's chain as DER, leaf first, from `getPeerCertificate(true)`: the TLS stack links each
- * certificate to its issuer, and a self-issued root links to itself (stop there, and on any
- * repeat).
- */
-export function peerChainOf(socket: Pick<TLSSocket, 'getPeerCertificate'>): Uint8Array[] {
-  const chain: Uint8Array[] = [];
-  const seen = new Set<string>();
-  let cert: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
-  while (cert?.raw !== undefined && cert.raw.length > 0 && chain.length < 16) {
-    const der = new Uint8Array(cert.raw);
-    const key = toHex(der);
-    if (seen.has(key)) break;
-    seen.add(key);
-    chain.push(der);
-    const next: DetailedPeerCertificate | undefined = cert.issuerCertificate;
-    if (next === undefined || next === cert) break;
-    cert = next;
-  }
-  return chain;
-}
-
-/**
- * Full SPIFFE verification of a peer chain (spiffe.md §4 "Peer" column, §5): chain to the bundle
- * of the leaf's trust domain, then the authorizer. Returns the peer ID.
- *
- * @throws SpikeError `svid_invalid`, `svid_untrusted`, or the authorizer's error.
- */
-export async function verifyPeer(
-  chain: readonly Uint8Array[],
-  context: X509Context,
-  authorizer: Authorizer,
-): Promise<string> {
-  const id = await verifyPeerX509Svid(chain, context.bundles, new Date());
-  authorizer(parseSpiffeId(id));
-  return id;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Server
-
 /** Per-connection state, attached to the TLS socket under a module-private symbol. */
 interface Connection {
+  readonly socket: TLSSocket;
   /** Resolves with the peer ID, or `undefined` when the peer is refused. Never rejects. */
   readonly verified: Promise<string | undefined>;
-  /** Set once the first request arrived (ends the header timeout). */
+  /** The outcome of `verified` once settled (`null` before). */
+  peer: string | undefined | null;
+  /** Over the connection cap: every request is answered 503, then the connection closes. */
+  readonly refused: boolean;
+  /** Set once the first request arrived (ends the connection's first header deadline). */
   sawRequest: boolean;
+  /** Requests in flight. */
+  inFlight: number;
+  /** Since when nothing is in flight (the connection's start at first). */
+  idleSince: number;
+  /** `socket.bytesRead` when it went idle (HTTP/1.1), and when more bytes were first seen. */
+  bytesAtIdle: number;
+  bytesSeenAt: number;
+  /** When an idle HTTP/2 session was sent GOAWAY (0: not yet). */
+  closingSince: number;
+  /** The HTTP/2 session once one request showed the connection speaks HTTP/2. */
+  session?: http2.ServerHttp2Session;
+}
+
+/** A request being served: cut at `deadline` (the request timeout). */
+interface Pending {
+  readonly deadline: number;
+  readonly abort: AbortController;
+  readonly res: NodeResponse;
 }
 
 const CONNECTION = Symbol('spike.mtls.connection');
 type Tagged = { [CONNECTION]?: Connection };
-
-// Connection-specific headers are forbidden in HTTP/2 responses and meaningless to forward.
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'http2-settings',
-]);
-
-type NodeRequest = http2.Http2ServerRequest;
-type NodeResponse = http2.Http2ServerResponse;
 
 /**
  * Creates the mTLS server (ARCHITECTURE.md decisions 1–3, spiffe.md §5, spike-api.md §2, §12).
@@ -190,14 +152,18 @@ type NodeResponse = http2.Http2ServerResponse;
 export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
   const { source, authorizer, handler, onError } = options;
   const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const maxHeaderSize = options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
 
   let server: http2.Http2SecureServer | undefined;
   let context: X509Context | undefined;
   let fingerprint = '';
   let unsubscribe: (() => void) | undefined;
+  let sweeper: ReturnType<typeof setInterval> | undefined;
   let closed = false;
   const sockets = new Set<Socket>();
+  const connections = new Set<Connection>();
+  const inFlight = new Set<Pending>();
 
   const report = (error: unknown) => {
     try {
@@ -207,14 +173,15 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     }
   };
 
-  /** The verification of one connection, created once (on `secureConnection` or first use). */
+  /** The state of one connection, created once (on `secureConnection` or first use). */
   const connectionOf = (socket: TLSSocket): Connection => {
     const tagged = socket as TLSSocket & Tagged;
     const existing = tagged[CONNECTION];
     if (existing !== undefined) return existing;
     const at = context;
+    const refused = sockets.size > limits.maxConnections;
     const verified =
-      at === undefined || socket.authorized !== true
+      at === undefined || socket.authorized !== true || refused
         ? Promise.resolve(undefined)
         : Promise.resolve()
             .then(() => verifyPeer(peerChainOf(socket), at, authorizer))
@@ -222,7 +189,21 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
               (id) => id,
               () => undefined,
             );
-    const connection: Connection = { verified, sawRequest: false };
+    const connection: Connection = {
+      socket,
+      verified,
+      peer: null,
+      refused,
+      sawRequest: false,
+      inFlight: 0,
+      idleSince: Date.now(),
+      bytesAtIdle: 0,
+      bytesSeenAt: 0,
+      closingSince: 0,
+    };
+    void verified.then((id) => {
+      connection.peer = id;
+    });
     tagged[CONNECTION] = connection;
     return connection;
   };
@@ -233,26 +214,59 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       return;
     }
     const connection = connectionOf(socket);
+    connections.add(connection);
+    socket.once('close', () => connections.delete(connection));
+    if (connection.refused) {
+      const timer = setTimeout(() => socket.destroy(), Math.min(REFUSAL_MS, timeouts.headerMs));
+      timer.unref?.();
+      socket.once('close', () => clearTimeout(timer));
+      return;
+    }
     void connection.verified.then((id) => {
       if (id === undefined) socket.destroy();
     });
-    // Header timeout: a verified connection that never sends a request is dropped.
-    const timer = setTimeout(() => {
-      if (!connection.sawRequest) socket.destroy();
-    }, timeouts.headerMs);
-    timer.unref?.();
-    socket.once('close', () => clearTimeout(timer));
   };
 
   const onConnection = (socket: Socket) => {
-    // Fail closed while we hold no SVID: no handshake at all.
-    if (context === undefined || closed) {
+    // Fail closed while we hold no SVID: no handshake at all. Far over the cap: no handshake.
+    if (context === undefined || closed || sockets.size >= limits.maxConnections + REFUSAL_SLOTS) {
       socket.destroy();
       return;
     }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    socket.setTimeout(timeouts.idleMs, () => socket.destroy());
+  };
+
+  /** Request timeouts, header deadlines and idle timeouts (see the module comment). */
+  const sweep = () => {
+    const now = Date.now();
+    for (const r of inFlight) {
+      if (now < r.deadline) continue;
+      inFlight.delete(r);
+      r.abort.abort(new Error('request timeout'));
+      r.res.destroy();
+    }
+    for (const c of connections) {
+      if (c.inFlight > 0 || c.refused) continue;
+      // HTTP/1.1: bytes after the last response are the next request's headers arriving.
+      if (c.sawRequest && c.session === undefined && c.bytesSeenAt === 0) {
+        if ((c.socket.bytesRead ?? 0) !== c.bytesAtIdle) c.bytesSeenAt = now;
+      }
+      const headerSince = c.sawRequest ? c.bytesSeenAt : c.idleSince;
+      if (headerSince !== 0 && now - headerSince >= timeouts.headerMs) {
+        c.socket.destroy();
+      } else if (now - c.idleSince >= timeouts.idleMs) {
+        // HTTP/2: GOAWAY first, so a client's request racing the close is refused (and retried),
+        // not lost; the socket goes a second later at most.
+        const session = c.session;
+        if (session !== undefined && !session.destroyed && c.closingSince === 0) {
+          c.closingSince = now;
+          session.close();
+        } else if (session === undefined || now - c.closingSince >= 1000) {
+          c.socket.destroy();
+        }
+      }
+    }
   };
 
   const refuse = (req: NodeRequest) => {
@@ -266,7 +280,79 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
   };
 
   const onRequest = (req: NodeRequest, res: NodeResponse) => {
-    void serve(req, res).catch((error: unknown) => {
+    // HTTP/2: the state is cached on the session (a plain object), so only a session's first
+    // request goes through the runtime's socket proxy.
+    const session = (req as { stream?: http2.ServerHttp2Stream }).stream?.session as
+      | (http2.ServerHttp2Session & Tagged)
+      | undefined;
+    let connection = session?.[CONNECTION];
+    if (connection === undefined) {
+      connection = connectionOf(req.socket as TLSSocket);
+      if (session !== undefined) {
+        connection.session = session;
+        session[CONNECTION] = connection;
+      }
+    }
+    const h1 = connection.session === undefined;
+    if (connection.refused) {
+      writeRefusal(res, 503, 'server_busy', { 'retry-after': '1' });
+      res.once('finish', () => connection.socket.destroy());
+      return;
+    }
+    connection.sawRequest = true;
+    connection.inFlight++;
+    connection.bytesSeenAt = 0;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      if (--connection.inFlight === 0) {
+        connection.idleSince = Date.now();
+        if (h1) connection.bytesAtIdle = connection.socket.bytesRead ?? 0;
+        connection.bytesSeenAt = 0;
+      }
+    };
+    const peer = connection.peer;
+    if (peer !== null) {
+      dispatch(req, res, peer, release, h1);
+      return;
+    }
+    void connection.verified.then((id) => dispatch(req, res, id, release, h1));
+  };
+
+  const dispatch = (
+    req: NodeRequest,
+    res: NodeResponse,
+    peer: string | undefined,
+    release: () => void,
+    h1: boolean,
+  ) => {
+    if (peer === undefined || context === undefined || closed) {
+      release();
+      refuse(req);
+      return;
+    }
+    // HTTP/2 enforces the limit in the runtime (SETTINGS_MAX_HEADER_LIST_SIZE); HTTP/1.1 parsing
+    // only has the runtime's fixed 16 KiB cap, so apply ours here, before the handler.
+    const head = readHead(req);
+    if (h1 && head.size > maxHeaderSize) {
+      release();
+      writeRefusal(res, 431, 'api_bad_request');
+      if (!req.complete) req.destroy();
+      return;
+    }
+
+    const abort = new AbortController();
+    let done = false;
+    // The request timeout is enforced by the sweep (no timer per request).
+    const pending: Pending = { deadline: Date.now() + timeouts.requestMs, abort, res };
+    inFlight.add(pending);
+    res.once('close', () => {
+      inFlight.delete(pending);
+      release();
+      if (!done) abort.abort(new Error('client went away'));
+    });
+    const fail = (error: unknown) => {
       report(error);
       if (!res.headersSent) {
         try {
@@ -278,52 +364,50 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
         }
       }
       res.destroy();
+    };
+    const run = (body: WebBody) => {
+      serve(req, res, head, peer, abort.signal, body).then(
+        () => {
+          done = true;
+        },
+        (error: unknown) => {
+          done = true;
+          fail(error);
+        },
+      );
+    };
+
+    const method = req.method;
+    if (method === 'GET' || method === 'HEAD') {
+      run(null);
+      return;
+    }
+    const small = smallBodyLength(head.contentLength);
+    if (small === undefined) {
+      run(streamBody(req));
+      return;
+    }
+    collectBody(req, small, run, () => {
+      done = true;
+      writeRefusal(res, 400, 'api_bad_request');
+      req.destroy();
     });
   };
 
-  const serve = async (req: NodeRequest, res: NodeResponse) => {
-    const socket = req.socket as TLSSocket;
-    const connection = connectionOf(socket);
-    connection.sawRequest = true;
-    const peer = await connection.verified;
-    if (peer === undefined || context === undefined || closed) {
-      refuse(req);
-      return;
-    }
-
-    // HTTP/2 enforces the limit in nghttp2 (SETTINGS_MAX_HEADER_LIST_SIZE); HTTP/1.1 parsing only
-    // has the runtime's fixed 16 KiB cap, so apply ours here, before the handler.
-    if (headerListSize(req.rawHeaders) > maxHeaderSize) {
-      res.writeHead(431);
-      res.end();
-      if (!req.complete) req.destroy();
-      return;
-    }
-
-    const abort = new AbortController();
-    const timer = setTimeout(() => {
-      abort.abort(new Error('request timeout'));
-      res.destroy();
-    }, timeouts.requestMs);
-    timer.unref?.();
-    let finished = false;
-    res.once('finish', () => {
-      finished = true;
-    });
-    res.once('close', () => {
-      clearTimeout(timer);
-      if (!finished) abort.abort(new Error('client went away'));
-    });
-
-    const request = toWebRequest(req, abort.signal);
+  const serve = async (
+    req: NodeRequest,
+    res: NodeResponse,
+    head: RequestHead,
+    peer: string,
+    signal: AbortSignal,
+    body: WebBody,
+  ) => {
+    const request = toWebRequest(req, head.pairs, signal, body);
     if (request === undefined) {
-      finished = true;
-      res.writeHead(400);
-      res.end();
+      writeRefusal(res, 400, 'api_bad_request');
       return;
     }
     peers.set(request, peer);
-
     let response: Response;
     try {
       response = await handler(request);
@@ -332,7 +416,6 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       response = new Response(null, { status: 500 });
     }
     await writeResponse(req, res, response);
-    finished = true;
     // A body the handler did not read (e.g. over a size cap) is not drained: drop the stream.
     if (!req.complete) req.destroy();
   };
@@ -368,7 +451,10 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
         rejectUnauthorized: true,
         minVersion: 'TLSv1.2',
         handshakeTimeout: timeouts.headerMs,
-        settings: { maxHeaderListSize: maxHeaderSize },
+        settings: {
+          maxHeaderListSize: maxHeaderSize,
+          maxConcurrentStreams: limits.maxConcurrentStreams,
+        },
         maxSendHeaderBlockLength: maxHeaderSize,
       });
       server = created;
@@ -390,6 +476,12 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
         });
       });
       created.on('error', report);
+      const tick = Math.max(
+        20,
+        Math.min(timeouts.headerMs, timeouts.idleMs, timeouts.requestMs, 1000) / 4,
+      );
+      sweeper = setInterval(sweep, tick);
+      sweeper.unref?.();
       const address = created.address();
       if (address === null || typeof address === 'string') throw new TypeError('no TCP address');
       return { port: address.port };
@@ -399,6 +491,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       closed = true;
       unsubscribe?.();
       unsubscribe = undefined;
+      if (sweeper !== undefined) clearInterval(sweeper);
       const current = server;
       if (current === undefined) return;
       const done = new Promise<void>((resolve) => current.close(() => resolve()));
@@ -413,137 +506,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       if (address === undefined || address === null || typeof address === 'string') return;
       return { port: address.port, host: address.address };
     },
+
+    connectionCount: () => sockets.size,
   };
-}
-
-/** HTTP/2's header list size (RFC 9113 §6.5.2): name + value + 32 octets per field. */
-function headerListSize(raw: readonly string[]): number {
-  let size = 0;
-  for (const field of raw) size += field.length + 16;
-  return size;
-}
-
-/** Node request → Web `Request` with a streamed body; `undefined` when it cannot be represented. */
-function toWebRequest(req: NodeRequest, signal: AbortSignal): Request | undefined {
-  const path = req.url;
-  if (typeof path !== 'string' || !path.startsWith('/')) return;
-  const headers = new Headers();
-  const raw = req.rawHeaders;
-  try {
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      const name = raw[i]!;
-      if (name.startsWith(':')) continue;
-      headers.append(name, raw[i + 1]!);
-    }
-  } catch {
-    return;
-  }
-
-  const method = req.method;
-  const hasBody = method !== 'GET' && method !== 'HEAD';
-  try {
-    // A fixed origin: the client's Host / :authority is not ours to trust, and routers that find
-    // the path by character position (Elysia) would be misled by a short host. String
-    // concatenation, not `new URL(path, base)`: a path like `//evil/x` stays a path.
-    return new Request(`https://localhost${path}`, {
-      method,
-      headers,
-      signal,
-      body: hasBody ? bodyOf(req) : null,
-      // Required by the Fetch standard for stream bodies.
-      duplex: 'half',
-    } as RequestInit);
-  } catch {
-    return;
-  }
-}
-
-/** The request body as a byte stream with backpressure: nothing is buffered beyond ~64 KiB. */
-function bodyOf(req: NodeRequest): ReadableStream<Uint8Array> {
-  let done = false;
-  return new ReadableStream<Uint8Array>(
-    {
-      start(controller) {
-        req.on('data', (chunk: Uint8Array) => {
-          if (done) return;
-          controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-          if ((controller.desiredSize ?? 0) <= 0) req.pause();
-        });
-        req.once('end', () => {
-          if (done) return;
-          done = true;
-          controller.close();
-        });
-        const fail = () => {
-          if (done) return;
-          done = true;
-          controller.error(new Error('request body aborted'));
-        };
-        req.once('error', fail);
-        req.once('aborted', fail);
-        req.once('close', () => {
-          if (!req.complete) fail();
-        });
-      },
-      pull() {
-        req.resume();
-      },
-      cancel() {
-        done = true;
-        req.pause();
-      },
-    },
-    { highWaterMark: 64 * 1024, size: (chunk) => chunk?.byteLength ?? 0 },
-  );
-}
-
-/** Web `Response` → node response, streaming the body with backpressure. */
-async function writeResponse(req: NodeRequest, res: NodeResponse, response: Response) {
-  const headers: Record<string, string | string[]> = {};
-  response.headers.forEach((value, name) => {
-    if (HOP_BY_HOP.has(name) || name === 'set-cookie') return;
-    headers[name] = value;
-  });
-  const cookies = response.headers.getSetCookie();
-  if (cookies.length > 0) headers['set-cookie'] = cookies;
-  if (res.destroyed) {
-    await response.body?.cancel();
-    return;
-  }
-  res.writeHead(response.status, headers);
-  if (response.body === null || req.method === 'HEAD') {
-    await response.body?.cancel();
-    res.end();
-    return;
-  }
-  const reader = response.body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (res.destroyed) {
-        await reader.cancel();
-        return;
-      }
-      if (!res.write(value)) await drained(res);
-    }
-    res.end();
-  } catch (error) {
-    await reader.cancel().catch(() => undefined);
-    throw error;
-  } finally {
-    reader.releaseLock();
-  }
-}
-
-function drained(res: NodeResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
 }

@@ -1,0 +1,3 @@
+module spike.ist/bench
+
+go 1.24
