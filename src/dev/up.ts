@@ -221,8 +221,9 @@ function parseWorkload(value: string, given: readonly DevWorkload[]): DevWorkloa
   if (given.some((w) => w.name === name)) {
     throw new UsageError(`--workload: the name ${name} is given twice`);
   }
+  let path: string;
   try {
-    parseSpiffeId(id);
+    path = parseSpiffeId(id).path;
   } catch (error) {
     const reason = error instanceof Error ? error.message : 'invalid';
     throw new UsageError(`--workload ${name}: not a valid SPIFFE ID (${reason})`);
@@ -231,6 +232,11 @@ function parseWorkload(value: string, given: readonly DevWorkload[]): DevWorkloa
     throw new UsageError(
       `--workload ${name}: the SPIFFE ID must be in the trust domain ${TRUST_DOMAIN} ` +
         `(spiffe://${TRUST_DOMAIN}/...)`,
+    );
+  }
+  if (path === '') {
+    throw new UsageError(
+      `--workload ${name}: spiffe://${TRUST_DOMAIN} names the trust domain; a workload's ID has a path`,
     );
   }
   const role = COMPONENT_ROLES.find((r) => hasRole(id, r, [TRUST_DOMAIN]));
