@@ -9,7 +9,13 @@
 #    component runs as (`user:` in compose.yaml). Entries that exist are left alone, so running
 #    it again is harmless.
 #
-# SPIFFE IDs follow spec/spike-api.md §1 (trust domain spike.ist = every SPIKE_TRUST_ROOT_*
+# Nexus's entry also gets DNS SANs (NEXUS_DNS_NAMES, one `-dns` each): standard TLS clients of its
+# Vault KV v2 API (hvac, node-vault, the Vault Go client and CLI, External Secrets Operator) verify
+# the server hostname against them. `nexus` is its name on the compose network, `localhost` the
+# published port on the host. A Nexus entry registered without them is reported, not changed:
+# `docker compose down -v` re-registers everything.
+#
+# SPIFFE IDs follow docs/spike-api.md §1 (trust domain spike.ist = every SPIKE_TRUST_ROOT_*
 # default): /spike/nexus, /spike/keeper[/...], /spike/pilot/role/{superuser,recover,restore};
 # anything else is a workload whose access policies decide.
 set -eu
@@ -18,6 +24,7 @@ SOCKET=/run/spire/server/private/api.sock
 BOOTSTRAP=/run/spire/bootstrap
 TRUST_DOMAIN=spike.ist
 NODE_ID="spiffe://$TRUST_DOMAIN/node/compose"
+NEXUS_DNS_NAMES="nexus localhost"
 
 server() { spire-server "$@" -socketPath "$SOCKET"; }
 
@@ -41,11 +48,22 @@ echo "registrar: agent bootstrap written (node $NODE_ID)"
 # entry <name> <uid> <SPIFFE ID path>
 entry() {
   id="spiffe://$TRUST_DOMAIN$3"
-  if server entry show -spiffeID "$id" -selector "unix:uid:$2" | grep -q '^Entry ID'; then
+  dns=""
+  if [ "$1" = nexus ]; then
+    for name in $NEXUS_DNS_NAMES; do dns="$dns -dns $name"; done
+  fi
+  shown=$(server entry show -spiffeID "$id" -selector "unix:uid:$2" || true)
+  if printf '%s\n' "$shown" | grep -q '^Entry ID'; then
     echo "registrar: $1 $id (uid $2) already registered"
+    if [ -n "$dns" ] && ! printf '%s\n' "$shown" | grep -q '^DNS name'; then
+      echo "registrar: warning: $1 was registered without DNS names ($NEXUS_DNS_NAMES); Vault clients" \
+        "cannot verify its hostname until it is registered again (docker compose down -v)" >&2
+    fi
   else
-    server entry create -parentID "$NODE_ID" -spiffeID "$id" -selector "unix:uid:$2" >/dev/null
-    echo "registrar: $1 $id (uid $2) registered"
+    # $dns is unquoted on purpose: one word per flag and name.
+    # shellcheck disable=SC2086
+    server entry create -parentID "$NODE_ID" -spiffeID "$id" -selector "unix:uid:$2" $dns >/dev/null
+    echo "registrar: $1 $id (uid $2) registered${dns:+ (DNS names: $NEXUS_DNS_NAMES)}"
   fi
 }
 

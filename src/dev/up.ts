@@ -14,6 +14,13 @@
  *   logs/<name>.log       stdout and stderr of each process; logs/nexus-audit.log the audit trail
  *   recover/              recovery shards, refreshed on every start (see below)
  *   run.json              the processes of the current run, for the next start and `--stop`
+ *   bundle.pem            the trust bundle (the issuer's root CA) in PEM, for standard TLS clients
+ *                         (`VAULT_CACERT`); the issuer mints a new root on every start
+ *   certs/<name>/         (mode 0700) `cert.pem` and `key.pem` (mode 0600): the current X.509-SVID
+ *                         of the example workload and of every `--workload`, fetched from its
+ *                         Workload API socket like any workload would, rewritten whenever the SVID
+ *                         rotates (at half its lifetime), deleted on exit; for clients that take
+ *                         certificate files instead of a socket (`VAULT_CLIENT_CERT`/`_KEY`)
  *
  * Ports (127.0.0.1 only): Nexus 8553, Keepers 8443, 8444, 8445; `--nexus-port` and
  * `--keeper-ports` (or `SPIKE_DEV_NEXUS_PORT`, `SPIKE_DEV_KEEPER_PORTS`) move them. A busy port
@@ -27,17 +34,29 @@
  *   once per shard, run through the real CLI). That shortcut is **for development only**: in
  *   production, recovery shards are kept offline by operators, never next to the database.
  *
+ * Identities: besides the fixed components (docs/spike-api.md §1 roles) and the example workload
+ * `spiffe://spike.ist/workload/demo`, `--workload <name>=<spiffe-id>` (repeatable) adds a workload
+ * identity with its own socket `<name>.sock` and certificate files `certs/<name>/`, so the README's
+ * grant recipe can be tried with several workloads. `--svid-ttl` (default 1h) sets the SVID
+ * lifetime. Nexus runs with the Vault KV v2 API on (`SPIKE_NEXUS_VAULT_API=true`,
+ * docs/vault-kv2.md §1) and its SVID names `localhost` and `127.0.0.1`, so the printed
+ * `VAULT_ADDR`, `VAULT_CACERT`, `VAULT_CLIENT_CERT` and `VAULT_CLIENT_KEY` work with hostname
+ * verification on.
+ *
  * Options: `--reset` (delete the directory first), `--compiled` (run dist/ executables, building
  * them if missing), `--keep-keepers` (leave the Keepers running on exit), `--stop` (stop processes
- * left running by a previous run and exit), `--dir <dir>`, `--help`.
+ * left running by a previous run and exit), `--dir <dir>`, `--workload`, `--svid-ttl`, `--help`.
+ * A bad option is a usage error (exit 2) before anything starts.
  */
 import {
+  chmodSync,
   closeSync,
   existsSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -46,7 +65,13 @@ import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { Subprocess } from 'bun';
 import { BUILD_TARGETS, buildExecutables, PROJECT_ROOT } from '../build.ts';
+import { parseGoDuration } from '../core/duration.ts';
+import { isMemberOf, parseSpiffeId } from '../core/spiffe/id.ts';
+import type { X509Context } from '../core/spiffe/types.ts';
+import { hasRole, type SpikeRole } from '../core/spike/roles.ts';
 import { type CommandResult, runCommand } from '../runtime/run-command.ts';
+import { tlsMaterialOf, toPem } from '../runtime/tls/server.ts';
+import { createX509Source } from '../runtime/workload/client.ts';
 import { createClient, type SpikeClient } from '../sdk/client.ts';
 import { type DevIssuer, startDevIssuer } from './issuer.ts';
 
@@ -60,8 +85,28 @@ const KEEPER_START_TIMEOUT_MS = 30_000;
 const NEXUS_READY_TIMEOUT_MS = 60_000;
 /** How long to let Nexus recover the key from adopted Keepers before restoring from files. */
 const ADOPTED_RECOVERY_WAIT_MS = 40_000;
-/** `sun_path` is 108 bytes on Linux including the NUL; keep room for `keeper-NN.sock`. */
-const MAX_SOCKET_DIR = 90;
+/** `sun_path` is 108 bytes on Linux, including the terminating NUL. */
+const MAX_SOCKET_PATH = 107;
+/** The longest built-in socket name (`keeper-NN`, without `.sock`). */
+const LONGEST_BUILT_IN_NAME = 'keeper-NN';
+const DEFAULT_SVID_TTL_SECONDS = 3600;
+const MIN_SVID_TTL_SECONDS = 10;
+const MAX_SVID_TTL_SECONDS = 24 * 3600;
+/** How long to wait for a certificate-file identity's first SVID from its socket. */
+const SVID_FILES_TIMEOUT_MS = 15_000;
+/** `--workload` names: they name the socket `<name>.sock` and the directory `certs/<name>`. */
+const WORKLOAD_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
+/** Socket names of the built-in identities (keepers of any count). */
+const BUILT_IN_NAME = /^(?:nexus|pilot|recover|restore|workload|keeper-[0-9]+)$/;
+/** Roles of SPIKE's own components: a `--workload` must not impersonate them. */
+const COMPONENT_ROLES: readonly SpikeRole[] = [
+  'nexus',
+  'keeper',
+  'bootstrap',
+  'superuser',
+  'recover',
+  'restore',
+];
 
 const USAGE = `usage: bun run dev [-- options]
 
@@ -72,6 +117,12 @@ options:
   --keeper-ports <p1,p2,..>  one port per Keeper, at least 2 (default 8443,8444,8445;
                              env SPIKE_DEV_KEEPER_PORTS)
   --dir <dir>                state directory (default <checkout>/.dev; env SPIKE_DEV_DIR)
+  --workload <name>=<id>     one more workload identity (repeatable): a Workload API socket
+                             <name>.sock and certificate files certs/<name>/; <name> is 1-32 of
+                             a-z 0-9 -, <id> a SPIFFE ID in spike.ist, e.g.
+                             --workload billing=spiffe://spike.ist/apps/billing
+  --svid-ttl <duration>      X.509-SVID lifetime, rotated at half of it (default 1h, 10s-24h;
+                             env SPIKE_DEV_SVID_TTL)
   --reset                    delete the state directory first (data, recovery files, logs)
   --compiled                 run dist/nexus, dist/keeper and dist/spike (built if missing;
                              \`bun run build\` refreshes them)
@@ -80,10 +131,20 @@ options:
   --stop                     stop processes left running by a previous run, then exit
   -h, --help                 this text`;
 
-interface Options {
+/** An extra workload identity of `--workload <name>=<id>`. */
+export interface DevWorkload {
+  readonly name: string;
+  readonly id: string;
+}
+
+/** The parsed options of `bun run dev`. */
+export interface Options {
   readonly dir: string;
   readonly nexusPort: number;
   readonly keeperPorts: readonly number[];
+  /** `--workload`, in the order given. */
+  readonly workloads: readonly DevWorkload[];
+  readonly svidTtlSeconds: number;
   readonly reset: boolean;
   readonly compiled: boolean;
   readonly keepKeepers: boolean;
@@ -125,6 +186,76 @@ function parsePorts(value: string, what: string): number[] {
   return ports;
 }
 
+function parseSvidTtl(value: string, what: string): number {
+  let ms: number;
+  try {
+    ms = parseGoDuration(value.trim());
+  } catch {
+    throw new UsageError(`${what} must be a duration such as 30s, 10m or 1h`);
+  }
+  const seconds = ms / 1000;
+  if (!(seconds >= MIN_SVID_TTL_SECONDS && seconds <= MAX_SVID_TTL_SECONDS)) {
+    throw new UsageError(`${what} must be between 10s and 24h`);
+  }
+  return seconds;
+}
+
+/** `<name>=<spiffe-id>` of `--workload`, checked against the names given so far. */
+function parseWorkload(value: string, given: readonly DevWorkload[]): DevWorkload {
+  const at = value.indexOf('=');
+  if (at === -1) {
+    throw new UsageError(
+      `--workload expects <name>=<spiffe-id>, e.g. --workload billing=spiffe://${TRUST_DOMAIN}/apps/billing`,
+    );
+  }
+  const name = value.slice(0, at);
+  const id = value.slice(at + 1);
+  if (!WORKLOAD_NAME.test(name)) {
+    throw new UsageError(
+      '--workload: the name must be 1-32 lowercase letters, digits and dashes, starting with a ' +
+        'letter or a digit (it names the socket <name>.sock)',
+    );
+  }
+  if (BUILT_IN_NAME.test(name)) {
+    throw new UsageError(`--workload: the name ${name} is taken by a built-in identity`);
+  }
+  if (given.some((w) => w.name === name)) {
+    throw new UsageError(`--workload: the name ${name} is given twice`);
+  }
+  let path: string;
+  try {
+    path = parseSpiffeId(id).path;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : 'invalid';
+    throw new UsageError(`--workload ${name}: not a valid SPIFFE ID (${reason})`);
+  }
+  if (!isMemberOf(id, TRUST_DOMAIN)) {
+    throw new UsageError(
+      `--workload ${name}: the SPIFFE ID must be in the trust domain ${TRUST_DOMAIN} ` +
+        `(spiffe://${TRUST_DOMAIN}/...)`,
+    );
+  }
+  if (path === '') {
+    throw new UsageError(
+      `--workload ${name}: spiffe://${TRUST_DOMAIN} names the trust domain; a workload's ID has a path`,
+    );
+  }
+  const role = COMPONENT_ROLES.find((r) => hasRole(id, r, [TRUST_DOMAIN]));
+  if (role !== undefined) {
+    throw new UsageError(
+      `--workload ${name}: ${id} has the ${role} role of SPIKE itself; give the workload its own path`,
+    );
+  }
+  return { name, id };
+}
+
+/**
+ * Parses the options and environment of `bun run dev` (see {@link USAGE}); `'help'` for
+ * `-h`/`--help`.
+ *
+ * @throws UsageError (a plain `Error`) with a one-line reason; the entry point prints it with the
+ *   usage and exits 2.
+ */
 export function parseOptions(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
@@ -136,6 +267,10 @@ export function parseOptions(
   let keeperPorts = env.SPIKE_DEV_KEEPER_PORTS
     ? parsePorts(env.SPIKE_DEV_KEEPER_PORTS, 'SPIKE_DEV_KEEPER_PORTS')
     : DEFAULT_KEEPER_PORTS;
+  let svidTtlSeconds = env.SPIKE_DEV_SVID_TTL
+    ? parseSvidTtl(env.SPIKE_DEV_SVID_TTL, 'SPIKE_DEV_SVID_TTL')
+    : DEFAULT_SVID_TTL_SECONDS;
+  const workloads: DevWorkload[] = [];
   let reset = false;
   let compiled = false;
   let keepKeepers = false;
@@ -162,6 +297,12 @@ export function parseOptions(
       case '--keeper-ports':
         keeperPorts = parsePorts(value(), '--keeper-ports');
         break;
+      case '--workload':
+        workloads.push(parseWorkload(value(), workloads));
+        break;
+      case '--svid-ttl':
+        svidTtlSeconds = parseSvidTtl(value(), '--svid-ttl');
+        break;
       case '--reset':
         reset = true;
         break;
@@ -185,6 +326,8 @@ export function parseOptions(
     dir: resolve(dir),
     nexusPort,
     keeperPorts,
+    workloads,
+    svidTtlSeconds,
     reset,
     compiled,
     keepKeepers,
@@ -292,12 +435,15 @@ function isListening(port: number): Promise<boolean> {
 }
 
 /**
- * `<dir>/sockets`, unless that path is too long for a unix socket: then a private directory in
- * the temp directory, named after the state directory so every checkout gets its own.
+ * `<dir>/sockets`, unless `<that>/<longest name>.sock` is too long for a unix socket: then a
+ * private directory in the temp directory, named after the state directory so every checkout gets
+ * its own. `names` are the extra socket names (`--workload`); the built-in ones always fit.
  */
-export function socketDirFor(dir: string): string {
+export function socketDirFor(dir: string, names: readonly string[] = []): string {
   const preferred = join(dir, 'sockets');
-  if (new TextEncoder().encode(preferred).length <= MAX_SOCKET_DIR) return preferred;
+  const longest = Math.max(LONGEST_BUILT_IN_NAME.length, ...names.map((n) => n.length));
+  const bytes = new TextEncoder().encode(preferred).length + 1 + longest + '.sock'.length;
+  if (bytes <= MAX_SOCKET_PATH) return preferred;
   const tag = new Bun.CryptoHasher('sha256').update(dir).digest('hex').slice(0, 12);
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
   return join(tmpdir(), `spike-dev-${uid}-${tag}`);
@@ -329,6 +475,97 @@ function recoveryFiles(dir: string): string[] {
     .filter((name) => RECOVERY_FILE.test(name))
     .sort((a, b) => Number(RECOVERY_FILE.exec(a)![1]) - Number(RECOVERY_FILE.exec(b)![1]))
     .map((name) => join(dir, name));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificate files for clients that take files instead of a Workload API socket
+
+/** Where one identity's certificate files are. */
+export interface SvidFiles {
+  readonly name: string;
+  readonly id: string;
+  /** `certs/<name>`, mode 0700. */
+  readonly dir: string;
+  /** The SVID chain in PEM, leaf first (mode 0600). */
+  readonly cert: string;
+  /** The SVID's PKCS#8 private key in PEM (mode 0600). */
+  readonly key: string;
+}
+
+/** Writes `text` to `file` with `mode` through a temporary file and a rename (never half a file). */
+function writeFileAtomic(file: string, text: string, mode: number): void {
+  const temporary = `${file}.${process.pid}.tmp`;
+  writeFileSync(temporary, text, { mode });
+  chmodSync(temporary, mode);
+  renameSync(temporary, file);
+}
+
+/** The trust bundle in PEM at `<dir>/bundle.pem` (public: mode 0644). */
+function writeBundle(dir: string, rootCertificate: Uint8Array): string {
+  const file = join(dir, 'bundle.pem');
+  writeFileAtomic(file, toPem('CERTIFICATE', rootCertificate), 0o644);
+  return file;
+}
+
+function writeSvidFiles(files: SvidFiles, context: X509Context): void {
+  const material = tlsMaterialOf(context);
+  // Key first: a reader between the two renames sees the new key with the old certificate for a
+  // moment, never a certificate without its key file.
+  writeFileAtomic(files.key, material.key, 0o600);
+  writeFileAtomic(files.cert, material.cert, 0o600);
+}
+
+/**
+ * Fetches `name`'s X.509-SVID from its Workload API socket, as any workload does, writes it to
+ * `certsDir/<name>/{cert,key}.pem`, and rewrites both whenever the SVID rotates. `close()` stops
+ * following and leaves the files; the caller deletes `certsDir`.
+ */
+async function followSvidFiles(
+  address: string,
+  name: string,
+  certsDir: string,
+  onProblem: (message: string) => void,
+): Promise<{ files: SvidFiles; close(): Promise<void> }> {
+  const dir = join(certsDir, name);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const source = createX509Source({
+    address,
+    timeoutMs: SVID_FILES_TIMEOUT_MS,
+    logger: { info: () => {}, warn: onProblem, error: onProblem },
+  });
+  try {
+    const context = await source.ready();
+    const files: SvidFiles = {
+      name,
+      id: context.svids[0]!.id,
+      dir,
+      cert: join(dir, 'cert.pem'),
+      key: join(dir, 'key.pem'),
+    };
+    writeSvidFiles(files, context);
+    source.onUpdate((next) => {
+      if (next === undefined) return;
+      try {
+        writeSvidFiles(files, next);
+      } catch (error) {
+        onProblem(
+          `could not renew the certificate files of ${name}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+        );
+      }
+    });
+    return { files, close: () => source.close() };
+  } catch (error) {
+    await source.close();
+    throw new StartError(
+      `could not fetch the SVID of ${name} for its certificate files: ${(error as Error).message}`,
+    );
+  }
+}
+
+/** A value for a POSIX shell: as is when it needs no quoting, else in single quotes. */
+function shellWord(value: string): string {
+  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(value) ? value : `'${value.replaceAll("'", "'\\''")}'`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,7 +658,11 @@ async function run(options: Options): Promise<number> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   mkdirSync(logDir, { recursive: true, mode: 0o700 });
   const hadData = existsSync(join(dataDir, 'spike.db'));
-  const socketDir = socketDirFor(dir);
+  const socketDir = socketDirFor(
+    dir,
+    options.workloads.map((w) => w.name),
+  );
+  const certsDir = join(dir, 'certs');
   if (!socketDir.startsWith(dir)) {
     note(`the checkout path is long; Workload API sockets are in ${socketDir}`);
   }
@@ -460,8 +701,11 @@ async function run(options: Options): Promise<number> {
     dir: socketDir,
     trustDomain: TRUST_DOMAIN,
     keepers: options.keeperPorts.length,
+    ttlSeconds: options.svidTtlSeconds,
+    extraWorkloads: Object.fromEntries(options.workloads.map((w) => [w.name, w.id])),
     logger: { info: () => {}, warn: (m) => note(m) },
   });
+  const svidFollowers: { close(): Promise<void> }[] = [];
 
   const children: Child[] = [];
   const nexusUrl = `https://${HOST}:${options.nexusPort}`;
@@ -531,6 +775,8 @@ async function run(options: Options): Promise<number> {
     if (!keepKeepers) {
       await Promise.all(children.filter((c) => c.name !== 'nexus').map((c) => stopPid(c.pid)));
     }
+    await Promise.all(svidFollowers.map((f) => f.close().catch(() => undefined)));
+    rmSync(certsDir, { recursive: true, force: true });
     await issuer.stop();
     if (keepKeepers) writeRunRecord(null, true);
     else rmSync(runFile, { force: true });
@@ -575,6 +821,18 @@ async function run(options: Options): Promise<number> {
 
   let pilot: SpikeClient | undefined;
   try {
+    // ---- files for standard TLS clients: the trust bundle, and SVIDs as certificate files
+    const bundleFile = writeBundle(dir, issuer.rootCertificate);
+    rmSync(certsDir, { recursive: true, force: true });
+    mkdirSync(certsDir, { recursive: true, mode: 0o700 });
+    chmodSync(certsDir, 0o700);
+    const svidFiles: SvidFiles[] = [];
+    for (const name of ['workload', ...options.workloads.map((w) => w.name)]) {
+      const follower = await followSvidFiles(issuer.addressFor(name), name, certsDir, note);
+      svidFollowers.push(follower);
+      svidFiles.push(follower.files);
+    }
+
     // ---- Keepers
     options.keeperPorts.forEach((port, i) => {
       const name = `keeper-${i + 1}`;
@@ -617,6 +875,7 @@ async function run(options: Options): Promise<number> {
       SPIKE_NEXUS_SHAMIR_SHARES: String(options.keeperPorts.length),
       SPIKE_NEXUS_SHAMIR_THRESHOLD: String(THRESHOLD),
       SPIKE_NEXUS_AUDIT_FILE: join(logDir, 'nexus-audit.log'),
+      SPIKE_NEXUS_VAULT_API: 'true',
     });
     watch(nexus);
     note(
@@ -685,7 +944,7 @@ async function run(options: Options): Promise<number> {
       note(`could not save recovery shards (spike operator recover: ${saved.stderr.trim()})`);
     }
 
-    printNextSteps(options, issuer, nexusUrl, programs.spike);
+    printNextSteps(options, issuer, nexusUrl, programs.spike, { bundleFile, svidFiles });
 
     // ---- serve until a signal or a crash
     await new Promise<void>((resolveWait) => {
@@ -714,6 +973,15 @@ async function run(options: Options): Promise<number> {
     note('stopped. The data stays in the state directory; `bun run dev` starts again.');
   }
   return 0;
+}
+
+/** `90` → `1m30s`, `1800` → `30m`: a short duration for people. */
+function formatSeconds(total: number): string {
+  const s = Math.round(total);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const rest = s % 60;
+  return `${h > 0 ? `${h}h` : ''}${m > 0 ? `${m}m` : ''}${rest > 0 || s === 0 ? `${rest}s` : ''}`;
 }
 
 /** Runs the `spike` CLI; stdout and stderr are captured. */
@@ -769,11 +1037,16 @@ async function restoreFromFiles(
   return false;
 }
 
+/**
+ * What `bun run dev` prints once Nexus is ready. Every line between `SPIKE is ready` and `Logs:`
+ * is a shell command or a comment: .ci/readme-check runs them as printed.
+ */
 function printNextSteps(
   options: Options,
   issuer: DevIssuer,
   nexusUrl: string,
   spike: readonly string[],
+  files: { readonly bundleFile: string; readonly svidFiles: readonly SvidFiles[] },
 ): void {
   const cli = options.compiled ? shown(spike[0]!) : 'bun cli/main.ts';
   const demo = 'bun src/examples/demo-workload.ts';
@@ -800,6 +1073,24 @@ function printNextSteps(
   say("  #   import { createClient } from 'spike-ts';");
   say('  #   const spike = await createClient();   // SPIFFE_ENDPOINT_SOCKET, SPIKE_NEXUS_API_URL');
   say("  #   const { data } = await spike.getSecret('secrets/db/creds');");
+  say();
+  const [example, ...extra] = files.svidFiles;
+  const rotation = formatSeconds(options.svidTtlSeconds / 2);
+  say(
+    `  # Vault clients (hvac, node-vault, the Vault Go client, the vault CLI) as ${example!.id}:`,
+  );
+  say(`  # KV v2 at $VAULT_ADDR/v1/secret/; the certificate is the credential, no token needed.`);
+  say(`  # The certificate files are renewed as the SVID rotates (every ${rotation}).`);
+  say(`  export VAULT_ADDR=https://localhost:${options.nexusPort}`);
+  say(`  export VAULT_CACERT=${shellWord(files.bundleFile)}`);
+  say(`  export VAULT_CLIENT_CERT=${shellWord(example!.cert)}`);
+  say(`  export VAULT_CLIENT_KEY=${shellWord(example!.key)}`);
+  for (const w of extra) {
+    say();
+    say(`  # workload ${w.name} (${w.id}): its Workload API socket (SDK, CLI) or its files:`);
+    say(`  #   SPIFFE_ENDPOINT_SOCKET=${shellWord(issuer.addressFor(w.name))}`);
+    say(`  #   VAULT_CLIENT_CERT=${shellWord(w.cert)} VAULT_CLIENT_KEY=${shellWord(w.key)}`);
+  }
   say();
   say(`  Logs: ${shown(join(options.dir, 'logs'))}/. Press Ctrl-C to stop.`);
 }
