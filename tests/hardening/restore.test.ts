@@ -11,7 +11,7 @@
  * - restore reports what it holds: `generation`, `collected`, `threshold` (beside the existing
  *   `collected`/`remaining`/`restored`), on success and on refusal;
  * - a shard of a different generation → 400 whose body says "different generation", and the
- *   held shard is still reported (not `collected:0`);
+ *   held shard is still reported (not `collected:0`); the CLI says so too (exit 1);
  * - collected shards can be discarded: `spike operator restore --reset` (CLI) and, proposed as
  *   its wire form, `POST /v1/operator/restore?action=reset` with `{}` → 200
  *   `{"collected":0,"remaining":t,"restored":false,…}`;
@@ -53,6 +53,11 @@ function cliEnv(): Record<string, string> {
     SPIFFE_ENDPOINT_SOCKET: cluster.issuer.addressFor('restore'),
     SPIKE_NEXUS_API_URL: cluster.nexusUrl,
   };
+}
+
+/** A recovery file's line for `e` (spike-api.md §11). */
+function recoveryLine(e: Envelope): string {
+  return `spike-recovery:1:${e.index}:${e.generation}:${e.kcv}:${e.shard}`;
 }
 
 /** Checks that a restore answer reports the held state `expected` (the new fields). */
@@ -124,6 +129,16 @@ describe('issue 11 finding 2: restore after total loss', () => {
       `the 400 body must say "different generation" (got ${mixed.text})`,
     );
     reports(req, mixed, { generation: g1[0]!.generation, collected: 1 }, 'refused G2 shard');
+    // The operator sees it through the CLI too (a recovery file from after the restart).
+    const cli = await runCli(['operator', 'restore'], {
+      env: cliEnv(),
+      stdin: recoveryLine(g2[2]!),
+    });
+    req.need(
+      cli.code === 1 && /different generation/i.test(cli.stderr),
+      `\`spike operator restore\` with a shard of another generation must exit 1 and say ` +
+        `"different generation" on stderr, got ${cli.code}: ${cli.stderr.trim()}`,
+    );
     req.done();
   });
 
