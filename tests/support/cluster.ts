@@ -83,6 +83,8 @@ export interface ClusterOptions {
   readonly deferNexus?: boolean;
   /** Keep the temp dir on `close()` (for debugging). */
   readonly keepDir?: boolean;
+  /** Extra identities for `client(name)` / `keeperClient(i, name)`: name → SPIFFE ID. */
+  readonly extraWorkloads?: Readonly<Record<string, string>>;
   /**
    * Executables to run instead of `bun src/nexus/main.ts` / `bun src/keeper/main.ts` (absolute
    * paths, e.g. `dist/nexus`); they run with the cluster dir as working directory.
@@ -242,6 +244,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     dir: socketDir,
     trustDomain: TRUST_DOMAIN,
     keepers: n,
+    extraWorkloads: { ...options.extraWorkloads },
     logger: { info() {}, warn() {} },
   });
 
