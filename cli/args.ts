@@ -1,5 +1,5 @@
 /**
- * Argument parsing shared by `spike` commands, with the exact messages of spike-api.md §11. Every
+ * Argument parsing shared by `spike` commands, with the exact messages of docs/spike-api.md §11. Every
  * failure here is a usage error (exit 2) and happens before anything is sent to Nexus.
  */
 import { isValidSecretPath } from '../src/core/policy/validate.ts';

@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /**
- * `spike`, the SPIKE Pilot CLI (spec/spike-api.md §11). The command tree is in cli/tree.ts, each
+ * `spike`, the SPIKE Pilot CLI (docs/spike-api.md §11). The command tree is in cli/tree.ts, each
  * command in `cli/commands/<name>.ts`; cli/parse.ts reads the command line strictly against it.
  *
  * This file is the only place that exits: commands end in failure through `fail()` (cli/output.ts),

@@ -1,5 +1,5 @@
 /**
- * Output conventions of the `spike` CLI (spec/spike-api.md §11): the `-f/--format` flag
+ * Output conventions of the `spike` CLI (docs/spike-api.md §11): the `-f/--format` flag
  * (`human|h|plain|p`, `json|j`, `yaml|y`; default human), normal output on stdout, errors on
  * stderr, and the exit codes 0 success, 1 operation failed, 2 usage error, 3 Nexus not ready or
  * unreachable. Commands end in failure through `fail()`, so `cli/main.ts` is the only place that
@@ -7,7 +7,7 @@
  */
 import YAML from 'yaml';
 
-/** Exit codes (spike-api.md §11). */
+/** Exit codes (docs/spike-api.md §11). */
 export const EXIT = {
   /** Success, also `Operation canceled.` */
   ok: 0,

@@ -3,7 +3,7 @@
  * `secret delete` of several versions; only on a terminal, else `--yes` is required), a
  * hidden single-line prompt for recovery shards (`operator restore` on a TTY), and bounded reads
  * of stdin (shards piped in, `cipher` stream mode). Prompts go to stdout like the rest of the
- * normal output (spike-api.md §11); nothing typed at the hidden prompt is echoed.
+ * normal output (docs/spike-api.md §11); nothing typed at the hidden prompt is echoed.
  */
 import { concatBytes } from '../src/core/bytes.ts';
 import { EXIT, fail, writeOut } from './output.ts';
@@ -40,7 +40,7 @@ async function readLine(max = 4096): Promise<string> {
 
 /**
  * Asks `question` (printed as is, e.g. `… (y/N): `) and returns true only for `y` or `Y`
- * (spike-api.md §11 `policy delete`). End of input counts as no.
+ * (docs/spike-api.md §11 `policy delete`). End of input counts as no.
  */
 async function confirm(question: string): Promise<boolean> {
   await writeRaw(question);
@@ -60,7 +60,7 @@ export function requireConfirmation(yes: boolean | undefined, what: string): voi
 
 /**
  * True with `--yes` (`yes`) or a `question` confirmed on the terminal; otherwise prints
- * `Operation canceled.` (exit 0, spike-api.md §11) and returns false. Without a terminal (and
+ * `Operation canceled.` (exit 0, docs/spike-api.md §11) and returns false. Without a terminal (and
  * without `--yes`) it refuses instead, as {@link requireConfirmation}.
  */
 export async function confirmed(

@@ -1,5 +1,5 @@
 /**
- * Recovery files of `spike operator recover` (spike-api.md §10 `SPIKE_PILOT_RECOVERY_DIR`, §11
+ * Recovery files of `spike operator recover` (docs/spike-api.md §10 `SPIKE_PILOT_RECOVERY_DIR`, §11
  * "Recovery file").
  *
  * Directory: `SPIKE_PILOT_RECOVERY_DIR` with `recover` appended, when set and acceptable (the
@@ -12,7 +12,7 @@
  * `spike.recovery.<index>.txt`, mode 0600, holding one line without a newline. Files are created
  * exclusively (`O_EXCL`), so a file or link planted between the clean-up and the write makes the
  * command fail instead of writing through it. This is the one place where shards touch a disk,
- * deliberately, at the operator's request (ARCHITECTURE.md invariant 1).
+ * deliberately, at the operator's request (docs/architecture.md invariant 1).
  */
 import { chmodSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

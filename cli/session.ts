@@ -1,10 +1,10 @@
 /**
  * How `spike` commands reach Nexus: open an SDK client (src/sdk/client.ts) on this process's
- * Workload API identity, check that identity's SPIKE role before any call (spike-api.md §11:
+ * Workload API identity, check that identity's SPIKE role before any call (docs/spike-api.md §11:
  * superuser for secret/policy/cipher, recover or restore for operator), and turn SDK failures
  * into the §11 messages and exit codes.
  *
- * Exit codes (spike-api.md §11): 1 when the operation failed (Nexus answered with an error,
+ * Exit codes (docs/spike-api.md §11): 1 when the operation failed (Nexus answered with an error,
  * wrong role, no identity), 2 for usage errors (including a bad `SPIKE_NEXUS_API_URL` or
  * Workload API address), 3 when Nexus is not ready (503) or was not reached at all.
  *

@@ -1,8 +1,8 @@
 /**
  * The Workload API address and the one-line explanations of why no X.509-SVID was obtained,
  * shared by `spike whoami` (cli/commands/whoami.ts) and every command that connects to Nexus
- * (cli/session.ts). Each way of not getting an SVID has its own message (spec/spiffe.md §1.4, §2;
- * spike-api.md §11): no socket, PermissionDenied, InvalidArgument, a timeout, and an SVID that
+ * (cli/session.ts). Each way of not getting an SVID has its own message (docs/spiffe.md §1.4, §2;
+ * docs/spike-api.md §11): no socket, PermissionDenied, InvalidArgument, a timeout, and an SVID that
  * fails validation.
  */
 import { existsSync } from 'node:fs';

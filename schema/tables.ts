@@ -1,9 +1,9 @@
 /**
- * The Nexus SQLite schema (Drizzle), ARCHITECTURE.md decision 10.
+ * The Nexus SQLite schema (Drizzle), docs/architecture.md decision 10.
  *
  * What is in clear and what is not (invariant 2): paths, version numbers, times, flags and policy
  * names are plaintext; secret values and policy contents (patterns and permissions) are AES-GCM
- * envelopes (spike-api.md §9) bound to their row by associated data. The key-check value is
+ * envelopes (docs/spike-api.md §9) bound to their row by associated data. The key-check value is
  * plaintext by design. Times are epoch milliseconds.
  *
  * Changing this file means generating a new migration (`bunx drizzle-kit generate --config
@@ -17,7 +17,7 @@ export const bytes = customType<{ data: Uint8Array; driverData: Uint8Array }>({
   dataType: () => 'blob',
 });
 
-/** One row per secret path: the per-path record of spike-api.md §6 and vault-kv2.md §4.1. */
+/** One row per secret path: the per-path record of docs/spike-api.md §6 and docs/vault-kv2.md §4.1. */
 export const secrets = sqliteTable('secrets', {
   path: text('path').primaryKey().notNull(),
   createdAt: integer('created_at').notNull(),
@@ -26,15 +26,15 @@ export const secrets = sqliteTable('secrets', {
   latestVersion: integer('latest_version').notNull(),
   /** Bumped by every write of the path; lets a writer detect a concurrent change. */
   revision: integer('revision').notNull(),
-  // Room for the Vault-compatible API (vault-kv2.md §4), added by migration 0001; NULL = unset.
+  // Room for the Vault-compatible API (docs/vault-kv2.md §4), added by migration 0001; NULL = unset.
   // The SPIKE API never writes these, and its writes leave them untouched.
-  /** Per-key `max_versions` (vault-kv2.md §4.2). */
+  /** Per-key `max_versions` (docs/vault-kv2.md §4.2). */
   maxVersions: integer('max_versions'),
-  /** Per-key `cas_required` (vault-kv2.md §4.4). */
+  /** Per-key `cas_required` (docs/vault-kv2.md §4.4). */
   casRequired: integer('cas_required', { mode: 'boolean' }),
-  /** Per-key `delete_version_after`, milliseconds (vault-kv2.md §4.3). */
+  /** Per-key `delete_version_after`, milliseconds (docs/vault-kv2.md §4.3). */
   deleteVersionAfterMs: integer('delete_version_after_ms'),
-  /** Envelope of the `custom_metadata` map, AAD `spike/v1/secret-meta ‖ 0 ‖ path` (§4.5). */
+  /** Envelope of the `custom_metadata` map, AAD `spike/v1/secret-meta ‖ 0 ‖ path` (docs/vault-kv2.md §4.5). */
   customMetadata: bytes('custom_metadata'),
   /**
    * Vault's retention floor `oldest_version` (docs/vault-kv2.md §4.2), added by migration 0002: 0

@@ -8,7 +8,7 @@
  * the TypeScript sources (`exports` condition `bun`). `bun pm pack` / `npm pack` build it first
  * (`prepack`), so a tarball always carries it.
  *
- * The executables, with `bun build --compile` (ARCHITECTURE.md decision 11): each one carries
+ * The executables, with `bun build --compile` (docs/architecture.md decision 11): each one carries
  * the Bun runtime, the bundled sources and the dependencies, plus the SQL migrations (embedded
  * as text by schema/migrations/index.ts), so it runs on a machine without Bun and without this
  * checkout.

@@ -1,7 +1,7 @@
 /**
  * The public surface of the `spike-ts` package (`package.json` `exports["."]`): the SPIKE
  * TypeScript SDK (src/sdk/client.ts), its error type, and the identity helpers an application
- * needs around it. Named exports only (STYLE.md rule 15); anything not listed here is internal.
+ * needs around it. Named exports only (docs/style.md rule 15); anything not listed here is internal.
  *
  * ```ts
  * import { createClient, isSpikeError } from 'spike-ts';

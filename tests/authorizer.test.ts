@@ -1,4 +1,4 @@
-/** Authorizers (spec/spiffe.md §5): allow/deny and go-spiffe-style error messages. */
+/** Authorizers (docs/spiffe.md §5): allow/deny and go-spiffe-style error messages. */
 import { describe, expect, it } from 'bun:test';
 import { isSpikeError } from '../src/core/errors.ts';
 import {
@@ -33,7 +33,7 @@ function codeOf(fn: () => unknown): string | undefined {
   return undefined;
 }
 
-describe('authorizers (spec/spiffe.md §5)', () => {
+describe('authorizers (docs/spiffe.md §5)', () => {
   it('authorizeAny allows any validated ID', () => {
     expect(authorizeAny()(id('spiffe://any.org/x'))).toBeUndefined();
   });

@@ -1,7 +1,7 @@
 /**
  * `spike operator recover|restore` through the real CLI (`bun cli/main.ts …`, one process per
  * run) against a real deployment (tests/support/cluster.ts: one Nexus process, three Keeper
- * processes, SQLite, mTLS with development SVIDs), spike-api.md §9 and §11.
+ * processes, SQLite, mTLS with development SVIDs), docs/spike-api.md §9 and §11.
  *
  * One cluster serves the whole file and the tests run in order: while Nexus is healthy, `recover`
  * (recover role only) writes the 0600 recovery files and a `restore` is refused (409); then one

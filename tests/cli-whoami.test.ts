@@ -2,7 +2,7 @@
  * `spike whoami` as a real process (`bun cli/main.ts whoami …`): against the development issuer's
  * pilot socket, against a missing socket, and against the grpc-js Workload API double for
  * PermissionDenied, InvalidArgument, an SVID that fails validation and a stalled stream
- * (spike-api.md §11 output and exit codes; spec/spiffe.md §1.4).
+ * (docs/spike-api.md §11 output and exit codes; docs/spiffe.md §1.4).
  */
 import { afterAll, beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import fs from 'node:fs';

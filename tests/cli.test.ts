@@ -1,7 +1,7 @@
 /**
  * Every `spike` command through the real entry point, as a separate process
  * (`bun cli/main.ts …`), against a real Nexus on real mTLS (tests/support/nexus-harness.ts,
- * SQLite backend): argument parsing, help with examples, the output strings of spike-api.md §11
+ * SQLite backend): argument parsing, help with examples, the output strings of docs/spike-api.md §11
  * in human, JSON and YAML, prompts fed on stdin, and the exit codes 0 / 1 (operation failed) /
  * 2 (usage) / 3 (Nexus unreachable). `spike operator recover|restore` needs Keepers and a total
  * loss: tests/cli-cluster.test.ts runs it against a real deployment.

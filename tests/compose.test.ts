@@ -3,8 +3,8 @@
  * file it or the Dockerfile references exists; every service runs a real entry point (an
  * executable the image builds from a source file that exists, a script the image copies, or the
  * binary of a SPIRE image); ports, socket paths and the trust domain agree across compose.yaml,
- * the SPIRE configurations and the scripts, and with the defaults of spec/spike-api.md §10; the
- * SPIFFE IDs registered by .deploy/register.sh have the roles of spike-api.md §1 for the services
+ * the SPIRE configurations and the scripts, and with the defaults of docs/spike-api.md §10; the
+ * SPIFFE IDs registered by .deploy/register.sh have the roles of docs/spike-api.md §1 for the services
  * that run with the registered uids; every environment variable given to a SPIKE container is one
  * the code reads.
  */
@@ -271,7 +271,7 @@ describe('compose.yaml', () => {
     }
   });
 
-  it('uses the default ports of spike-api.md §10', () => {
+  it('uses the default ports of docs/spike-api.md §10', () => {
     const nexus = services.nexus!;
     expect(nexus.environment!.SPIKE_NEXUS_TLS_PORT).toBe(':8553');
     expect(nexus.ports).toEqual(['127.0.0.1:8553:8553']);
@@ -328,7 +328,7 @@ describe('compose.yaml', () => {
     expect(registerScript).toContain('"$BOOTSTRAP/join-token"');
   });
 
-  it('registers the SPIFFE IDs of spike-api.md §1 for the uids the services run as', () => {
+  it('registers the SPIFFE IDs of docs/spike-api.md §1 for the uids the services run as', () => {
     const roleOfEntry: Record<string, SpikeRole | 'workload'> = {
       nexus: 'nexus',
       'keeper-1': 'keeper',

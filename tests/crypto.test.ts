@@ -1,5 +1,5 @@
 /**
- * Crypto core: HKDF purpose keys and KCV (spike-api.md §9), at-rest envelopes with associated
+ * Crypto core: HKDF purpose keys and KCV (docs/spike-api.md §9), at-rest envelopes with associated
  * data, and the §8 cipher stream format. Known answers come from tests/vectors (see its README);
  * `@noble/ciphers` is the independent AES-GCM implementation everything is cross-checked with.
  */

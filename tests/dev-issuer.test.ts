@@ -1,5 +1,5 @@
 /**
- * The development identity issuer (src/dev/issuer.ts, ARCHITECTURE.md "Development identity"):
+ * The development identity issuer (src/dev/issuer.ts, docs/architecture.md "Development identity"):
  * one real Workload API socket per component, checked with our own client and with grpc-js,
  * SPIRE's header rule, rotation at half-life, the 0700 socket directory, and the CLI entry.
  */
@@ -116,7 +116,7 @@ describe('development identity issuer', () => {
       const svid = first.svids[0]!;
       expect(svid.spiffeId).toBe('spiffe://spike.ist/spike/pilot/role/superuser');
       expect(new Uint8Array(svid.bundle) as Uint8Array).toEqual(issuer.rootCertificate);
-      // the certificate and key validate with the SPIFFE rules (§4)
+      // the certificate and key validate with the SPIFFE rules (docs/spiffe.md §4)
       const validated = await validateOwnX509Svid(
         {
           spiffeId: svid.spiffeId,

@@ -1,7 +1,7 @@
 /**
  * End to end, compiled: the "grant a workload access" recipe run with the standalone executables
  * (`bun build --compile`, src/build.ts) and nothing else, plus its three classic failures with
- * the exact messages our tools print (spike-api.md §3, §7, §11, §12; spec/spiffe.md §1.4).
+ * the exact messages our tools print (docs/spike-api.md §3, §7, §11, §12; docs/spiffe.md §1.4).
  *
  * Setup: `dist/nexus` (SQLite) and three `dist/keeper` (threshold 2) under the development issuer
  * (tests/support/cluster.ts with `binaries`), all with a PATH that has no Bun on it. The workload
@@ -178,7 +178,7 @@ describe('grant a workload access: compiled spike, nexus, keepers and SDK progra
     });
 
     // One audit line per refused read, carrying the caller. Authorization precedes validation
-    // (§2), so a denied line names the route but not the (unvalidated) secret path.
+    // (§3), so a denied line names the route but not the (unvalidated) secret path.
     const lines = workloadAudit().slice(before);
     expect(lines).toHaveLength(2);
     for (const line of lines) {

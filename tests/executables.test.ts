@@ -1,5 +1,5 @@
 /**
- * The standalone executables of `bun run build` (src/build.ts; ARCHITECTURE.md decision 11; the
+ * The standalone executables of `bun run build` (src/build.ts; docs/architecture.md decision 11; the
  * packaging issue's "each starts on a machine without Bun").
  *
  * `dist/` is built (or reused when newer than every source) once for the file. Every executable

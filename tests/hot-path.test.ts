@@ -6,7 +6,7 @@
  *   every policy change; long inputs are never remembered, and no two inputs share a memo key;
  * - `formatGoTime` keeps its last answer, and matches Go's format for any time;
  * - `readBodyCapped` still caps streamed bodies with no or a lying `Content-Length`;
- * - the app re-checks a peer ID every time until it passes (spike-api.md §2), and trail ids stay
+ * - the app re-checks a peer ID every time until it passes (docs/spike-api.md §2), and trail ids stay
  *   32 random hex digits.
  */
 import { describe, expect, it } from 'bun:test';

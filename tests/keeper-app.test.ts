@@ -1,5 +1,5 @@
 /**
- * The Keeper app in process (src/keeper/app.ts) against spike-api.md §3, §9 "Keeper routes" and
+ * The Keeper app in process (src/keeper/app.ts) against docs/spike-api.md §3, §9 "Keeper routes" and
  * §12: every route and error case, the 4 KiB streamed body cap, generation demotion, caller
  * roles, exact headers, and that no log line ever carries shard material.
  */
@@ -117,7 +117,7 @@ describe('keeper health and readiness', () => {
   });
 });
 
-describe('keeper routing (spike-api.md §3)', () => {
+describe('keeper routing (docs/spike-api.md §3)', () => {
   const cases: [string, string, string][] = [
     ['GET', '/v1/store/shard', 'GET on a POST route'],
     ['PUT', '/v1/store/contribute', 'PUT'],
@@ -317,7 +317,7 @@ describe('POST /v1/store/contribute', () => {
   });
 });
 
-describe('4 KiB body cap (spike-api.md §12)', () => {
+describe('4 KiB body cap (docs/spike-api.md §12)', () => {
   function padded(envelope: ShardEnvelope, size: number): string {
     const base = JSON.stringify({ ...envelope, pad: '' });
     return JSON.stringify({ ...envelope, pad: 'x'.repeat(size - base.length) });

@@ -1,4 +1,4 @@
-/** Keeper environment parsing (spike-api.md §10, §12; README "Configuration"). */
+/** Keeper environment parsing (docs/spike-api.md §10, §12; README "Configuration"). */
 import { describe, expect, it } from 'bun:test';
 import { isSpikeError } from '../src/core/errors.ts';
 import { parseKeeperConfig } from '../src/keeper/config.ts';

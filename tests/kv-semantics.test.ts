@@ -1,5 +1,5 @@
 /**
- * The pure rules of versioned KV secrets (src/core/kv/semantics.ts, spike-api.md §6). The same
+ * The pure rules of versioned KV secrets (src/core/kv/semantics.ts, docs/spike-api.md §6). The same
  * rules run against both real backends in tests/store.test.ts; here they are checked alone,
  * including the edge cases that are awkward to reach through a store.
  */

@@ -110,7 +110,7 @@ describe('schema version', () => {
     old.run('PRAGMA journal_mode = WAL');
     expect(applyMigrations(old, MIGRATIONS.slice(0, 1))).toBe(1);
     expect(columns(old, 'secrets')).not.toContain('max_versions');
-    // Rows as the version-1 schema stores them, sealed with the §9 formats.
+    // Rows as the version-1 schema stores them, sealed with the docs/spike-api.md §9 formats.
     const aad = (label: string, ...parts: string[]) =>
       concatBytes(utf8.encode(label), ...parts.flatMap((p) => [Uint8Array.of(0), utf8.encode(p)]));
     const t = Date.UTC(2025, 5, 1);

@@ -1,6 +1,6 @@
 /**
  * mTLS transport (src/runtime/tls/server.ts, client.ts) over real loopback sockets with real
- * certificates: spec/spiffe.md §5, §8 rows 1–12 for peers; spike-api.md §2, §12.
+ * certificates: docs/spiffe.md §5, §8 rows 1–12 for peers; docs/spike-api.md §2, §12.
  *
  * Every server's handler records each call, so "rejected before any handler runs" is checked by
  * the record staying empty, not by the status a client happens to see. Bad peers are built with

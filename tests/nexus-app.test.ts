@@ -1,5 +1,5 @@
 /**
- * The Nexus HTTP API in-process (spike-api.md §3, §4, §5, §7, §8, §9, §12): every route through
+ * The Nexus HTTP API in-process (docs/spike-api.md §3, §4, §5, §7, §8, §9, §12): every route through
  * `app.handle(new Request(...))` with an injected `peerOf` (a WeakMap, as the mTLS transport
  * provides), checking statuses, exact bodies and headers, the processing order, hostile bodies
  * and the audit trail.

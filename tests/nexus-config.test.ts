@@ -1,4 +1,4 @@
-/** Nexus environment parsing (spike-api.md §10, §12). */
+/** Nexus environment parsing (docs/spike-api.md §10, §12). */
 import { afterAll, describe, expect, it } from 'bun:test';
 import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,6 +1,6 @@
 /**
- * The root-key lifecycle end to end (src/nexus/root-key/, src/nexus/main.ts; spike-api.md §9;
- * ARCHITECTURE.md "The flows that matter"): one real Nexus process and three real Keeper
+ * The root-key lifecycle end to end (src/nexus/root-key/, src/nexus/main.ts; docs/spike-api.md §9;
+ * docs/architecture.md "The flows that matter"): one real Nexus process and three real Keeper
  * processes over mTLS, with SVIDs from the development issuer (tests/support/cluster.ts).
  *
  * The tests run in order on one deployment:

@@ -1,5 +1,5 @@
 /**
- * The SPIKE v1 wire contract over real mTLS sockets (spec/spike-api.md §3, §4, §8, §9, §12):
+ * The SPIKE v1 wire contract over real mTLS sockets (docs/spike-api.md §3, §4, §8, §9, §12):
  * every Nexus route, driven by real clients with SVIDs from the development issuer, checking
  * status codes, `err` codes, JSON field names (byte for byte) and headers. HTTP/2 through our own
  * client, and HTTP/1.1 with one connection per call, the way upstream's Go SDK talks.

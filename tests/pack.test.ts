@@ -1,5 +1,5 @@
 /**
- * The published package (ARCHITECTURE.md decision 11: `bin.spike`, so `bunx spike` works once the
+ * The published package (docs/architecture.md decision 11: `bin.spike`, so `bunx spike` works once the
  * package is installed). The test packs this checkout with `bun pm pack`, installs the tarball
  * into an empty project (`bun add <tarball>`; its dependencies come from the Bun cache, or from
  * the registry when missing), and from that project runs `bunx spike --help`,

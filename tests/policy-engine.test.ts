@@ -1,5 +1,5 @@
 /**
- * Policy validation (spike-api.md §5) and the policy engine (§7): RE2 search semantics checked
+ * Policy validation (docs/spike-api.md §5) and the policy engine (§7): RE2 search semantics checked
  * against re2js itself and against JavaScript's RegExp where both agree, the reserved-path guard,
  * superuser and lite-workload rules, the compiled-policy cache, and linear time on a hostile
  * pattern.

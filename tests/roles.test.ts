@@ -1,6 +1,6 @@
 /**
- * SPIKE roles (spike-api.md §1) and the wire peer ID re-check (§2), plus property tests tying
- * the role matcher and the SPIFFE ID parser (spec/spiffe.md §3) together.
+ * SPIKE roles (docs/spike-api.md §1) and the wire peer ID re-check (§2), plus property tests tying
+ * the role matcher and the SPIFFE ID parser (docs/spiffe.md §3) together.
  */
 import { describe, expect, it } from 'bun:test';
 import fc from 'fast-check';
@@ -21,7 +21,7 @@ const DEFAULT_ROOTS = Object.fromEntries(SPIKE_ROLES.map((r) => [r, ['spike.ist'
   string[]
 >;
 
-describe('SPIKE roles (spike-api.md §1)', () => {
+describe('SPIKE roles (docs/spike-api.md §1)', () => {
   it('role paths are the upstream ones', () => {
     expect(ROLE_PATHS).toEqual({
       nexus: '/spike/nexus',
@@ -105,7 +105,7 @@ describe('SPIKE roles (spike-api.md §1)', () => {
   });
 });
 
-describe('peer ID re-check (spike-api.md §2)', () => {
+describe('peer ID re-check (docs/spike-api.md §2)', () => {
   it('accepts SPIFFE IDs of the wire alphabet and rejects the rest', () => {
     for (const ok of [
       'spiffe://spike.ist',
@@ -131,7 +131,7 @@ describe('peer ID re-check (spike-api.md §2)', () => {
   });
 });
 
-// Generators for the property tests: valid IDs from the grammar of spec/spiffe.md §3.
+// Generators for the property tests: valid IDs from the grammar of docs/spiffe.md §3.
 const tdChar = fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789.-_'.split(''));
 const pathChar = fc.constantFrom(
   ...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_'.split(''),

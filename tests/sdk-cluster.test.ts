@@ -1,5 +1,5 @@
 /**
- * The SDK's break-glass calls (`recover`, `restore`; spike-api.md §9) against a real deployment
+ * The SDK's break-glass calls (`recover`, `restore`; docs/spike-api.md §9) against a real deployment
  * (tests/support/cluster.ts: one Nexus process, three Keeper processes, SQLite, mTLS with
  * development SVIDs): recover while healthy, a total loss (every process restarted empty), then
  * two shards (one as a recovery line, one as an envelope) bring Nexus back with its secrets.

@@ -2,7 +2,7 @@
  * The TypeScript SDK (src/sdk/client.ts) over real mTLS against a real Nexus (the in-process
  * harness: development issuer sockets, real store, real app, real listener), plus small real
  * mTLS servers with scripted handlers for what a healthy Nexus never does: the exact request
- * bodies on the wire (spike-api.md §4), 503 then 200 (retry), a server that appears late
+ * bodies on the wire (docs/spike-api.md §4), 503 then 200 (retry), a server that appears late
  * (connection retry), 200 with `err`. Rotation runs against a development issuer with 4-second
  * SVIDs: the client keeps working after its first SVID has expired.
  */
@@ -327,7 +327,7 @@ const json = (status: number, body: unknown) =>
   new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
 
 describe('SDK wire format, retries and malformed answers', () => {
-  it('sends exactly the upstream request bodies (spike-api.md §4)', async () => {
+  it('sends exactly the upstream request bodies (docs/spike-api.md §4)', async () => {
     const answers: Record<string, unknown> = {
       '/v1/store/secrets?action=get': { data: { k: 'v' } },
       '/v1/store/secrets?action=list': { keys: [] },

@@ -3,7 +3,7 @@
  * random version histories (live, deleted, deletion scheduled in the future, destroyed), every
  * read must equal the in-memory backend's, whichever version `pick` chooses: the read-ahead
  * version (answered by the single `SELECT`), any other stored version (the transaction
- * fallback), a version that does not exist, or none. `pick` is also the real §6 rule of
+ * fallback), a version that does not exist, or none. `pick` is also the real docs/spike-api.md §6 rule of
  * `secrets.get` (`selectReadVersion`) at times before, between and after the deletion times.
  */
 import { afterAll, describe, expect, it } from 'bun:test';

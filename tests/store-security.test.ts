@@ -1,5 +1,5 @@
 /**
- * Encryption at rest, seen from the outside (ARCHITECTURE.md invariants 1, 2; spike-api.md §9):
+ * Encryption at rest, seen from the outside (docs/architecture.md invariants 1, 2; docs/spike-api.md §9):
  * the raw database and WAL bytes hold no secret value, policy pattern or key; every stored
  * ciphertext opens with an independent AES-GCM (`@noble/ciphers`) under an independently derived
  * storage key and the §9 associated data; swapped ciphertexts fail with one generic error; and

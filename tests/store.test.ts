@@ -1,5 +1,5 @@
 /**
- * The Nexus store (src/nexus/store): the §6 semantics table, policies and the key-check record,
+ * The Nexus store (src/nexus/store): the docs/spike-api.md §6 semantics table, policies and the key-check record,
  * run against BOTH backends (one suite, parameterised by backend), plus the SQLite-only
  * properties: no lost updates under concurrent writers, pruned rows physically gone, durability
  * across a reopen, and the data-directory rules of §10.

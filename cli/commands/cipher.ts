@@ -1,5 +1,5 @@
 /**
- * `spike cipher encrypt|decrypt`: encryption as a service through SPIKE Nexus (spike-api.md §8,
+ * `spike cipher encrypt|decrypt`: encryption as a service through SPIKE Nexus (docs/spike-api.md §8,
  * §11). Superuser role.
  *
  * Stream mode (default): bytes from `-i/--file` or stdin, result to `-o/--out` or stdout, as

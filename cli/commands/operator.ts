@@ -1,6 +1,6 @@
 /**
- * `spike operator recover|restore`: break-glass custody of the root key (spike-api.md §9, §11;
- * ARCHITECTURE.md "Break-glass").
+ * `spike operator recover|restore`: break-glass custody of the root key (docs/spike-api.md §9, §11;
+ * docs/architecture.md "Break-glass").
  *
  * `recover` (recover role, while Nexus is healthy) fetches the current generation's shards and
  * writes one recovery file per shard (cli/recovery.ts: `spike.recovery.<index>.txt`, mode 0600,

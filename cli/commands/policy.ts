@@ -1,5 +1,5 @@
 /**
- * `spike policy …`: access policies in SPIKE Nexus (spike-api.md §4, §7, §11). Every subcommand
+ * `spike policy …`: access policies in SPIKE Nexus (docs/spike-api.md §4, §7, §11). Every subcommand
  * needs the superuser role. `create` refuses an existing name (checked by listing first, as
  * upstream); `apply` upserts, from the four flags or a YAML file with the keys `name`,
  * `spiffeidPattern`, `pathPattern` and `permissions` (§7); `delete` asks for confirmation on a

@@ -1,5 +1,5 @@
 /**
- * `spike secret …`: versioned key-value secrets in SPIKE Nexus (spike-api.md §4, §6, §11). Every
+ * `spike secret …`: versioned key-value secrets in SPIKE Nexus (docs/spike-api.md §4, §6, §11). Every
  * subcommand needs the superuser role. Upstream's commands keep their flags and output strings:
  * `put`, `get`, `list`, `delete`, `undelete`, `metadata get`; `destroy` and `purge` are ours
  * (§6) and, being irreversible, ask for confirmation on a terminal unless `--yes` is given (and
@@ -259,7 +259,7 @@ function renderMetadata(meta: SecretMetadata): string {
   return lines.join('\n');
 }
 
-/** JSON/YAML form of metadata: the wire shape (spike-api.md §4), times in RFC 3339. */
+/** JSON/YAML form of metadata: the wire shape (docs/spike-api.md §4), times in RFC 3339. */
 function metadataValue(meta: SecretMetadata): Record<string, unknown> {
   const versions: Record<string, unknown> = {};
   for (const v of meta.versions) {

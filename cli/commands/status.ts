@@ -1,11 +1,11 @@
 /**
  * `spike status` [Ours]: is SPIKE Nexus reachable, and is it ready (holding its root key)? It
- * asks `GET /ready` over mTLS (spike-api.md §12), which any verified identity may call, so no
+ * asks `GET /ready` over mTLS (docs/spike-api.md §12), which any verified identity may call, so no
  * SPIKE role is needed.
  *
  * What it cannot say: the API exposes neither the storage backend nor the Keepers (how many are
  * configured or hold a shard), so the report has `reachable` and `ready` only. Exit codes: 0
- * ready; 3 not ready or unreachable (spike-api.md §11).
+ * ready; 3 not ready or unreachable (docs/spike-api.md §11).
  */
 import { defineCommand } from 'citty';
 import { isSpikeError } from '../../src/core/errors.ts';

@@ -2,7 +2,7 @@
  * `spike whoami`: fetches this process's X.509-SVID from the Workload API and prints its SPIFFE
  * ID, trust domain, expiry and chain length. It is the first thing to run when a command fails
  * with an identity problem, so every way of not getting an SVID has its own message
- * (spec/spiffe.md §1.4, §2; spike-api.md §11): no socket, PermissionDenied, InvalidArgument, a
+ * (docs/spiffe.md §1.4, §2; docs/spike-api.md §11): no socket, PermissionDenied, InvalidArgument, a
  * timeout, and an SVID that fails validation (cli/workload.ts, shared with the commands that
  * connect to Nexus). All of them exit 1.
  */

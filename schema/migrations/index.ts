@@ -2,7 +2,7 @@
  * The committed migrations, in order, embedded as text so a compiled `spike` binary carries them
  * (no migrations folder needed at run time). Schema version N = the N-th entry = drizzle-kit
  * journal index N − 1. Add a line here for every new migration; a test checks this list against
- * `meta/_journal.json`. Shipped migrations are never edited (STYLE.md, habits).
+ * `meta/_journal.json`. Shipped migrations are never edited (docs/style.md "Habits").
  */
 import m0000 from './0000_init.sql' with { type: 'text' };
 import m0001 from './0001_kv2_room.sql' with { type: 'text' };

@@ -2,7 +2,7 @@
  * The one retry backoff: exponential, capped, with jitter taken off the nominal delay so that
  * many clients restarted together do not retry in lockstep.
  *
- * Users: Workload API stream reconnection (spec/spiffe.md §1.4: from 1 s, doubling per failed
+ * Users: Workload API stream reconnection (docs/spiffe.md §1.4: from 1 s, doubling per failed
  * attempt, capped at 30 s, jitter up to 20 % off, so the first retry waits 0.8–1 s and a retry at
  * the cap 24–30 s; the attempt counter is reset by every good message), the Nexus asking Keepers
  * for shards (src/nexus/root-key/recovery.ts) and the SDK's request retries (src/sdk/client.ts,
@@ -19,10 +19,10 @@ export interface BackoffOptions {
   readonly jitter?: number;
 }
 
-/** 1 s → 30 s (spec/spiffe.md §1.4). */
+/** 1 s → 30 s (docs/spiffe.md §1.4). */
 export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 1000, maxMs: 30_000 };
 
-/** Default share of the nominal delay that jitter may take away (spec/spiffe.md §1.4). */
+/** Default share of the nominal delay that jitter may take away (docs/spiffe.md §1.4). */
 export const BACKOFF_JITTER = 0.2;
 
 /**

@@ -1,5 +1,5 @@
 /**
- * The pieces every component's configuration parser is made of (spec/spike-api.md §10): reading
+ * The pieces every component's configuration parser is made of (docs/spike-api.md §10): reading
  * one environment variable and turning it into a typed value, with one rule for all of them.
  *
  * - A value that cannot be used fails with `SpikeError('config_invalid')` and one line naming the
@@ -10,7 +10,7 @@
  * - Unset and blank are the same: the default applies.
  *
  * Each component has exactly one parser built from these: src/nexus/config.ts and
- * src/keeper/config.ts. Only entry points read `process.env` and pass it in (STYLE.md rule 3).
+ * src/keeper/config.ts. Only entry points read `process.env` and pass it in (docs/style.md rule 3).
  * Portable: no runtime APIs.
  */
 import { parseGoDuration } from './duration.ts';

@@ -1,14 +1,14 @@
 /**
  * One error class for expected outcomes, with a string `code` to switch on.
  *
- * Codes that cross the wire are exactly the SPIKE v1 codes (spec/spike-api.md §3, §8, §9);
+ * Codes that cross the wire are exactly the SPIKE v1 codes (docs/spike-api.md §3, §8, §9);
  * the others are local (identity, configuration). Messages never carry secret material:
  * callers pass fixed text, and decryption failures always use the same message.
- * Programmer mistakes throw built-in `TypeError` / `RangeError` instead (STYLE.md rule 8).
+ * Programmer mistakes throw built-in `TypeError` / `RangeError` instead (docs/style.md rule 8).
  */
 
 export type SpikeErrorCode =
-  // wire codes (spike-api.md §3, §8, §9)
+  // wire codes (docs/spike-api.md §3, §8, §9)
   | 'api_bad_request'
   | 'access_unauthorized'
   | 'api_not_found'
@@ -21,7 +21,7 @@ export type SpikeErrorCode =
   | 'crypto_failed_to_read_nonce'
   | 'crypto_decryption_failed'
   | 'net_peer_connection'
-  // identity (spec/spiffe.md)
+  // identity (docs/spiffe.md)
   | 'spiffe_invalid_id'
   | 'spiffe_invalid_trust_domain'
   | 'spiffe_invalid_address'

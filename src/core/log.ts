@@ -1,5 +1,5 @@
 /**
- * JSON-lines logging and the audit line (spec/spike-api.md §12 "Logs", "Audit").
+ * JSON-lines logging and the audit line (docs/spike-api.md §12 "Logs", "Audit").
  *
  * The logger writes one JSON object per line to an injected sink (stdout in production, an array
  * in tests) and drops lines below the level of `SPIKE_SYSTEM_LOG_LEVEL` (DEBUG < INFO < WARN <
@@ -11,7 +11,7 @@
  */
 import type { Clock } from './ports.ts';
 
-/** Log levels, lowest first (spike-api.md §10 `SPIKE_SYSTEM_LOG_LEVEL`). */
+/** Log levels, lowest first (docs/spike-api.md §10 `SPIKE_SYSTEM_LOG_LEVEL`). */
 export type LogLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
 
 /** Every level, lowest first. */
@@ -50,7 +50,7 @@ let lastFormatted = { epochMs: Number.NaN, text: '' };
 /**
  * RFC 3339 in UTC the way Go's `time.Time` marshals it: fraction only when non-zero, without
  * trailing zeros (`2026-07-25T20:37:48.12Z`, `2026-07-25T20:37:48Z`); the zero time prints as
- * `0001-01-01T00:00:00Z` (spike-api.md §3 "Times").
+ * `0001-01-01T00:00:00Z` (docs/spike-api.md §3 "Times").
  */
 export function formatGoTime(time: Date): string {
   const epochMs = time.getTime();
@@ -71,7 +71,7 @@ export function formatGoTime(time: Date): string {
 export const GO_ZERO_TIME = '0001-01-01T00:00:00Z';
 
 /**
- * Creates a JSON-lines logger (spike-api.md §12 "Logs").
+ * Creates a JSON-lines logger (docs/spike-api.md §12 "Logs").
  *
  * Line shape: `{"time","level","component","msg",...fields}`; fields named like the fixed keys
  * are ignored, `undefined` fields are left out.
@@ -109,10 +109,10 @@ export function createLogger(options: {
   };
 }
 
-/** How a request ended, for the audit trail (spike-api.md §12). */
+/** How a request ended, for the audit trail (docs/spike-api.md §12). */
 export type AuditOutcome = 'allowed' | 'denied' | 'error';
 
-/** One audited request (spike-api.md §12 "Audit"). Carries identifiers only, never values. */
+/** One audited request (docs/spike-api.md §12 "Audit"). Carries identifiers only, never values. */
 export interface AuditRecord {
   readonly time: Date;
   readonly component: string;
@@ -134,7 +134,7 @@ export interface AuditRecord {
 }
 
 /**
- * Formats the audit line of spike-api.md §12: `{"time","component","trail","caller","route",
+ * Formats the audit line of docs/spike-api.md §12: `{"time","component","trail","caller","route",
  * "action","resource"?,"outcome","status","err"?,"duration_ms"}`.
  */
 export function formatAuditLine(record: AuditRecord): string {

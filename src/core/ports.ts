@@ -3,10 +3,10 @@
  * layer asks storage and keys for what these describe; src/nexus/store and
  * src/nexus/root-key implement them; the policy engine and the SDK reuse the shapes.
  *
- * Semantics are those of spec/spike-api.md §6 (secrets), §7 (policies) and §9 (keys).
+ * Semantics are those of docs/spike-api.md §6 (secrets), §7 (policies) and §9 (keys).
  * Implementations throw `SpikeError` with wire codes: `api_not_found` for missing paths, versions
  * and policies, `api_bad_request` for invalid input, `api_internal_error` for storage faults and
- * failed decryption (with a fixed message). Nothing here knows an HTTP status (STYLE.md rule 6).
+ * failed decryption (with a fixed message). Nothing here knows an HTTP status (docs/style.md rule 6).
  *
  * Portable: types only, no runtime APIs.
  */
@@ -18,7 +18,7 @@ export type Clock = () => Date;
 /** Wall-clock time in epoch milliseconds (stored timestamps). */
 export type EpochClock = () => number;
 
-/** Purpose keys derived from the root key with HKDF-SHA-256 (spike-api.md §9). */
+/** Purpose keys derived from the root key with HKDF-SHA-256 (docs/spike-api.md §9). */
 export interface DerivedKeys {
   /** AES-256-GCM, data at rest (`spike/v1/storage`). */
   readonly storage: CryptoKey;
@@ -31,7 +31,7 @@ export interface DerivedKeys {
 }
 
 /**
- * Where Nexus gets its root key (ARCHITECTURE.md, "The flows that matter"). The memory backend
+ * Where Nexus gets its root key (docs/architecture.md, "The flows that matter"). The memory backend
  * holds a random key from the start; the SQLite backend is not ready until the Keepers (or an
  * operator restore) supply one.
  */
@@ -40,7 +40,7 @@ export interface RootKeyProvider {
   keys(): DerivedKeys | undefined;
 }
 
-/** One kept version of a secret (spike-api.md §4 "Metadata 200 body"). */
+/** One kept version of a secret (docs/spike-api.md §4 "Metadata 200 body"). */
 export interface SecretVersionInfo {
   readonly version: number;
   readonly createdTime: Date;
@@ -53,7 +53,7 @@ export interface SecretVersionInfo {
   readonly destroyed?: boolean;
 }
 
-/** A secret's metadata (spike-api.md §4 "Metadata 200 body", §6). */
+/** A secret's metadata (docs/spike-api.md §4 "Metadata 200 body", §6). */
 export interface SecretMetadata {
   /** All kept versions, deleted and destroyed ones included, ascending by version. */
   readonly versions: readonly SecretVersionInfo[];
@@ -64,7 +64,7 @@ export interface SecretMetadata {
   readonly maxVersions: number;
 }
 
-/** Versioned key-value secrets (spike-api.md §6). */
+/** Versioned key-value secrets (docs/spike-api.md §6). */
 export interface Secrets {
   /** Upsert: writes version = highest ever written + 1, prunes to max versions; returns it. */
   put(path: string, values: Readonly<Record<string, string>>): Promise<{ version: number }>;
@@ -84,7 +84,7 @@ export interface Secrets {
   metadata(path: string, version?: number): Promise<SecretMetadata>;
 }
 
-/** A stored policy (spike-api.md §7). */
+/** A stored policy (docs/spike-api.md §7). */
 export interface Policy extends PolicyInput {
   readonly createdAt: Date;
   readonly updatedAt: Date;

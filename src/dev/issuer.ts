@@ -1,6 +1,6 @@
 /**
  * DEVELOPMENT ONLY: an embedded SPIFFE identity issuer that serves the real Workload API
- * (ARCHITECTURE.md "Development identity"; spec/spiffe.md §1). It is not a production CA and has
+ * (docs/architecture.md "Development identity"; docs/spiffe.md §1). It is not a production CA and has
  * no workload attestation: it is for a laptop without SPIRE.
  *
  * It mints a root CA for one trust domain (default `spike.ist`) and listens on one unix socket per
@@ -88,7 +88,7 @@ interface Component {
   readonly sessions: Set<http2.ServerHttp2Session>;
 }
 
-/** The fixed components and the paths of their SPIFFE IDs (spike-api.md §1 roles). */
+/** The fixed components and the paths of their SPIFFE IDs (docs/spike-api.md §1 roles). */
 function componentIds(keepers: number): [string, string][] {
   const out: [string, string][] = [['nexus', '/spike/nexus']];
   for (let i = 1; i <= keepers; i++) out.push([`keeper-${i}`, '/spike/keeper']);

@@ -2,7 +2,7 @@
  * Minting of SPIFFE certificates with Web Crypto and @peculiar/x509.
  *
  * Used by the development identity issuer (development only: it is not a production CA) and by the
- * tests' certificate factory. Every certificate follows spec/spiffe.md §4 and §7: ECDSA P-256,
+ * tests' certificate factory. Every certificate follows docs/spiffe.md §4 and §7: ECDSA P-256,
  * roots are CAs with keyCertSign, leaves carry exactly one URI SAN, critical keyUsage
  * digitalSignature, serverAuth + clientAuth, SKI and AKI.
  */
@@ -42,7 +42,7 @@ function randomSerial(): string {
 }
 
 /**
- * The extensions every CA of ours carries (spec/spiffe.md §7): critical basicConstraints CA,
+ * The extensions every CA of ours carries (docs/spiffe.md §7): critical basicConstraints CA,
  * critical keyUsage keyCertSign + cRLSign, the trust domain's URI SAN, and the SKI.
  */
 async function caExtensions(trustDomain: string, publicKey: CryptoKey): Promise<x509.Extension[]> {

@@ -70,7 +70,7 @@ import { isMemberOf, parseSpiffeId } from '../core/spiffe/id.ts';
 import type { X509Context } from '../core/spiffe/types.ts';
 import { hasRole, type SpikeRole } from '../core/spike/roles.ts';
 import { type CommandResult, runCommand } from '../runtime/run-command.ts';
-import { tlsMaterialOf, toPem } from '../runtime/tls/server.ts';
+import { tlsMaterialOf, toPem } from '../runtime/tls/material.ts';
 import { createX509Source } from '../runtime/workload/client.ts';
 import { createClient, type SpikeClient } from '../sdk/client.ts';
 import { type DevIssuer, startDevIssuer } from './issuer.ts';
@@ -557,7 +557,7 @@ async function followSvidFiles(
     return { files, close: () => source.close() };
   } catch (error) {
     await source.close();
-    throw new StartError(
+    throw new Error(
       `could not fetch the SVID of ${name} for its certificate files: ${(error as Error).message}`,
     );
   }

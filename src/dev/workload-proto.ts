@@ -1,5 +1,5 @@
 /**
- * The server side of the X.509 Workload API messages (spec/spiffe.md §1.2) and of the
+ * The server side of the X.509 Workload API messages (docs/spiffe.md §1.2) and of the
  * `grpc-message` header, for the development issuer (./issuer.ts), which serves them. Clients
  * decode them with src/core/workload/proto.ts and src/core/workload/status.ts.
  */

@@ -9,7 +9,7 @@
  * `path` defaults to `SPIKE_DEMO_SECRET_PATH`, else `secrets/demo/db`. With `--every`, it reads
  * again at that interval until stopped (SIGINT/SIGTERM), showing that access keeps working across
  * SVID rotations. The workload needs a policy granting `read` on the path to its SPIFFE ID
- * (spec/spike-api.md §7); without one Nexus answers 401 and this program says so.
+ * (docs/spike-api.md §7); without one Nexus answers 401 and this program says so.
  *
  * Each link of the chain that can be missing has its own message on stderr (tests/e2e.test.ts
  * asserts them): no Workload API socket or nothing listening on it (the SPIRE Agent is not

@@ -1,7 +1,7 @@
 /**
  * The Keeper: holds one Shamir shard of the Nexus root key, in memory only, and answers the two
- * Keeper routes (spike-api.md §9 "Keeper routes", §3 envelope conventions, §12 health and the
- * 4 KiB body cap; ARCHITECTURE.md "The flows that matter").
+ * Keeper routes (docs/spike-api.md §9 "Keeper routes", §3 envelope conventions, §12 health and the
+ * 4 KiB body cap; docs/architecture.md "The flows that matter").
  *
  * Invariants:
  * - Shards live in this process's memory only, as bytes that are zeroed when replaced, dropped or
@@ -12,9 +12,9 @@
  *   one to `previous` (and the old previous is zeroed).
  * - Callers: nexus or bootstrap may contribute, only nexus may read. The peer ID comes from
  *   `peerOf(request)` (the transport's verified ID, never a header), is re-checked against the
- *   wire pattern of spike-api.md §2 and matched against the trust roots (§1).
+ *   wire pattern of docs/spike-api.md §2 and matched against the trust roots (§1).
  *
- * Processing order (spike-api.md §3): GET /health and /ready; method ≠ POST → 400; exact path
+ * Processing order (docs/spike-api.md §3): GET /health and /ready; method ≠ POST → 400; exact path
  * (and `action` absent or empty) → else 400; body (≤ 4 KiB, streamed) and JSON → 400;
  * authorisation → 401; envelope validation → 400; execute.
  */
@@ -29,7 +29,7 @@ import type { Logger } from '../core/log.ts';
 import { parseShardEnvelope, type ShardEnvelope } from '../core/shamir/shards.ts';
 import { hasRole, isWirePeerId } from '../core/spike/roles.ts';
 
-/** Keeper request body cap in bytes (spike-api.md §12 "Limits"). */
+/** Keeper request body cap in bytes (docs/spike-api.md §12 "Limits"). */
 export const KEEPER_MAX_BODY_BYTES = 4096;
 
 /** What the Keeper needs of a logger (src/core/log.ts); fields never hold secret material. */
@@ -73,7 +73,7 @@ type BodyResult<T> = { ok: true; value: T } | { ok: false; reason: string };
 /**
  * Reads at most `KEEPER_MAX_BODY_BYTES` of the streamed body with the shared capped reader
  * (src/core/http/body.ts, in its wiping mode: every chunk is zeroed once copied) and decodes it
- * with Go `encoding/json` semantics (spike-api.md §3 "Request JSON"). The assembled bytes are
+ * with Go `encoding/json` semantics (docs/spike-api.md §3 "Request JSON"). The assembled bytes are
  * zeroed once decoded, since they may hold a shard.
  */
 async function readBody<S extends GoJsonSchema>(
@@ -133,7 +133,7 @@ function createAuthoriser(options: KeeperAppOptions, log: KeeperLogger) {
 }
 
 /**
- * Creates the Keeper app (spike-api.md §9 "Keeper routes", §12): `POST /v1/store/contribute`
+ * Creates the Keeper app (docs/spike-api.md §9 "Keeper routes", §12): `POST /v1/store/contribute`
  * (nexus, bootstrap), `POST /v1/store/shard` (nexus), `GET /health`, `GET /ready`.
  */
 export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
@@ -203,7 +203,7 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
     return jsonResponse(200, { shards });
   }
 
-  /** Routes one request in the order of spike-api.md §3 (three routes need no router). */
+  /** Routes one request in the order of docs/spike-api.md §3 (three routes need no router). */
   async function route(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const path = url.pathname;

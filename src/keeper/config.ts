@@ -1,5 +1,5 @@
 /**
- * Keeper configuration from environment variables (spec/spike-api.md §10, §12): the one parser of
+ * Keeper configuration from environment variables (docs/spike-api.md §10, §12): the one parser of
  * every variable the Keeper reads, with the rules of src/core/config.ts (an invalid value stops
  * the Keeper with one line naming the variable; an invalid or ≤ 0 duration falls back to its
  * default with a warning).

@@ -1,11 +1,11 @@
 /**
- * `bun run keeper`: the Keeper process (spike-api.md §9 "Keeper routes", §10, §12; ARCHITECTURE.md
+ * `bun run keeper`: the Keeper process (docs/spike-api.md §9 "Keeper routes", §10, §12; docs/architecture.md
  * "The flows that matter").
  *
  * It needs no configuration beyond the Workload API: it fetches its X.509-SVID from
  * `SPIFFE_ENDPOINT_SOCKET`, checks that its own ID has the keeper role (fatal otherwise), and
  * serves the Keeper app over mTLS on `SPIKE_KEEPER_TLS_PORT` (`:8443`), accepting connections
- * from nexus and bootstrap IDs only (spike-api.md §2). Optional: `SPIKE_TRUST_ROOT_{NEXUS,
+ * from nexus and bootstrap IDs only (docs/spike-api.md §2). Optional: `SPIKE_TRUST_ROOT_{NEXUS,
  * BOOTSTRAP,KEEPER}` (default `spike.ist`), `SPIKE_SYSTEM_LOG_LEVEL` (default WARN),
  * `SPIKE_SPIFFE_SOURCE_TIMEOUT` (30s), `SPIKE_KEEPER_HEALTH_PORT` (plain-HTTP `/health` and
  * `/ready`, off when unset), all parsed by ./config.ts.

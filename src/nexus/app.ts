@@ -1,6 +1,6 @@
 /**
- * The Nexus HTTP API: the SPIKE v1 routes behind one small pipeline (spike-api.md §3, §4, §7, §8,
- * §9, §12; ARCHITECTURE.md decision 2; STYLE.md rule 3). The HTTP style is the plain
+ * The Nexus HTTP API: the SPIKE v1 routes behind one small pipeline (docs/spike-api.md §3, §4, §7, §8,
+ * §9, §12; docs/architecture.md decision 2; docs/style.md rule 3). The HTTP style is the plain
  * `{ handle(Request): Promise<Response> }` form, as the Keeper's (DECISION-http-style.md).
  *
  * `createNexusApp(deps)` returns an app and opens nothing: the mTLS transport turns each request
@@ -54,10 +54,10 @@ import { POLICY_ROUTES } from './routes/policies.ts';
 import type { NexusRoute } from './routes/route.ts';
 import { SECRET_ROUTES } from './routes/secrets.ts';
 
-/** Storage backends of `SPIKE_NEXUS_BACKEND_STORE` (spike-api.md §10). */
+/** Storage backends of `SPIKE_NEXUS_BACKEND_STORE` (docs/spike-api.md §10). */
 export type NexusBackend = 'sqlite' | 'memory' | 'lite';
 
-/** The break-glass operations, provided by the key-custody lifecycle (spike-api.md §9). */
+/** The break-glass operations, provided by the key-custody lifecycle (docs/spike-api.md §9). */
 export interface NexusOperator {
   /** The current generation's envelopes, one per share. Throws `state_not_ready` without a key. */
   recover(): Promise<readonly ShardEnvelope[]>;
@@ -90,7 +90,7 @@ export interface NexusMount {
   handle(request: Request, context: MountContext): Promise<Response>;
 }
 
-/** What the Nexus app needs (STYLE.md rule 4: the narrowest useful surface). */
+/** What the Nexus app needs (docs/style.md rule 4: the narrowest useful surface). */
 export interface NexusAppDeps {
   readonly secrets: Secrets;
   readonly policies: PolicyStore;
@@ -140,7 +140,7 @@ const ROUTE_TABLE: ReadonlyMap<string, NexusRoute> = new Map(
 );
 
 /**
- * Creates the Nexus app (spike-api.md §3–§9, §12). See the module header for the processing
+ * Creates the Nexus app (docs/spike-api.md §3–§9, §12). See the module header for the processing
  * order, error bodies, audit and mounts.
  */
 export function createNexusApp(deps: NexusAppDeps): NexusApp {

@@ -1,9 +1,9 @@
 /**
- * Nexus configuration from environment variables (spec/spike-api.md §10, §12): the one parser of
+ * Nexus configuration from environment variables (docs/spike-api.md §10, §12): the one parser of
  * every variable Nexus reads, the store's `SPIKE_NEXUS_DB_*` included.
  *
  * `parseNexusConfig(env)` turns the upstream variable names into one typed object; only the entry
- * point reads `process.env` and passes it in (STYLE.md rule 3). A value that cannot be used fails
+ * point reads `process.env` and passes it in (docs/style.md rule 3). A value that cannot be used fails
  * with `SpikeError('config_invalid')` and a single line naming the variable and what it expects
  * (the value itself is not repeated; the rules are those of src/core/config.ts). Where the spec
  * prescribes a fallback instead, the fallback is taken and a warning is returned for the caller to
@@ -134,7 +134,7 @@ function backendOf(env: Env, warnings: string[]): NexusBackend {
 }
 
 /**
- * Parses the Nexus environment (spike-api.md §10).
+ * Parses the Nexus environment (docs/spike-api.md §10).
  *
  * @param env usually `process.env`, passed in by the entry point (`HOME`, `TMPDIR` and `USER` are
  *   read from it for the data-directory fallbacks).

@@ -1,6 +1,6 @@
 /**
  * Where the SQLite backend keeps its database: the `SPIKE_NEXUS_DATA_DIR` rules of
- * spec/spike-api.md §10 (upstream behaviour kept).
+ * docs/spike-api.md §10 (upstream behaviour kept).
  *
  * 1. `SPIKE_NEXUS_DATA_DIR`, when set and acceptable: made absolute, it must not be `/` nor lie
  *    under `/etc /sys /proc /dev /bin /sbin /usr /lib /lib64 /boot /root`, and it must be an

@@ -1,5 +1,5 @@
 /**
- * How Nexus talks to one Keeper (spec/spike-api.md §9 "Keeper routes", §2 "Clients verify",
+ * How Nexus talks to one Keeper (docs/spike-api.md §9 "Keeper routes", §2 "Clients verify",
  * §12 `/ready`): an mTLS client that only accepts a server whose SPIFFE ID has the keeper role.
  *
  * Three calls: `shards()` (`POST /v1/store/shard`, what the Keeper holds), `contribute(envelope)`
@@ -75,7 +75,7 @@ function unexpected(route: string, status: number): SpikeError {
 }
 
 /**
- * Creates the client of one Keeper (spike-api.md §9, §2). No connection is made until the first
+ * Creates the client of one Keeper (docs/spike-api.md §9, §2). No connection is made until the first
  * call.
  */
 export function createKeeperClient(options: KeeperClientOptions): KeeperLink {

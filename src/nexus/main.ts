@@ -1,5 +1,5 @@
 /**
- * `bun run nexus`: the Nexus process (spec/spike-api.md §2, §9, §10, §12; ARCHITECTURE.md "The
+ * `bun run nexus`: the Nexus process (docs/spike-api.md §2, §9, §10, §12; docs/architecture.md "The
  * flows that matter").
  *
  * Start-up: read the configuration (src/nexus/config.ts), get the X.509-SVID from the Workload
@@ -16,7 +16,7 @@
  * the share set, close listeners and the database, and exit 0.
  *
  * The root key and its shares never reach a log line, the audit trail or the disk: only the
- * key-check value is stored (spike-api.md §9).
+ * key-check value is stored (docs/spike-api.md §9).
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { SpikeError } from '../core/errors.ts';
@@ -45,7 +45,7 @@ import { createKeyLifecycle, type KeyLifecycle } from './root-key/lifecycle.ts';
 import { createStaticRootKeyProvider, MutableRootKeyProvider } from './root-key/providers.ts';
 import { type NexusStore, openStore } from './store/index.ts';
 
-/** The audit sink (spike-api.md §12): stderr, or lines appended to a file (mode 0600). */
+/** The audit sink (docs/spike-api.md §12): stderr, or lines appended to a file (mode 0600). */
 function openAudit(file: string | undefined): { write: (line: string) => void; close: () => void } {
   if (file === undefined) {
     return { write: (line) => process.stderr.write(`${line}\n`), close: () => {} };
@@ -218,7 +218,7 @@ async function main(): Promise<void> {
     const mtls = createMtlsServer({
       source,
       // Any peer whose chain verifies against its trust domain's bundle (federation); the routes
-      // authorise by role and policy (spike-api.md §2).
+      // authorise by role and policy (docs/spike-api.md §2).
       authorizer: authorizeAny(),
       handler: (request) => app.handle(request),
       timeouts: {

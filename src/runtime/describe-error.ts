@@ -1,6 +1,6 @@
 /**
- * A log-safe description of an error, for the server processes' log lines (spike-api.md §12
- * "Never a secret value, key, shard or request body"; ARCHITECTURE.md invariant 1).
+ * A log-safe description of an error, for the server processes' log lines (docs/spike-api.md §12
+ * "Never a secret value, key, shard or request body"; docs/architecture.md invariant 1).
  *
  * Only identifiers are kept: a `SpikeError` code, a system error code (`EADDRINUSE`, `ENOENT`),
  * or the error's class name. An error message is free text that could quote a value, a path the

@@ -1,5 +1,5 @@
 /**
- * The plain-HTTP health listener of Nexus and Keeper (spike-api.md §12): when
+ * The plain-HTTP health listener of Nexus and Keeper (docs/spike-api.md §12): when
  * `SPIKE_NEXUS_HEALTH_PORT` / `SPIKE_KEEPER_HEALTH_PORT` is set, a `node:http` server that serves
  * `GET /health` and `GET /ready` only, answered by the app itself (the same handler as on the
  * mTLS listener, so both listeners always agree). Anything else is `400 api_bad_request`; a
@@ -24,7 +24,7 @@ export interface HealthServer {
 }
 
 /**
- * Creates the plain-HTTP `/health` and `/ready` server (spike-api.md §12) around `handle`, which
+ * Creates the plain-HTTP `/health` and `/ready` server (docs/spike-api.md §12) around `handle`, which
  * receives `GET http://localhost/health` or `/ready` (query string dropped). Not listening yet.
  */
 export function createHealthServer(handle: (request: Request) => Promise<Response>): http.Server {

@@ -1,7 +1,7 @@
 /**
  * Private directories chosen from the environment, with the upstream fallback rules shared by
  * the Nexus data directory (`SPIKE_NEXUS_DATA_DIR`, src/nexus/data-dir.ts) and the Pilot recovery
- * directory (`SPIKE_PILOT_RECOVERY_DIR`, cli/recovery.ts); spike-api.md §10.
+ * directory (`SPIKE_PILOT_RECOVERY_DIR`, cli/recovery.ts); docs/spike-api.md §10.
  *
  * 1. `<variable>`, when set and acceptable ({@link checkPrivateDir}): made absolute, with
  *    `<suffix>` appended.
@@ -17,7 +17,7 @@ import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { SpikeError } from '../core/errors.ts';
 
-/** System directories that never hold SPIKE data (spike-api.md §10). */
+/** System directories that never hold SPIKE data (docs/spike-api.md §10). */
 export const RESTRICTED_DIRS: readonly string[] = [
   '/etc',
   '/sys',
@@ -55,7 +55,7 @@ export interface PrivateDirSpec {
 type Env = Readonly<Record<string, string | undefined>>;
 
 /**
- * Why a configured base directory is refused, or `undefined` when it is acceptable (spike-api.md
+ * Why a configured base directory is refused, or `undefined` when it is acceptable (docs/spike-api.md
  * §10): made absolute, it must not be `/` nor lie under one of {@link RESTRICTED_DIRS}, and it
  * must be an existing directory or have an existing parent.
  */
@@ -89,7 +89,7 @@ function tempUser(env: Env): string {
 
 /**
  * Resolves and creates the private directory described by `spec` from the environment (see the
- * module header; spike-api.md §10).
+ * module header; docs/spike-api.md §10).
  *
  * @throws SpikeError `config_invalid` only when even the temp-directory fallback cannot be
  * created.

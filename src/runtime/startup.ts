@@ -1,6 +1,6 @@
 /**
  * Start-up and shut-down steps shared by the two server entry points, src/nexus/main.ts and
- * src/keeper/main.ts (spike-api.md §10, §12; STYLE.md rule 3: only entry points read the
+ * src/keeper/main.ts (docs/spike-api.md §10, §12; docs/style.md rule 3: only entry points read the
  * environment, open sockets and exit).
  *
  * Both log JSON lines on stdout, route the Workload API client's messages into that log, refuse
@@ -20,14 +20,14 @@ const STOP_DEADLINE_MS = 5000;
 
 /**
  * The one fatal line for a start-up failure. Start-up steps throw `SpikeError`s with fixed text
- * (STYLE.md: messages never carry secret material), so their message is printed as it is; any
+ * (docs/style.md: messages never carry secret material), so their message is printed as it is; any
  * other error is reduced to a log-safe identifier (./describe-error.ts).
  */
 export function fatalMessage(error: unknown): string {
   return isSpikeError(error) ? error.message : `start-up failed (${describeError(error)})`;
 }
 
-/** The process log: JSON lines on stdout (spike-api.md §12 "Logs"). */
+/** The process log: JSON lines on stdout (docs/spike-api.md §12 "Logs"). */
 export function createStdoutLogger(component: string, level: LogLevel): Logger {
   return createLogger({
     level,
@@ -49,7 +49,7 @@ export function workloadApiLogger(log: Logger): WorkloadLogger {
 
 /**
  * Waits for the process's first X.509-SVID and checks that its ID has `role` under
- * `trustDomains` (`SPIKE_TRUST_ROOT_NEXUS` / `SPIKE_TRUST_ROOT_KEEPER`, spike-api.md §1).
+ * `trustDomains` (`SPIKE_TRUST_ROOT_NEXUS` / `SPIKE_TRUST_ROOT_KEEPER`, docs/spike-api.md §1).
  * Returns the ID.
  *
  * @throws SpikeError `workload_api_*` when no SVID arrives (the source's timeout),

@@ -1,5 +1,5 @@
 /**
- * The calls of the SDK, grouped as the API is (spike-api.md §4 secrets and policies, §8 cipher,
+ * The calls of the SDK, grouped as the API is (docs/spike-api.md §4 secrets and policies, §8 cipher,
  * §9 operator): each builds the upstream request body, sends it to its route from the contract
  * (src/api/v1/routes.ts) and reads the 200 answer strictly (./wire.ts).
  */

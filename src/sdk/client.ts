@@ -1,5 +1,5 @@
 /**
- * The TypeScript SDK of SPIKE: a client for the SPIKE v1 API of Nexus (spec/spike-api.md §3, §4,
+ * The TypeScript SDK of SPIKE: a client for the SPIKE v1 API of Nexus (docs/spike-api.md §3, §4,
  * §8, §9, §12), used by applications and by the `spike` CLI itself.
  *
  * ```ts

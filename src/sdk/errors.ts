@@ -1,5 +1,5 @@
 /**
- * How the SDK turns Nexus answers into typed errors (spec/spike-api.md §3 "SDK reaction", §8,
+ * How the SDK turns Nexus answers into typed errors (docs/spike-api.md §3 "SDK reaction", §8,
  * §9).
  *
  * A non-200 answer is mapped by its status alone, as the upstream Go SDK does: 404 →
@@ -56,7 +56,7 @@ function bodyErr(body: Uint8Array, contentType: string | undefined): string | un
   }
 }
 
-/** The error for a non-200 answer (spike-api.md §3, refined as the module header says). */
+/** The error for a non-200 answer (docs/spike-api.md §3, refined as the module header says). */
 export function errorForResponse(
   status: number,
   body: Uint8Array,

@@ -1,5 +1,5 @@
 /**
- * How the SDK resolves its settings (spike-api.md §10): the Nexus URL, the per-call timeout and
+ * How the SDK resolves its settings (docs/spike-api.md §10): the Nexus URL, the per-call timeout and
  * the retry policy, from explicit options first and the environment second.
  */
 import { backoffDelay } from '../core/backoff.ts';
@@ -7,9 +7,9 @@ import { parseGoDuration } from '../core/duration.ts';
 import { SpikeError } from '../core/errors.ts';
 import type { ClientOptions, RetryOptions } from './types.ts';
 
-/** Environment variable naming Nexus (spike-api.md §10). */
+/** Environment variable naming Nexus (docs/spike-api.md §10). */
 export const NEXUS_API_URL_ENV = 'SPIKE_NEXUS_API_URL';
-/** Nexus's address when `SPIKE_NEXUS_API_URL` is unset (spike-api.md §10). */
+/** Nexus's address when `SPIKE_NEXUS_API_URL` is unset (docs/spike-api.md §10). */
 export const DEFAULT_NEXUS_API_URL = 'https://localhost:8553';
 const CLIENT_TIMEOUT_ENV = 'SPIKE_HTTP_CLIENT_TIMEOUT';
 const DEFAULT_TIMEOUT_MS = 60_000;

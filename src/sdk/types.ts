@@ -1,6 +1,6 @@
 /**
  * The types of the SDK's surface (src/sdk/client.ts): options, the client interface and the
- * shapes its calls return (spike-api.md §4, §8, §9).
+ * shapes its calls return (docs/spike-api.md §4, §8, §9).
  */
 import type { Permission, PolicyInput } from '../core/policy/validate.ts';
 import type { Policy, SecretMetadata, SecretVersionInfo } from '../core/ports.ts';
@@ -55,7 +55,7 @@ export interface ClientIdentity {
 }
 
 // The shapes the SDK shares with Nexus (src/core/ports.ts, src/core/policy/validate.ts): a policy
-// to write and its permissions (spike-api.md §7), a stored policy, a secret's metadata (§4).
+// to write and its permissions (docs/spike-api.md §7), a stored policy, a secret's metadata (§4).
 export type { Permission, Policy, PolicyInput, SecretMetadata, SecretVersionInfo };
 
 /** One row of `listPolicies` (`id` is always `''` on the wire; the name is the key). */
@@ -64,7 +64,7 @@ export interface PolicyListItem {
   readonly name: string;
 }
 
-/** JSON-mode cipher text (spike-api.md §8). */
+/** JSON-mode cipher text (docs/spike-api.md §8). */
 export interface JsonCiphertext {
   readonly version: number;
   readonly nonce: Uint8Array;

@@ -1,7 +1,7 @@
 /**
  * Reading Nexus answers and checking call arguments in the SDK. A 200 body that is not what the
  * route answers is `api_internal_error` (./errors.ts `malformedResponse`); a programmer mistake
- * in an argument is a `TypeError` / `RangeError` (STYLE.md rule 8).
+ * in an argument is a `TypeError` / `RangeError` (docs/style.md rule 8).
  */
 import { fromBase64 } from '../core/bytes.ts';
 import type { MtlsResponse } from '../runtime/tls/client.ts';
@@ -77,7 +77,7 @@ export function bytes(value: unknown, what: string): Uint8Array {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Argument checks: programmer mistakes are TypeError / RangeError (STYLE.md rule 8). Content
+// Argument checks: programmer mistakes are TypeError / RangeError (docs/style.md rule 8). Content
 // rules (path syntax, names, patterns) are Nexus's to judge (§5): it answers 400.
 
 export function checkString(value: unknown, name: string): asserts value is string {

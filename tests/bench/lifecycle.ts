@@ -1,7 +1,7 @@
 /**
  * Lifecycle figures for `bun run bench` (tests/bench/run.ts): how long a Nexus takes from spawn
  * to `/ready` = 200 when the Keepers already hold its shards (the restart path of
- * ARCHITECTURE.md "The flows that matter"), and the resident memory of a Keeper process.
+ * docs/architecture.md "The flows that matter"), and the resident memory of a Keeper process.
  *
  * Method: a real deployment (tests/support/cluster.ts: development issuer, three Keeper
  * processes, one Nexus process, SQLite in a temp dir). After the first boot, Nexus is killed

@@ -55,7 +55,7 @@ function cliEnv(): Record<string, string> {
   };
 }
 
-/** A recovery file's line for `e` (spike-api.md §11). */
+/** A recovery file's line for `e` (docs/spike-api.md §11). */
 function recoveryLine(e: Envelope): string {
   return `spike-recovery:1:${e.index}:${e.generation}:${e.kcv}:${e.shard}`;
 }
@@ -92,7 +92,7 @@ beforeAll(async () => {
   await waitKeepersFilled(cluster);
   await putSecret(cluster, CANARY, { k: 'survives-total-loss' });
   g1 = await recoverEnvelopes(cluster);
-  // A restart: Nexus recovers from the Keepers and mints a new generation (spike-api.md §9).
+  // A restart: Nexus recovers from the Keepers and mints a new generation (docs/spike-api.md §9).
   await cluster.nexus.kill('SIGKILL');
   await cluster.nexus.start();
   await cluster.waitReady(60_000);

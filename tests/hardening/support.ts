@@ -18,7 +18,7 @@ export const ATTACKERS = {
   'nexus-evil': `spiffe://${TD}/spike/nexus/evil`,
 } as const;
 
-/** One shard envelope (spike-api.md §9). */
+/** One shard envelope (docs/spike-api.md §9). */
 export interface Envelope {
   version: number;
   index: number;

@@ -1,7 +1,7 @@
 // Command interop drives our Nexus with the upstream SPIKE Go SDK (github.com/spiffe/spike-sdk-go,
 // pinned in go.mod) exactly as an existing SPIKE application would: the SDK finds its SVID on the
 // Workload API (SPIFFE_ENDPOINT_SOCKET), Nexus at SPIKE_NEXUS_API_URL, and accepts only a server
-// whose SPIFFE ID has the nexus role under SPIKE_TRUST_ROOT_NEXUS (spec/spike-api.md §1, §2, §10).
+// whose SPIFFE ID has the nexus role under SPIKE_TRUST_ROOT_NEXUS (docs/spike-api.md §1, §2, §10).
 //
 // It is run by tests/spire/interop.test.ts under a real SPIRE Agent, which attests this compiled
 // executable by its path (unix:path) and hands it its own SVID.

@@ -1,5 +1,5 @@
 /**
- * The one contract between portable suites and a runtime's test runner (STYLE.md rule 11).
+ * The one contract between portable suites and a runtime's test runner (docs/style.md rule 11).
  *
  * A portable suite exports `function suite(t: Harness)`; `tests/*.test.ts` hands it bun:test's
  * functions and `tests/portable/deno.ts` hands it a Deno.test adapter. Assertions use

@@ -1,5 +1,5 @@
 /**
- * JWT-SVID validation (spec/spiffe.md §6; hostile rows 44–46 of §8), portable.
+ * JWT-SVID validation (docs/spiffe.md §6; hostile rows 44–46 of §8), portable.
  *
  * Tokens are minted here with `jose`'s `SignJWT` from Web Crypto keys, or, when a test needs a
  * header `jose` would refuse to write, signed by hand with Web Crypto (ES256 signatures are raw
@@ -155,7 +155,7 @@ function rejectsParse(input: string, message: RegExp): void {
 }
 
 export function suite(t: Harness): void {
-  t.describe('JWT-SVID validation: valid tokens (spec/spiffe.md §6)', () => {
+  t.describe('JWT-SVID validation: valid tokens (docs/spiffe.md §6)', () => {
     t.it('ES256 with typ JWT', async () => {
       const { ec, bundles } = await setup();
       const payload = claims({ jti: 'abc' });
@@ -251,7 +251,7 @@ export function suite(t: Harness): void {
     });
   });
 
-  t.describe('JWT-SVID hostile inputs (spec/spiffe.md §8 rows 44–46)', () => {
+  t.describe('JWT-SVID hostile inputs (docs/spiffe.md §8 rows 44–46)', () => {
     t.it('hostile #44: alg none is rejected (empty signature, and with a signature)', async () => {
       const { ec, bundles } = await setup();
       const unsecured = new UnsecuredJWT(claims()).encode();

@@ -1,6 +1,6 @@
 /**
- * Workload API building blocks, portable: the hand-written protobuf codec (spec/spiffe.md §1.2,
- * hostile rows 39–40 at the codec level), gRPC framing (§1.6, rows 34–36, 41), status helpers,
+ * Workload API building blocks, portable: the hand-written protobuf codec (docs/spiffe.md §1.2,
+ * §8 rows 39–40 at the codec level), gRPC framing (§1.6; §8 rows 34–36, 41), status helpers,
  * endpoint addresses (§2), Go durations and the backoff schedule (§1.4).
  *
  * The codec is cross-checked against protobufjs (through @grpc/proto-loader and the same
@@ -90,7 +90,7 @@ const SAMPLE: X509SvidResponse = {
 };
 
 export function suite(t: Harness): void {
-  t.describe('Workload API protobuf codec (spiffe.md §1.2)', () => {
+  t.describe('Workload API protobuf codec (docs/spiffe.md §1.2)', () => {
     t.it('round-trips an X509SVIDResponse', () => {
       const decoded = decodeX509SvidResponse(encodeX509SvidResponse(SAMPLE));
       assert.deepEqual(decoded, SAMPLE);
@@ -275,7 +275,7 @@ export function suite(t: Harness): void {
     });
   });
 
-  t.describe('gRPC Length-Prefixed-Message framing (spiffe.md §1.6)', () => {
+  t.describe('gRPC Length-Prefixed-Message framing (docs/spiffe.md §1.6)', () => {
     t.it('encodes flag 0 and a big-endian length', () => {
       assert.equal(toHex(encodeGrpcFrame(bytes(0xaa, 0xbb, 0xcc))), '0000000003aabbcc');
     });
@@ -409,7 +409,7 @@ export function suite(t: Harness): void {
     });
   });
 
-  t.describe('endpoint address (spiffe.md §2)', () => {
+  t.describe('endpoint address (docs/spiffe.md §2)', () => {
     t.it('accepts the spec table unix forms and percent-decodes the path', () => {
       assert.deepEqual(parseEndpointAddress('unix:///run/spire/agent-sockets/api.sock'), {
         kind: 'unix',
@@ -531,7 +531,7 @@ export function suite(t: Harness): void {
     });
   });
 
-  t.describe('reconnection backoff (spiffe.md §1.4)', () => {
+  t.describe('reconnection backoff (docs/spiffe.md §1.4)', () => {
     t.it('doubles from 1 s to a 30 s cap', () => {
       const noJitter = () => 0;
       const schedule = [0, 1, 2, 3, 4, 5, 6, 50, 5000].map((n) =>

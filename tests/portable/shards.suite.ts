@@ -1,5 +1,5 @@
 /**
- * Shamir custody (src/core/shamir/shards.ts) against spec/spike-api.md §9 and §11: property tests
+ * Shamir custody (src/core/shamir/shards.ts) against docs/spike-api.md §9 and §11: property tests
  * with fast-check (any t of n combine; t−1 never give the key; splits never mix; corruption never
  * yields a wrong key), the envelope and recovery-line grammars, and the restore table.
  */
@@ -417,7 +417,7 @@ export function suite(t: Harness): void {
     });
   });
 
-  t.describe('restore collector (spike-api.md §9 restore table)', () => {
+  t.describe('restore collector (docs/spike-api.md §9 restore table)', () => {
     t.it('collects to t, then returns the verified key and starts over', async () => {
       const key = randomKey();
       const kcv = await computeKcv(key);

@@ -1,5 +1,5 @@
 /**
- * SPIFFE ID parsing (spec/spiffe.md §3 rows 1–14, §8 hostile rows 24–26), portable.
+ * SPIFFE ID parsing (docs/spiffe.md §3 rows 1–14, §8 hostile rows 24–26), portable.
  *
  * Vectors are the spec table's own examples (taken from the SPIFFE-ID standard and go-spiffe's
  * behaviour); each invalid one must fail with `spiffe_invalid_id` and go-spiffe's message.
@@ -46,7 +46,7 @@ function accepts(value: string, trustDomain: string, path: string): void {
 }
 
 export function suite(t: Harness): void {
-  t.describe('SPIFFE IDs (spec/spiffe.md §3)', () => {
+  t.describe('SPIFFE IDs (docs/spiffe.md §3)', () => {
     t.it('row 1: non-empty', () => {
       accepts('spiffe://td', 'td', '');
       rejects('', 'cannot be empty');
@@ -230,7 +230,7 @@ export function suite(t: Harness): void {
     });
   });
 
-  t.describe('SPIFFE IDs: hostile input (spec/spiffe.md §8)', () => {
+  t.describe('SPIFFE IDs: hostile input (docs/spiffe.md §8)', () => {
     t.it('hostile #24: upper-case scheme or trust domain is rejected, never normalised', () => {
       rejects('spiffe://Example.org/x', TD_CHARS);
       rejects('SPIFFE://example.org/x', 'scheme is missing or invalid');

@@ -1,7 +1,7 @@
 /**
  * The Workload API client (src/runtime/workload/client.ts) against an independent gRPC server:
  * the @grpc/grpc-js double, plus a raw `node:http2` server for frames grpc-js cannot produce
- * (spec/spiffe.md §1, §7; hostile rows 19–23 and 28–43; ARCHITECTURE.md decision 5).
+ * (docs/spiffe.md §1, §7; hostile rows 19–23 and 28–43; docs/architecture.md decision 5).
  *
  * Portable: runs under bun test (tests/workload.test.ts) and Deno (tests/portable/deno.ts).
  * Backoff is tuned down through the source's `backoff` option so retries take milliseconds; the
@@ -210,7 +210,7 @@ async function goodMessage(): Promise<{ svid: TestSvid; bytes: Uint8Array }> {
 }
 
 export function suite(t: Harness): void {
-  t.describe('Workload API client vs the grpc-js double (spiffe.md §1, §7)', () => {
+  t.describe('Workload API client vs the grpc-js double (docs/spiffe.md §1, §7)', () => {
     t.it('acceptance: first SVID in under 100 ms', async () => {
       // The budget is the source's own latency: connect, stream, decode, validate. One-time
       // process warm-up (module initialisation, JIT) is measured and logged separately, then a

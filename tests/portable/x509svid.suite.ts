@@ -1,5 +1,5 @@
 /**
- * X.509-SVID validation (spec/spiffe.md §4; hostile rows 1–18, 21, 27 of §8), portable.
+ * X.509-SVID validation (docs/spiffe.md §4; hostile rows 1–18, 21, 27 of §8), portable.
  *
  * Every bad certificate is minted by tests/support/cert-factory.ts with exactly one defect and a
  * chain to the trust domain's real root, so the defect is the only possible reason to reject.
@@ -207,7 +207,7 @@ async function reissue(
 }
 
 export function suite(t: Harness): void {
-  t.describe('X.509-SVID validation: valid chains (spec/spiffe.md §4)', () => {
+  t.describe('X.509-SVID validation: valid chains (docs/spiffe.md §4)', () => {
     t.it('leaf directly under the root: own and peer', async () => {
       const { pki, bundles } = await setup();
       const svid = await pki.issue('spiffe://example.org/svc');
@@ -315,7 +315,7 @@ export function suite(t: Harness): void {
     });
   });
 
-  t.describe('X.509-SVID validation: hostile input (spec/spiffe.md §8)', () => {
+  t.describe('X.509-SVID validation: hostile input (docs/spiffe.md §8)', () => {
     t.it('hostile #1: leaf with two URI SANs (own and peer)', async () => {
       const { pki, bundles } = await setup();
       const svid = await pki.bad.twoUriSans();
@@ -640,7 +640,7 @@ export function suite(t: Harness): void {
     });
   });
 
-  t.describe('X.509-SVID validation: further profile rules (spec/spiffe.md §4)', () => {
+  t.describe('X.509-SVID validation: further profile rules (docs/spiffe.md §4)', () => {
     t.it('leaf keyUsage must be critical', async () => {
       const { pki, bundles } = await setup();
       const svid = await pki.issue('spiffe://example.org/x', { keyUsageCritical: false });
@@ -770,7 +770,7 @@ export function suite(t: Harness): void {
   });
 
   t.describe(
-    'X.509-SVID validation: signature algorithms and encodings (spec/spiffe.md §4)',
+    'X.509-SVID validation: signature algorithms and encodings (docs/spiffe.md §4)',
     () => {
       const rsa = (name: string, hash: string): RsaHashedKeyGenParams => ({
         name,

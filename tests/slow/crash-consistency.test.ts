@@ -1,5 +1,5 @@
 /**
- * Crash consistency (ARCHITECTURE.md invariant 3, "an acknowledged write survives a kill -9 of
+ * Crash consistency (docs/architecture.md invariant 3, "an acknowledged write survives a kill -9 of
  * Nexus"): several mTLS clients put secrets as fast as they can; Nexus is killed with SIGKILL in
  * the middle of the burst, restarted, recovers its root key from the Keepers by itself, and every
  * put that was acknowledged with 200 reads back with its exact value. Then the database, its WAL

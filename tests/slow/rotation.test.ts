@@ -4,7 +4,7 @@
  * (Pilot identity), both fed by the Workload API client over the issuer's unix sockets, must get
  * through three server rotations with a steady 20 requests/s and zero failed requests, and a
  * fresh connection after each rotation must see the new server certificate
- * (ARCHITECTURE.md decision 3; spec/spiffe.md §5; src/runtime/tls/*).
+ * (docs/architecture.md decision 3; docs/spiffe.md §5; src/runtime/tls/*).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
 import fs from 'node:fs';

@@ -207,7 +207,7 @@ describe('SPIKE under a real SPIRE Server and Agent', () => {
     expect(JSON.parse(before.stdout)).toEqual({ error: 'access_unauthorized' });
     expect(before.exitCode).toBe(1);
 
-    // One policy per workload: the SPIFFE-pattern grammar (spike-api.md §5) has no `|`.
+    // One policy per workload: the SPIFFE-pattern grammar (docs/spike-api.md §5) has no `|`.
     for (const [name, id] of [
       ['e2e-reader', 'reader'],
       ['e2e-driver', 'e2e-driver'],

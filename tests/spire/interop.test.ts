@@ -6,7 +6,7 @@
  * unchanged SDK. The program checks every result itself and prints one `OK <Call>:` line per
  * verified call; this file checks that it ran, exited 0 and verified each call listed below.
  *
- * Deliberate difference exercised here (spec/spike-api.md §13 #1): for a missing policy, upstream
+ * Deliberate difference exercised here (docs/spike-api.md §13 #1): for a missing policy, upstream
  * Nexus answers 500, which the Go SDK reports as `net_peer_connection`; ours answers 404, which
  * the SDK reports as `api_not_found`. The Go program expects our behaviour.
  *

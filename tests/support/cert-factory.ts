@@ -1,5 +1,5 @@
 /**
- * Test certificate factory: good and deliberately bad X.509-SVIDs (spec/spiffe.md §7, §8).
+ * Test certificate factory: good and deliberately bad X.509-SVIDs (docs/spiffe.md §7, §8).
  *
  * Built on src/dev/mint.ts for the good path (the same minting code the development issuer
  * uses) and on @peculiar/x509 + Web Crypto directly for everything the product must never mint.
@@ -26,7 +26,7 @@
  *   override every field the validator checks, see `LeafOptions`.
  * - `issueIntermediate(options)`: an extra CA below the root (or below `options.parent`), with
  *   overridable CA flag, key usage, validity, URI SANs and extensions (`CaOptions`).
- * - `bad.*`: ready-made bad SVIDs for spec/spiffe.md §8, one builder per row (1–9, 12, 15, 27).
+ * - `bad.*`: ready-made bad SVIDs for docs/spiffe.md §8, one builder per row (1–9, 12, 15, 27).
  *   Each returns a `TestSvid` chaining to this PKI's root, so the one defect is the only reason
  *   for rejection.
  *
@@ -140,11 +140,11 @@ export interface TestPki {
   bundles(...others: TestPki[]): X509Bundles;
   issue(id: string, options?: LeafOptions): Promise<TestSvid>;
   issueIntermediate(options?: CaOptions): Promise<Authority>;
-  /** One builder per hostile row of spec/spiffe.md §8. */
+  /** One builder per hostile row of docs/spiffe.md §8. */
   readonly bad: BadSvids;
 }
 
-/** Ready-made bad SVIDs (spec/spiffe.md §8); each chains to the PKI's root. */
+/** Ready-made bad SVIDs (docs/spiffe.md §8); each chains to the PKI's root. */
 export interface BadSvids {
   /** Row 1: two URI SANs. */
   twoUriSans(): Promise<TestSvid>;

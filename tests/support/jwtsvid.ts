@@ -1,5 +1,5 @@
 /**
- * JWT-SVID validation (spec/spiffe.md §6; hostile rows 44–46 of §8), portable: Web APIs and `jose`.
+ * JWT-SVID validation (docs/spiffe.md §6; hostile rows 44–46 of §8), portable: Web APIs and `jose`.
  *
  * Parked here, outside src/, while nothing in production validates JWT-SVIDs: it returns to
  * src/core/spiffe/ together with its first caller (JWT-SVID authentication). Its suite,
@@ -37,7 +37,7 @@ import { fromBase64, utf8 } from '../../src/core/bytes.ts';
 import { isSpikeError, SpikeError } from '../../src/core/errors.ts';
 import { parseSpiffeId } from '../../src/core/spiffe/id.ts';
 
-/** The JWS algorithms a JWT-SVID may use (spec/spiffe.md §6); everything else is refused. */
+/** The JWS algorithms a JWT-SVID may use (docs/spiffe.md §6); everything else is refused. */
 export const JWT_SVID_ALGORITHMS: readonly string[] = Object.freeze([
   'RS256',
   'RS384',
@@ -50,9 +50,9 @@ export const JWT_SVID_ALGORITHMS: readonly string[] = Object.freeze([
   'PS512',
 ]);
 
-/** Default leeway for `exp`, `nbf` and `iat`, in seconds (spec/spiffe.md §6). */
+/** Default leeway for `exp`, `nbf` and `iat`, in seconds (docs/spiffe.md §6). */
 export const DEFAULT_JWT_CLOCK_TOLERANCE_SECONDS = 30;
-/** Largest accepted leeway, in seconds (spec/spiffe.md §6: 30–60 s). */
+/** Largest accepted leeway, in seconds (docs/spiffe.md §6: 30–60 s). */
 export const MAX_JWT_CLOCK_TOLERANCE_SECONDS = 60;
 
 /**
@@ -111,7 +111,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 /**
  * Parses a JWKS (the Workload API's `FetchJWTBundles` value, or a SPIFFE federation bundle) into a
- * {@link JwtBundle} (spec/spiffe.md §6, §8 row 46).
+ * {@link JwtBundle} (docs/spiffe.md §6, §8 row 46).
  *
  * Keys with `use` absent, `sig` or `jwt-svid` are JWT authorities; `x509-svid` keys (X.509 CAs)
  * and any other `use` are dropped, and so are key types no JWT-SVID algorithm can use (only RSA
@@ -247,7 +247,7 @@ function fromJose(error: unknown, audience: string): SpikeError {
 }
 
 /**
- * Validates a JWT-SVID against the JWT bundle of its subject's trust domain (spec/spiffe.md §6,
+ * Validates a JWT-SVID against the JWT bundle of its subject's trust domain (docs/spiffe.md §6,
  * §8 rows 44–46). See the module comment for the exact rules.
  *
  * @param token JWS compact serialisation, e.g. from `authorization: Bearer <token>`.

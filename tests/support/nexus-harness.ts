@@ -6,7 +6,7 @@
  *
  * The root key is a fresh random key installed in the production `MutableRootKeyProvider`; there
  * are no Keepers and no key lifecycle, so the break-glass routes answer as the app defines them
- * without an operator (spike-api.md §9): recover and restore need a real deployment with
+ * without an operator (docs/spike-api.md §9): recover and restore need a real deployment with
  * Keepers (tests/support/cluster.ts, used by tests/cli-cluster.test.ts).
  */
 import fs from 'node:fs';

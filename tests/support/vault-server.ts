@@ -23,7 +23,8 @@ import { createNexusApp } from '../../src/nexus/app.ts';
 import { MutableRootKeyProvider } from '../../src/nexus/root-key/providers.ts';
 import { type NexusStore, openStore } from '../../src/nexus/store/index.ts';
 import { createVaultApp } from '../../src/nexus/vault/app.ts';
-import { createMtlsServer, type MtlsServer, toPem } from '../../src/runtime/tls/server.ts';
+import { toPem } from '../../src/runtime/tls/material.ts';
+import { createMtlsServer, type MtlsServer } from '../../src/runtime/tls/server.ts';
 import { createX509Source } from '../../src/runtime/workload/client.ts';
 
 const TD = 'spike.ist';

@@ -1,5 +1,5 @@
 /**
- * Workload API test double (spec/spiffe.md §7), in two modes.
+ * Workload API test double (docs/spiffe.md §7), in two modes.
  *
  * 1. `startWorkloadDouble()`: an independent gRPC implementation, @grpc/grpc-js + proto-loader with
  *    `tests/support/proto/workload.proto`, on a temporary unix socket. It behaves like SPIRE, not

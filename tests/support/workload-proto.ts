@@ -1,5 +1,5 @@
 /**
- * The server side of the JWT Workload API messages (spec/spiffe.md §1.2), for the tests that play
+ * The server side of the JWT Workload API messages (docs/spiffe.md §1.2), for the tests that play
  * the Workload API. Clients use src/core/workload/proto.ts; the X.509 side is in
  * src/dev/workload-proto.ts.
  */

@@ -1,5 +1,5 @@
 /**
- * The one table from `SpikeError` codes to HTTP answers (STYLE.md rule 6; spike-api.md §3 table,
+ * The one table from `SpikeError` codes to HTTP answers (docs/style.md rule 6; docs/spike-api.md §3 table,
  * §8, §9), read by both ends of the wire: Nexus and the Keeper answer with it, the SDK maps an
  * answer back to a code with it.
  *
@@ -141,7 +141,7 @@ export function streamTextOf(code: SpikeErrorCode): string | undefined {
   return ERROR_TABLE[code].streamText;
 }
 
-/** What a status alone means to a client (spike-api.md §3 "SDK reaction"). */
+/** What a status alone means to a client (docs/spike-api.md §3 "SDK reaction"). */
 function clientCodeForStatus(status: number): SpikeErrorCode {
   for (const code of [
     'api_bad_request',

@@ -1,5 +1,5 @@
 /**
- * The routes of the SPIKE v1 API (spike-api.md §4, §8, §9, §12): every path and `action` Nexus
+ * The routes of the SPIKE v1 API (docs/spike-api.md §4, §8, §9, §12): every path and `action` Nexus
  * and the Keeper serve, with the request struct each decodes, the zero-valued body its errors
  * carry and the response schema of its 200 answer. Servers dispatch on this table and clients
  * build their URLs from it, so a route string is spelled here only.

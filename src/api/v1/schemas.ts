@@ -1,5 +1,5 @@
 /**
- * Request and response shapes of the SPIKE v1 API (spike-api.md §4, §8, §9) as TypeBox schemas.
+ * Request and response shapes of the SPIKE v1 API (docs/spike-api.md §4, §8, §9) as TypeBox schemas.
  *
  * Requests are Go structs on the server: Nexus and the Keeper decode them with Go
  * `encoding/json` semantics (src/core/http/go-json.ts: case-insensitive keys, later duplicates
@@ -73,7 +73,7 @@ export function requestSchemaOf(schema: GoJsonSchema): TObject {
   return Type.Object(properties, { additionalProperties: true });
 }
 
-// ---- responses (spike-api.md §4 "200 bodies") ----------------------------------------------
+// ---- responses (docs/spike-api.md §4 "200 bodies") ----------------------------------------------
 
 const Time = Type.String({ format: 'date-time' });
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
@@ -152,7 +152,7 @@ export const VerifyResponse = Type.Object({ hash: Type.String(), err: Err });
 /** A response body without its `err` field. */
 type Body<T extends TSchema> = Omit<Static<T>, 'err'>;
 
-/** The zero-valued response objects of spike-api.md §4 ("Zero-valued error bodies"). */
+/** The zero-valued response objects of docs/spike-api.md §4 ("Zero-valued error bodies"). */
 export const ZERO = Object.freeze({
   empty: {} satisfies Body<typeof EmptyResponse>,
   secretGet: { data: null } satisfies Body<typeof SecretGetResponse>,

@@ -1,5 +1,5 @@
 /**
- * Encryption as a service: the formats of `/v1/cipher/*` (spec/spike-api.md §8).
+ * Encryption as a service: the formats of `/v1/cipher/*` (docs/spike-api.md §8).
  *
  * AES-256-GCM under the HKDF cipher key, 12-byte random nonce, 16-byte tag, no associated data,
  * format version 1. Stream mode carries `0x01 ‖ nonce ‖ ciphertext ‖ tag` in one body; JSON mode
@@ -19,7 +19,7 @@ import {
   randomNonce,
 } from './envelope.ts';
 
-/** The only cipher format version (spike-api.md §8). */
+/** The only cipher format version (docs/spike-api.md §8). */
 export const CIPHER_VERSION = ENVELOPE_VERSION;
 
 /** Encrypts for stream mode: returns `0x01 ‖ nonce(12) ‖ ciphertext ‖ tag(16)` (§8). */

@@ -1,8 +1,8 @@
 /**
- * Encryption at rest: one AES-256-GCM envelope per stored row (spec/spike-api.md §9).
+ * Encryption at rest: one AES-256-GCM envelope per stored row (docs/spike-api.md §9).
  *
  * Envelope layout: `0x01 ‖ nonce (12 bytes) ‖ ciphertext ‖ tag (16 bytes)`. The leading version
- * byte lets a later format coexist with this one (STYLE.md rule 9). Every envelope gets a fresh
+ * byte lets a later format coexist with this one (docs/style.md rule 9). Every envelope gets a fresh
  * random 96-bit nonce; with random nonces a key must be rotated before 2³² encryptions.
  *
  * Associated data binds a ciphertext to the row that holds it, so a ciphertext copied to another
@@ -67,7 +67,7 @@ export async function gcmDecrypt(
 
 /**
  * Encrypts `plaintext` under `key` (the storage key) bound to `aad`; returns the envelope
- * `0x01 ‖ nonce ‖ ciphertext ‖ tag` (spike-api.md §9).
+ * `0x01 ‖ nonce ‖ ciphertext ‖ tag` (docs/spike-api.md §9).
  */
 export async function seal(
   key: CryptoKey,
@@ -107,7 +107,7 @@ export async function open(
 
 const SEP = Uint8Array.of(0);
 
-/** Domain labels of the associated-data formats (spike-api.md §9, exact text). */
+/** Domain labels of the associated-data formats (docs/spike-api.md §9, exact text). */
 export const AAD_LABEL = {
   secret: 'spike/v1/secret',
   secretMeta: 'spike/v1/secret-meta',

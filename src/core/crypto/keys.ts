@@ -1,5 +1,5 @@
 /**
- * Purpose keys derived from the Nexus root key (spec/spike-api.md §9, ARCHITECTURE.md decision 7).
+ * Purpose keys derived from the Nexus root key (docs/spike-api.md §9, docs/architecture.md decision 7).
  *
  * One 32-byte root key never encrypts anything itself: HKDF-SHA-256 (IKM = root key, empty salt)
  * derives one AES-256-GCM key per purpose (`spike/v1/storage`, `spike/v1/cipher`,
@@ -12,10 +12,10 @@
 import { toHex, utf8 } from '../bytes.ts';
 import type { DerivedKeys } from '../ports.ts';
 
-/** Length of the root key in bytes (spike-api.md §9). */
+/** Length of the root key in bytes (docs/spike-api.md §9). */
 export const ROOT_KEY_LENGTH = 32;
 
-/** HKDF `info` strings and output lengths in bytes (spike-api.md §9, exact text). */
+/** HKDF `info` strings and output lengths in bytes (docs/spike-api.md §9, exact text). */
 export const KEY_INFO = {
   storage: { info: 'spike/v1/storage', length: 32 },
   cipher: { info: 'spike/v1/cipher', length: 32 },
@@ -72,7 +72,7 @@ async function deriveKcv(base: CryptoKey): Promise<string> {
 }
 
 /**
- * Derives the purpose keys and the KCV from a 32-byte root key (spike-api.md §9).
+ * Derives the purpose keys and the KCV from a 32-byte root key (docs/spike-api.md §9).
  *
  * The caller's array is neither kept nor modified: zero it when done. Throws `RangeError` for a
  * key that is not 32 bytes.
@@ -91,7 +91,7 @@ export async function deriveKeys(rootKey: Uint8Array): Promise<DerivedKeys> {
 
 /**
  * The key-check value of a root key: HKDF-SHA-256 with info `spike/v1/key-check`, 16 bytes, as
- * 32 lowercase hex characters (spike-api.md §9). Safe to store and log: it reveals nothing about
+ * 32 lowercase hex characters (docs/spike-api.md §9). Safe to store and log: it reveals nothing about
  * the key beyond letting a holder of the key recognise it.
  */
 export async function computeKcv(rootKey: Uint8Array): Promise<string> {

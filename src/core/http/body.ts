@@ -1,5 +1,5 @@
 /**
- * Reading a request body under a byte cap (spec/spike-api.md §12 "Limits"), without ever holding
+ * Reading a request body under a byte cap (docs/spike-api.md §12 "Limits"), without ever holding
  * more than the cap in memory.
  *
  * A declared `Content-Length` above the cap is refused before reading anything. Otherwise the body

@@ -1,6 +1,6 @@
 /**
  * Request bodies decoded the way Go's `encoding/json` decodes them into a struct
- * (spec/spike-api.md §3 "Request JSON"), so that every SPIKE client sees the same answers from
+ * (docs/spike-api.md §3 "Request JSON"), so that every SPIKE client sees the same answers from
  * us as from the Go Nexus.
  *
  * What differs from `JSON.parse`, and why it matters on the wire:

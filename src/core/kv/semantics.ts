@@ -1,5 +1,5 @@
 /**
- * The rules of versioned key-value secrets (spec/spike-api.md §6), as pure functions.
+ * The rules of versioned key-value secrets (docs/spike-api.md §6), as pure functions.
  *
  * Storage backends keep rows; these functions decide what the rows mean and how an operation
  * changes them: which version is current or oldest, which versions a delete, undelete or destroy
@@ -7,7 +7,7 @@
  * later the Vault-compatible API) share them, so the semantics are written and tested once.
  *
  * Times are epoch milliseconds. A version is *deleted* once its `deletedAt` is set and not in the
- * future (a future time is a scheduled deletion, vault-kv2.md §4.3); it is *live* when it is
+ * future (a future time is a scheduled deletion, docs/vault-kv2.md §4.3); it is *live* when it is
  * neither deleted nor destroyed. Version numbers are positive integers; anything else requested
  * by a caller simply matches nothing (§5).
  *
@@ -59,7 +59,7 @@ export function nextVersion(latestVersion: number): number {
 }
 
 /**
- * Effective max versions (vault-kv2.md §4.2): the larger of the key's and the mount's
+ * Effective max versions (docs/vault-kv2.md §4.2): the larger of the key's and the mount's
  * `max_versions`, or the configured default when both are 0 or unset.
  */
 export function effectiveMaxVersions(
@@ -173,7 +173,7 @@ export function planUndelete(
 /**
  * Destroy (§6, ours): the named versions (as for delete) that exist and are not yet destroyed
  * become destroyed; their data is to be erased by the caller. A destroyed version counts as
- * deleted (vault-kv2.md §4.1), so one that was not deleted gets `deletedAt = now`.
+ * deleted (docs/vault-kv2.md §4.1), so one that was not deleted gets `deletedAt = now`.
  */
 export function planDestroy(
   versions: readonly VersionState[],

@@ -1,5 +1,5 @@
 /**
- * The policy engine: who may do what on which path (spec/spike-api.md §7).
+ * The policy engine: who may do what on which path (docs/spike-api.md §7).
  *
  * Access for caller `id`, path `p` and wanted permissions `W`:
  * 1. superuser → allowed; lite workload → allowed only for the cipher check
@@ -10,7 +10,7 @@
  *    when `p` is reserved, and its permissions include `W` or `super`.
  * There are no deny rules and no ordering.
  *
- * Patterns run on `re2js` (Go RE2 syntax and semantics, linear time: ARCHITECTURE.md decision 9),
+ * Patterns run on `re2js` (Go RE2 syntax and semantics, linear time: docs/architecture.md decision 9),
  * so a hostile pattern such as `(a+)+$` cannot stall Nexus. Policies are compiled once and held in
  * an in-memory cache keyed by name, filled from the store on first use and updated on every upsert
  * and delete made through the engine, so an access check never reads the database [Ours: upstream
@@ -188,7 +188,7 @@ export interface PolicyEngine {
 }
 
 /**
- * Creates a policy engine over `store` (spike-api.md §7).
+ * Creates a policy engine over `store` (docs/spike-api.md §7).
  *
  * @param options.trustRoots trust domains per role, for the superuser and lite-workload rules.
  */

@@ -1,5 +1,5 @@
 /**
- * Field validation of the SPIKE v1 API (spec/spike-api.md §5): secret paths, names, value keys,
+ * Field validation of the SPIKE v1 API (docs/spike-api.md §5): secret paths, names, value keys,
  * policy patterns and permissions.
  *
  * The four regular expressions are upstream's exact text, evaluated with RE2 semantics through
@@ -15,10 +15,10 @@
 import { RE2JS } from 're2js';
 import { SpikeError } from '../errors.ts';
 
-/** Policy permissions (spike-api.md §5, §7); used by src/core/ports.ts and the SDK. */
+/** Policy permissions (docs/spike-api.md §5, §7); used by src/core/ports.ts and the SDK. */
 export type Permission = 'read' | 'write' | 'list' | 'execute' | 'super';
 
-/** Every permission, in the order of spike-api.md §5. */
+/** Every permission, in the order of docs/spike-api.md §5. */
 export const PERMISSIONS: readonly Permission[] = Object.freeze([
   'read',
   'write',
@@ -27,7 +27,7 @@ export const PERMISSIONS: readonly Permission[] = Object.freeze([
   'super',
 ]);
 
-/** A policy as written by a client, after validation (spike-api.md §7). */
+/** A policy as written by a client, after validation (docs/spike-api.md §7). */
 export interface PolicyInput {
   readonly name: string;
   readonly spiffeIdPattern: string;
@@ -43,7 +43,7 @@ export const VALIDATION_PATTERNS = Object.freeze({
   pathPattern: String.raw`^[a-zA-Z0-9._\-/^$()?+*|[\]{}\\]+$`,
 });
 
-/** Byte limits of spike-api.md §5. */
+/** Byte limits of docs/spike-api.md §5. */
 export const LIMITS = Object.freeze({
   secretPathBytes: 500,
   nameBytes: 250,
@@ -86,7 +86,7 @@ function lengthWithin(s: string, min: number, max: number): boolean {
   return n >= min && n <= max;
 }
 
-/** True when `path` is a valid secret path: `path` regex, 1–500 bytes (spike-api.md §5). */
+/** True when `path` is a valid secret path: `path` regex, 1–500 bytes (docs/spike-api.md §5). */
 export function isValidSecretPath(path: string): boolean {
   return lengthWithin(path, 1, LIMITS.secretPathBytes) && PATH_RE.test(path);
 }
@@ -177,7 +177,7 @@ export function validatePermissions(permissions: readonly string[] | null): Perm
 }
 
 /**
- * Validates a policy as sent by a client (`/v1/acl/policy`, spike-api.md §4, §5). The
+ * Validates a policy as sent by a client (`/v1/acl/policy`, docs/spike-api.md §4, §5). The
  * reserved-path rule of §7 is the policy engine's (`compilePolicy`), since it needs the compiled
  * patterns.
  *

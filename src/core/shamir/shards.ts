@@ -1,13 +1,13 @@
 /**
  * Shamir custody of the root key: shard envelopes, recovery lines and the restore collector
- * (spec/spike-api.md §9 "Shamir", "Shard envelope", "Restore"; §11 "Recovery file").
+ * (docs/spike-api.md §9 "Shamir", "Shard envelope", "Restore"; §11 "Recovery file").
  *
  * Shares come from `shamir-secret-sharing` over GF(256): a 32-byte key gives 33-byte shares, the
  * 32 y-bytes then the x-coordinate (1–255). Its split is randomised, so every split is tagged with
  * a fresh 16-byte generation id and every share travels in a versioned envelope carrying its
  * index, the generation and the key-check value (KCV) of the key. Shares of different generations
  * are never combined, and a reconstructed key is returned only after its KCV matches
- * (ARCHITECTURE.md decision 8).
+ * (docs/architecture.md decision 8).
  *
  * Invariants kept here: shard bytes and keys never appear in an error message; intermediate
  * buffers (decoded shares, rejected keys) are zeroed once used. Hex strings cannot be wiped by
@@ -18,13 +18,13 @@ import { equalBytes, fromHex, toHex, utf8, zero } from '../bytes.ts';
 import { computeKcv, ROOT_KEY_LENGTH } from '../crypto/keys.ts';
 import { SpikeError } from '../errors.ts';
 
-/** Shard envelope format version (spike-api.md §9). */
+/** Shard envelope format version (docs/spike-api.md §9). */
 export const SHARD_ENVELOPE_VERSION = 1;
-/** Highest share count and index GF(256) allows (spike-api.md §9: 2 ≤ t ≤ n ≤ 255). */
+/** Highest share count and index GF(256) allows (docs/spike-api.md §9: 2 ≤ t ≤ n ≤ 255). */
 export const MAX_SHARES = 255;
 
 /**
- * One share on the wire, in recovery files and in Nexus memory (spike-api.md §9 table
+ * One share on the wire, in recovery files and in Nexus memory (docs/spike-api.md §9 table
  * "Shard envelope"). All hex is lowercase.
  */
 export interface ShardEnvelope {
@@ -54,7 +54,7 @@ function kcvEquals(a: string, b: string): boolean {
 
 /**
  * Splits a 32-byte root key into `n` shares, any `t` of which reconstruct it, under a freshly
- * minted generation id (spike-api.md §9 "Shamir", "Lifecycle"). Envelope `i` (1..n) goes to the
+ * minted generation id (docs/spike-api.md §9 "Shamir", "Lifecycle"). Envelope `i` (1..n) goes to the
  * i-th Keeper. `kcv`, when given, must be the key's KCV (a mismatch is a programming error);
  * when omitted it is computed.
  *
@@ -128,7 +128,7 @@ function decodeShare(hex: string): Uint8Array {
 }
 
 /**
- * Parses a shard envelope from decoded JSON (spike-api.md §9 "Shard envelope"), with Go's key
+ * Parses a shard envelope from decoded JSON (docs/spike-api.md §9 "Shard envelope"), with Go's key
  * matching (exact, else case-insensitive; unknown keys ignored) and exact types: `version` 1,
  * `index` an integer 1..255, `generation` and `kcv` 32 lowercase hex, `shard` 66 lowercase hex
  * whose 32 y-bytes are not all zero and whose x-coordinate is not 0.
@@ -170,7 +170,7 @@ export function parseShardEnvelope(json: unknown): ShardEnvelope {
 }
 
 /**
- * Groups envelopes by generation, in order of first appearance (spike-api.md §9 "Lifecycle":
+ * Groups envelopes by generation, in order of first appearance (docs/spike-api.md §9 "Lifecycle":
  * recovery combines the newest generation with at least t shares; the caller knows which is
  * newest, e.g. from the order Keepers answer `[current, previous]`).
  */
@@ -187,7 +187,7 @@ export function groupByGeneration(
 }
 
 /**
- * Reconstructs the root key from envelopes of one generation and verifies it (spike-api.md §9
+ * Reconstructs the root key from envelopes of one generation and verifies it (docs/spike-api.md §9
  * "Lifecycle", "Restore"): the key is returned only if its recomputed KCV equals the envelopes'
  * `kcv` and, when given, `expectedKcv` (the stored KCV). Duplicate envelopes of one index are
  * ignored. All valid shares given are used (more than `t` is fine). The caller owns and zeroes
@@ -262,7 +262,7 @@ const RECOVERY_LINE =
   /^spike-recovery:1:([1-9][0-9]{0,2}):([0-9a-f]{32}):([0-9a-f]{32}):([0-9a-f]{66})$/;
 
 /**
- * Formats an envelope as a recovery-file line, without a newline (spike-api.md §11
+ * Formats an envelope as a recovery-file line, without a newline (docs/spike-api.md §11
  * "Recovery file"): `spike-recovery:1:<index>:<generation>:<kcv>:<shard>`.
  *
  * @throws SpikeError `api_bad_request` when the envelope is invalid.
@@ -273,7 +273,7 @@ export function formatRecoveryLine(envelope: ShardEnvelope): string {
 }
 
 /**
- * Parses one recovery-file line (spike-api.md §11 grammar; index ≤ 255; shard rules of §9). The
+ * Parses one recovery-file line (docs/spike-api.md §11 grammar; index ≤ 255; shard rules of §9). The
  * line is taken as is: trimming user input is the caller's business. Upstream `spike:<id>:<hex>`
  * lines and every other form are rejected with one message.
  *
@@ -297,7 +297,7 @@ export function parseRecoveryLine(line: string): ShardEnvelope {
   }
 }
 
-/** Progress of an operator restore: the `/v1/operator/restore` 200 body (spike-api.md §9). */
+/** Progress of an operator restore: the `/v1/operator/restore` 200 body (docs/spike-api.md §9). */
 export interface RestoreStatus {
   readonly collected: number;
   readonly remaining: number;
@@ -313,7 +313,7 @@ export interface RestoreStep {
 }
 
 /**
- * Collects operator restore shards one call at a time (spike-api.md §9 table "Restore"): the
+ * Collects operator restore shards one call at a time (docs/spike-api.md §9 table "Restore"): the
  * first envelope fixes the generation and KCV; a later one that differs is refused with the set
  * unchanged; a repeated index changes nothing; at `t` shards the key is combined and verified
  * against the envelopes' KCV and the stored KCV. Success or failure, the collected shares are

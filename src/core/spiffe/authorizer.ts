@@ -1,6 +1,6 @@
 /**
  * Authorizers: decide whether an already validated peer SPIFFE ID may talk to us
- * (spec/spiffe.md §5, after go-spiffe's `tlsconfig` authorizers).
+ * (docs/spiffe.md §5, after go-spiffe's `tlsconfig` authorizers).
  *
  * An authorizer runs only after the peer's X.509-SVID chain has been verified
  * (`verifyPeerX509Svid`), on the ID re-read from that leaf. It returns nothing when the ID is
@@ -18,13 +18,13 @@ function unexpectedId(id: SpiffeId): SpikeError {
   return new SpikeError('svid_unauthorized', `unexpected ID "${id.toString()}"`);
 }
 
-/** `AuthorizeAny()`: any validated ID (spec/spiffe.md §5). */
+/** `AuthorizeAny()`: any validated ID (docs/spiffe.md §5). */
 export function authorizeAny(): Authorizer {
   return () => {};
 }
 
 /**
- * `AuthorizeID(id)`: exactly this ID, byte equality after strict parsing (spec/spiffe.md §3 rule
+ * `AuthorizeID(id)`: exactly this ID, byte equality after strict parsing (docs/spiffe.md §3 rule
  * 14, §5). Error: `unexpected ID "spiffe://…"`.
  *
  * @throws SpikeError `spiffe_invalid_id` at construction when `expected` is not a valid ID.
@@ -37,7 +37,7 @@ export function authorizeId(expected: string): Authorizer {
 }
 
 /**
- * `AuthorizeOneOf(ids…)`: any of these IDs (spec/spiffe.md §5). Error: `unexpected ID "…"`.
+ * `AuthorizeOneOf(ids…)`: any of these IDs (docs/spiffe.md §5). Error: `unexpected ID "…"`.
  *
  * @throws SpikeError `spiffe_invalid_id` at construction when one of `ids` is not a valid ID.
  */
@@ -50,7 +50,7 @@ export function authorizeOneOf(...ids: string[]): Authorizer {
 
 /**
  * `AuthorizeMemberOf(td)`: any ID of this trust domain, given as `td` or `spiffe://td`
- * (spec/spiffe.md §5). Error: `unexpected trust domain "td"` naming the peer's trust domain.
+ * (docs/spiffe.md §5). Error: `unexpected trust domain "td"` naming the peer's trust domain.
  *
  * @throws SpikeError `spiffe_invalid_trust_domain` at construction.
  */
@@ -64,7 +64,7 @@ export function authorizeMemberOf(trustDomain: string): Authorizer {
 }
 
 /**
- * `AdaptMatcher(m)`: any predicate, e.g. a SPIKE role match (spike-api.md §1). `description`
+ * `AdaptMatcher(m)`: any predicate, e.g. a SPIKE role match (docs/spike-api.md §1). `description`
  * names what was expected and appears in the error: `unexpected ID "…": expected <description>`.
  */
 export function authorizeMatching(

@@ -1,5 +1,5 @@
 /**
- * A strict DER TLV walker for concatenated certificates (spec/spiffe.md §4 "Split", §8 row 17).
+ * A strict DER TLV walker for concatenated certificates (docs/spiffe.md §4 "Split", §8 row 17).
  *
  * The Workload API sends `x509_svid` and `bundle` as certificates concatenated in DER. Runtime
  * parsers silently read only the first certificate of such a buffer, so we split it ourselves and
@@ -69,7 +69,7 @@ export function readDerElement(
 }
 
 /**
- * Splits concatenated DER certificates (spec/spiffe.md §4, §8 rows 16–17). Empty input gives an
+ * Splits concatenated DER certificates (docs/spiffe.md §4, §8 rows 16–17). Empty input gives an
  * empty list (an empty bundle has zero roots, row 21). Each returned array is a copy.
  *
  * @throws SpikeError `svid_invalid` on PEM, non-SEQUENCE elements, indefinite or non-minimal

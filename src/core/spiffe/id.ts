@@ -1,5 +1,5 @@
 /**
- * SPIFFE IDs and trust domains (spec/spiffe.md §3), parsed byte by byte.
+ * SPIFFE IDs and trust domains (docs/spiffe.md §3), parsed byte by byte.
  *
  * A SPIFFE ID is `spiffe://<trust-domain><path>`. The parser walks the string one code unit at a
  * time and accepts only the exact grammar of the SPIFFE standard as go-spiffe enforces it: lower
@@ -13,9 +13,9 @@
  */
 import { SpikeError } from '../errors.ts';
 
-/** Longest accepted SPIFFE ID, in bytes (spec/spiffe.md §3 rule 12). */
+/** Longest accepted SPIFFE ID, in bytes (docs/spiffe.md §3 rule 12). */
 export const MAX_SPIFFE_ID_LENGTH = 2048;
-/** Longest accepted trust domain name, in bytes (spec/spiffe.md §3 rule 12). */
+/** Longest accepted trust domain name, in bytes (docs/spiffe.md §3 rule 12). */
 export const MAX_TRUST_DOMAIN_LENGTH = 255;
 
 const SCHEME = 'spiffe://';
@@ -105,7 +105,7 @@ function invalidId(reason: string): SpikeError {
 }
 
 /**
- * Parses a SPIFFE ID strictly (spec/spiffe.md §3 rules 1–12).
+ * Parses a SPIFFE ID strictly (docs/spiffe.md §3 rules 1–12).
  *
  * @throws SpikeError `spiffe_invalid_id` with go-spiffe's message (e.g. `path cannot contain dot
  *   segments`); the message never contains the input.
@@ -128,7 +128,7 @@ export function parseSpiffeId(value: string): SpiffeId {
   return makeId(trustDomain, path);
 }
 
-/** True when `value` is a valid SPIFFE ID (spec/spiffe.md §3). */
+/** True when `value` is a valid SPIFFE ID (docs/spiffe.md §3). */
 export function isSpiffeId(value: string): boolean {
   try {
     parseSpiffeId(value);
@@ -140,7 +140,7 @@ export function isSpiffeId(value: string): boolean {
 
 /**
  * Parses a trust domain given as a bare name (`example.org`) or as the trust domain's own ID
- * (`spiffe://example.org`), the two forms go-spiffe accepts (spec/spiffe.md §8 row 22). Anything
+ * (`spiffe://example.org`), the two forms go-spiffe accepts (docs/spiffe.md §8 row 22). Anything
  * else, including an ID with a path, is rejected.
  *
  * @throws SpikeError `spiffe_invalid_trust_domain`
@@ -157,7 +157,7 @@ export function parseTrustDomain(value: string): string {
 }
 
 /**
- * Builds `spiffe://<trustDomain><path>` after validating both parts (spec/spiffe.md §3).
+ * Builds `spiffe://<trustDomain><path>` after validating both parts (docs/spiffe.md §3).
  * `trustDomain` is a bare name; `path` is `''` or starts with `/`.
  *
  * @throws SpikeError `spiffe_invalid_trust_domain` or `spiffe_invalid_id`
@@ -186,7 +186,7 @@ function parseSpiffeIdOrUndefined(value: string): SpiffeId | undefined {
 }
 
 /**
- * Byte equality after strict parsing (spec/spiffe.md §3 rule 14). An invalid ID equals nothing,
+ * Byte equality after strict parsing (docs/spiffe.md §3 rule 14). An invalid ID equals nothing,
  * not even itself.
  */
 export function spiffeIdEquals(a: SpiffeId | string, b: SpiffeId | string): boolean {
@@ -197,7 +197,7 @@ export function spiffeIdEquals(a: SpiffeId | string, b: SpiffeId | string): bool
 
 /**
  * True when `id` (strictly parsed) belongs to `trustDomain` (a bare name or `spiffe://name`):
- * trust-domain equality (spec/spiffe.md §3 rule 14). Invalid input is never a member.
+ * trust-domain equality (docs/spiffe.md §3 rule 14). Invalid input is never a member.
  */
 export function isMemberOf(id: SpiffeId | string, trustDomain: string): boolean {
   const parsed = toId(id);

@@ -1,5 +1,5 @@
 /**
- * Shared SPIFFE types of the portable core (spec/spiffe.md §1.2, §1.5, §4).
+ * Shared SPIFFE types of the portable core (docs/spiffe.md §1.2, §1.5, §4).
  *
  * Certificates travel as DER bytes; keys as unencrypted PKCS#8 DER. Trust domains are keyed by
  * their bare name (`example.org`, never `spiffe://example.org`).

@@ -1,7 +1,7 @@
 /**
- * Certificate decoding for X.509-SVID validation (spec/spiffe.md §4): framing checks, the
+ * Certificate decoding for X.509-SVID validation (docs/spiffe.md §4): framing checks, the
  * signature algorithms we accept, and the parsed form (`Cert`) that ./x509svid.ts applies the
- * SPIFFE rules to. Decoded by @peculiar/asn1-x509 (ARCHITECTURE.md decision 6); parsing is cached
+ * SPIFFE rules to. Decoded by @peculiar/asn1-x509 (docs/architecture.md decision 6); parsing is cached
  * by exact DER bytes, while every trust, signature and time decision is made in ./x509svid.ts.
  *
  * Portable: Web APIs only.

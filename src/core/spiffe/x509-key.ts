@@ -1,5 +1,5 @@
 /**
- * Private key checks for our own X.509-SVID (spec/spiffe.md §4): the key from the Workload API
+ * Private key checks for our own X.509-SVID (docs/spiffe.md §4): the key from the Workload API
  * must be an unencrypted PKCS#8 key of a supported algorithm that matches the leaf's public key.
  * Used by ./x509svid.ts `validateOwnX509Svid`.
  *

@@ -1,5 +1,5 @@
 /**
- * X.509-SVID validation for our own SVIDs (Workload API) and for peers (mTLS), spec/spiffe.md §4.
+ * X.509-SVID validation for our own SVIDs (Workload API) and for peers (mTLS), docs/spiffe.md §4.
  *
  * We apply the union of go-spiffe's `x509svid.ParseRaw` (own SVID) and `x509svid.Verify` (peer)
  * to both, plus the SPIFFE X509-SVID profile:
@@ -18,7 +18,7 @@
  * - leaves and intermediates must be signed with ECDSA, RSA PKCS#1 v1.5 or RSASSA-PSS over
  *   SHA-256/384/512, or Ed25519 (as Go: no SHA-1, no MD5).
  *
- * Certificates are decoded by @peculiar/asn1-x509 (the RFC 5280 ASN.1 schema, ARCHITECTURE.md
+ * Certificates are decoded by @peculiar/asn1-x509 (the RFC 5280 ASN.1 schema, docs/architecture.md
  * decision 6) and signatures checked with Web Crypto directly, so this file runs unchanged on Bun,
  * Deno and edge runtimes. We deliberately avoid @peculiar/x509 here: it pulls in a DI container
  * and the CMS/PKCS#12/CSR schemas (~8 MB resident), which every Keeper would carry for nothing.
@@ -45,7 +45,7 @@ import {
 } from './x509-cert.ts';
 import { CURVES, checkPrivateKey, KEY_OIDS, readSpkiAlgorithm } from './x509-key.ts';
 
-/** The leaf rules of spec/spiffe.md §4; returns the leaf's SPIFFE ID. */
+/** The leaf rules of docs/spiffe.md §4; returns the leaf's SPIFFE ID. */
 function checkLeaf(leaf: Cert): SpiffeId {
   const uris = leaf.san?.uris ?? [];
   if (uris.length === 0) throw invalid('certificate contains no URI SAN');
@@ -88,7 +88,7 @@ function checkLeaf(leaf: Cert): SpiffeId {
 }
 
 /**
- * The synchronous part of the leaf rules (spec/spiffe.md §4) on one DER certificate, for places
+ * The synchronous part of the leaf rules (docs/spiffe.md §4) on one DER certificate, for places
  * that cannot wait for a promise (a TLS client's `checkServerIdentity`). It checks no signature
  * or chain: callers must still run {@link verifyPeerX509Svid} before trusting the peer.
  *
@@ -100,7 +100,7 @@ export function inspectLeafCertificate(der: Uint8Array): { id: SpiffeId; serial:
   return { id: checkLeaf(leaf), serial: leaf.serial };
 }
 
-/** The signing-certificate rules of spec/spiffe.md §4, for an intermediate from the chain. */
+/** The signing-certificate rules of docs/spiffe.md §4, for an intermediate from the chain. */
 function checkIntermediate(cert: Cert): void {
   if (cert.ca?.ca !== true) throw invalid('signing certificate must have CA flag set to true');
   if (cert.keyUsage === undefined || (cert.keyUsage.usages & KU.keyCertSign) === 0) {
@@ -276,7 +276,7 @@ function parseChain(ders: readonly Uint8Array[]): Cert[] {
 
 /**
  * Splits and checks a Workload API `bundle` field: concatenated DER root certificates
- * (spec/spiffe.md §4 "Split", §8 rows 16, 17, 21). Empty bytes give zero roots, which is allowed
+ * (docs/spiffe.md §4 "Split", §8 rows 16, 17, 21). Empty bytes give zero roots, which is allowed
  * and lets nothing verify.
  *
  * @throws SpikeError `svid_invalid` if the framing is not strict DER or an element is not an
@@ -289,7 +289,7 @@ export function parseX509Bundle(bytes: Uint8Array): Uint8Array[] {
 }
 
 /**
- * Validates our own X.509-SVID from a Workload API `X509SVID` message (spec/spiffe.md §4, "Own
+ * Validates our own X.509-SVID from a Workload API `X509SVID` message (docs/spiffe.md §4, "Own
  * SVID" column; §8 rows 1–18, 21, 27): strict DER split, leaf and intermediate rules, `spiffeId`
  * equal to the URI SAN, unencrypted PKCS#8 DER key matching the leaf, chain to a root of the leaf
  * trust domain's bundle, validity at `now` with no skew.
@@ -319,8 +319,8 @@ export async function validateOwnX509Svid(
 }
 
 /**
- * Validates a peer's certificate chain from a TLS handshake (spec/spiffe.md §4, "Peer" column;
- * §5; spike-api.md §2) and returns the leaf's SPIFFE ID. The chain is leaf first; it may end with
+ * Validates a peer's certificate chain from a TLS handshake (docs/spiffe.md §4, "Peer" column;
+ * §5; docs/spike-api.md §2) and returns the leaf's SPIFFE ID. The chain is leaf first; it may end with
  * the root, which must then be byte-identical to a root of the leaf trust domain's bundle (§8
  * row 10).
  *

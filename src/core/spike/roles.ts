@@ -1,11 +1,11 @@
 /**
  * SPIKE roles: which SPIFFE IDs are Nexus, Keepers, Bootstrap and the Pilot operator roles
- * (spike-api.md §1), and the wire-level peer ID re-check (spike-api.md §2).
+ * (docs/spike-api.md §1), and the wire-level peer ID re-check (docs/spike-api.md §2).
  *
  * A role is a path under each trust domain of its trust-root variable (`SPIKE_TRUST_ROOT_*`,
  * comma-separated, default `spike.ist`). An ID has the role when it equals `spiffe://td<path>` or
  * starts with `spiffe://td<path>/` (so `/spike/nexus/instance-1` is Nexus, `/spike/nexu` is not).
- * Matching happens only on strictly parsed IDs (spec/spiffe.md §3); anything that fails the parse
+ * Matching happens only on strictly parsed IDs (docs/spiffe.md §3); anything that fails the parse
  * has no role at all. Any valid ID without a role is a plain workload, governed by policies.
  * Parses are remembered per string (bounded), as role checks run on every request for the same
  * few callers.
@@ -13,7 +13,7 @@
 import { SpikeError } from '../errors.ts';
 import { parseSpiffeId, parseTrustDomain } from '../spiffe/id.ts';
 
-/** The roles of spike-api.md §1. */
+/** The roles of docs/spike-api.md §1. */
 export type SpikeRole =
   | 'nexus'
   | 'keeper'
@@ -23,7 +23,7 @@ export type SpikeRole =
   | 'restore'
   | 'lite-workload';
 
-/** SPIFFE ID path of each role, under every trust domain of its trust root (spike-api.md §1). */
+/** SPIFFE ID path of each role, under every trust domain of its trust root (docs/spike-api.md §1). */
 export const ROLE_PATHS = {
   nexus: '/spike/nexus',
   keeper: '/spike/keeper',
@@ -47,7 +47,7 @@ const ROLE_PREFIXES = Object.freeze(
   >,
 );
 
-/** The trust domain used when a trust-root variable is unset or empty (spike-api.md §1). */
+/** The trust domain used when a trust-root variable is unset or empty (docs/spike-api.md §1). */
 export const DEFAULT_TRUST_ROOT = 'spike.ist';
 
 /** Parse results remembered per string; past this a memo starts over (bounded RAM). */
@@ -98,7 +98,7 @@ function trustDomainName(td: string): string | null {
 }
 
 /**
- * True when `id` has `role` under one of `trustDomains` (spike-api.md §1 "Role match"): the ID
+ * True when `id` has `role` under one of `trustDomains` (docs/spike-api.md §1 "Role match"): the ID
  * equals `spiffe://td<path>` or starts with `spiffe://td<path>/`. An invalid ID, or an invalid
  * trust domain entry, never matches.
  */
@@ -115,7 +115,7 @@ export function hasRole(id: string, role: SpikeRole, trustDomains: readonly stri
 
 /**
  * The SPIKE role of `id` given each role's trust roots, or `'workload'` when it has none
- * (spike-api.md §1). Invalid IDs are `'workload'` too: callers reject them earlier (§2 re-check).
+ * (docs/spike-api.md §1). Invalid IDs are `'workload'` too: callers reject them earlier (§2 re-check).
  */
 export function roleOf(
   id: string,
@@ -129,7 +129,7 @@ export function roleOf(
 
 /**
  * Parses a trust-root variable (`SPIKE_TRUST_ROOT_*`): comma-separated trust domain names, each
- * trimmed; empty entries are skipped; unset or empty gives `['spike.ist']` (spike-api.md §1).
+ * trimmed; empty entries are skipped; unset or empty gives `['spike.ist']` (docs/spike-api.md §1).
  *
  * @throws SpikeError `config_invalid` when an entry is not a valid trust domain name.
  */
@@ -150,11 +150,11 @@ export function parseTrustRoots(value: string | undefined): string[] {
   return out.length === 0 ? [DEFAULT_TRUST_ROOT] : out;
 }
 
-// spike-api.md §2: trust domain without `_`, path segments from the SPIFFE path alphabet.
+// docs/spike-api.md §2: trust domain without `_`, path segments from the SPIFFE path alphabet.
 const WIRE_PEER_ID = /^spiffe:\/\/[a-zA-Z0-9.-]+(\/[a-zA-Z0-9._-]+)*$/;
 
 /**
- * The peer ID re-check of spike-api.md §2 (`^spiffe://[a-zA-Z0-9.-]+(/[a-zA-Z0-9._-]+)*$`; a
+ * The peer ID re-check of docs/spike-api.md §2 (`^spiffe://[a-zA-Z0-9.-]+(/[a-zA-Z0-9._-]+)*$`; a
  * failure answers 401). It runs in addition to the strict parse, never instead of it.
  */
 export function isWirePeerId(id: string): boolean {

@@ -1,5 +1,5 @@
 /**
- * Workload API endpoint addresses (`SPIFFE_ENDPOINT_SOCKET`, spec/spiffe.md §2;
+ * Workload API endpoint addresses (`SPIFFE_ENDPOINT_SOCKET`, docs/spiffe.md §2;
  * `SPIFFE_Workload_Endpoint.md`).
  *
  * An address is an RFC 3986 URI with scheme `unix` (an absolute socket path, no authority) or
@@ -132,7 +132,7 @@ function parseTcp(rest: string): EndpointAddress {
 }
 
 /**
- * Parses a Workload API endpoint address (spec/spiffe.md §2): `unix:///abs/path`, `unix:/abs/path`
+ * Parses a Workload API endpoint address (docs/spiffe.md §2): `unix:///abs/path`, `unix:/abs/path`
  * (path percent-decoded) or `tcp://<IP>:<port>`.
  *
  * @throws SpikeError `spiffe_invalid_address`; the message names the rule, not the value.

@@ -1,5 +1,5 @@
 /**
- * gRPC Length-Prefixed-Message framing (spec/spiffe.md §1.6; gRPC `doc/PROTOCOL-HTTP2.md`).
+ * gRPC Length-Prefixed-Message framing (docs/spiffe.md §1.6; gRPC `doc/PROTOCOL-HTTP2.md`).
  *
  * Each message is a 1-byte compressed flag, a 4-byte big-endian length and the protobuf bytes.
  * HTTP/2 DATA frames do not align with messages, so the decoder is incremental: push chunks as

@@ -1,5 +1,5 @@
 /**
- * The Workload API messages a client uses (spec/spiffe.md §1.2): decoders for the responses and
+ * The Workload API messages a client uses (docs/spiffe.md §1.2): decoders for the responses and
  * the encoder of the one request with a body, on the wire primitives of ./protobuf.ts (which
  * states the decoder rules). The server side lives with its users: src/dev/workload-proto.ts
  * (development issuer) and tests/support/workload-proto.ts (Workload API test double).
@@ -95,7 +95,7 @@ function decodeX509Svid(buf: Uint8Array): X509SvidMessage {
 }
 
 /**
- * Decodes an `X509SVIDResponse` (spec/spiffe.md §1.2). Semantic checks (at least one SVID,
+ * Decodes an `X509SVIDResponse` (docs/spiffe.md §1.2). Semantic checks (at least one SVID,
  * certificates) belong to `toX509Context`.
  *
  * @throws SpikeError `workload_api_error` for malformed protobuf (row 39).
@@ -117,7 +117,7 @@ export function decodeX509SvidResponse(buf: Uint8Array): X509SvidResponse {
 }
 
 /**
- * Decodes an `X509BundlesResponse` (spec/spiffe.md §1.2).
+ * Decodes an `X509BundlesResponse` (docs/spiffe.md §1.2).
  *
  * @throws SpikeError `workload_api_error` for malformed protobuf.
  */

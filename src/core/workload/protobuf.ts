@@ -1,5 +1,5 @@
 /**
- * Protobuf wire primitives for the Workload API messages (spec/spiffe.md §1.2): a reader that
+ * Protobuf wire primitives for the Workload API messages (docs/spiffe.md §1.2): a reader that
  * walks tags and skips what it does not know, and a writer that emits fields in field-number
  * order, omitting empty values as proto3 does. Only length-delimited fields occur in these
  * messages, so both are small. Decoder rules (§1.2, rows 39–40):

@@ -1,5 +1,5 @@
 /**
- * gRPC status codes and the `grpc-message` / `grpc-status` header encodings (spec/spiffe.md §1.4,
+ * gRPC status codes and the `grpc-message` / `grpc-status` header encodings (docs/spiffe.md §1.4,
  * §1.6; gRPC `doc/PROTOCOL-HTTP2.md` and `doc/statuscodes.md`).
  *
  * The Workload API client turns every way a call can end (a real `grpc-status`, a synthesised one
@@ -51,7 +51,7 @@ export interface GrpcStatus {
 
 /**
  * Parses a `grpc-status` header value: decimal digits only. Returns `undefined` for anything else
- * (the caller then synthesises UNKNOWN, spec/spiffe.md §8 row 38).
+ * (the caller then synthesises UNKNOWN, docs/spiffe.md §8 row 38).
  */
 export function parseGrpcStatus(value: string | undefined): number | undefined {
   if (value === undefined || !/^[0-9]{1,3}$/.test(value)) return undefined;

@@ -1,5 +1,5 @@
 /**
- * From a decoded `X509SVIDResponse` to a validated `X509Context` (spec/spiffe.md §1.5, §4, §8
+ * From a decoded `X509SVIDResponse` to a validated `X509Context` (docs/spiffe.md §1.5, §4, §8
  * rows 19–23).
  *
  * Every message is the complete state, so a context is built from scratch each time: a trust

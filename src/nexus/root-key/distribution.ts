@@ -1,5 +1,5 @@
 /**
- * Sharding in steady state (spec/spike-api.md §9 "Lifecycle"): every Keeper is sent its envelope
+ * Sharding in steady state (docs/spike-api.md §9 "Lifecycle"): every Keeper is sent its envelope
  * of the current share set; a cheap monitor probes each Keeper's `GET /ready` every few seconds
  * and refills one that answers "none held", and the set is re-sent to all Keepers every
  * `SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL`.

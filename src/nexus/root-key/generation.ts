@@ -1,5 +1,5 @@
 /**
- * First boot (spec/spike-api.md §9 "Lifecycle"; no key-check record in the store): a fresh
+ * First boot (docs/spike-api.md §9 "Lifecycle"; no key-check record in the store): a fresh
  * 32-byte key from Web Crypto is split into n shares of a new generation and every Keeper is sent
  * its envelope; once t of them have acknowledged, the key-check value (KCV) is stored and the key
  * installed.

@@ -1,5 +1,5 @@
 /**
- * Installing a root key (spec/spike-api.md §9): the one path by which a key reconstructed from
+ * Installing a root key (docs/spike-api.md §9): the one path by which a key reconstructed from
  * Keeper shares or restored by an operator becomes Nexus's key. It is checked against the stored
  * key-check value, split into a new generation, installed, and the new set is distributed.
  */

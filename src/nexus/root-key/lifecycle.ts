@@ -1,6 +1,6 @@
 /**
- * The root-key lifecycle of a Nexus with the SQLite backend (ARCHITECTURE.md "The flows that
- * matter", decision 8; spec/spike-api.md §9 "Lifecycle", "Recover", "Restore"). This file wires
+ * The root-key lifecycle of a Nexus with the SQLite backend (docs/architecture.md "The flows that
+ * matter", decision 8; docs/spike-api.md §9 "Lifecycle", "Recover", "Restore"). This file wires
  * the parts of this folder together:
  *
  * - **Generation** (./generation.ts, first boot without a key-check record): a fresh key, split
@@ -54,7 +54,7 @@ export interface KeyLifecycleOptions {
 }
 
 export interface KeyLifecycle {
-  /** Break-glass hooks for `createNexusApp({ operator })` (spike-api.md §9). */
+  /** Break-glass hooks for `createNexusApp({ operator })` (docs/spike-api.md §9). */
   readonly operator: NexusOperator;
   /** Starts first boot or Keeper recovery in the background; returns at once. */
   start(): void;
@@ -70,7 +70,7 @@ const DEFAULT_MONITOR_INTERVAL_MS = 2000;
 const DEFAULT_RETRY: BackoffOptions = { initialMs: 250, maxMs: 2000 };
 
 /**
- * Creates the key lifecycle of a SQLite-backed Nexus (spike-api.md §9; see the module header).
+ * Creates the key lifecycle of a SQLite-backed Nexus (docs/spike-api.md §9; see the module header).
  * Nothing happens until `start()`; the operator hooks work from the moment it is created.
  *
  * @throws RangeError when the Keeper list does not match n, or n, t are out of range.

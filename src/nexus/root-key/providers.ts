@@ -1,8 +1,8 @@
 /**
  * Root key providers: where the storage layer gets its derived keys (src/core/ports.ts `RootKeyProvider`,
- * spike-api.md §9).
+ * docs/spike-api.md §9).
  *
- * Invariant (ARCHITECTURE.md invariant 1): the root key lives only in memory. Providers keep the
+ * Invariant (docs/architecture.md invariant 1): the root key lives only in memory. Providers keep the
  * HKDF-derived keys as non-extractable `CryptoKey`s and the KCV; they zero their own copy of the
  * raw root key as soon as the keys are derived and never hand it back. Anything that needs the
  * raw key later (Shamir shares for Keepers and recovery files) must be made from it by the
@@ -16,7 +16,7 @@ import type { DerivedKeys, RootKeyProvider } from '../../core/ports.ts';
 
 /**
  * A provider that holds one key from the start: the memory backend (a random key per process,
- * ARCHITECTURE.md "In-memory backend") and tests. Without `rootKey` a random one is generated
+ * docs/architecture.md "In-memory backend") and tests. Without `rootKey` a random one is generated
  * and zeroed after derivation. A given `rootKey` is copied; the caller's array is not modified.
  */
 export async function createStaticRootKeyProvider(rootKey?: Uint8Array): Promise<RootKeyProvider> {

@@ -1,5 +1,5 @@
 /**
- * Recovery from Keepers on restart (spec/spike-api.md §9 "Lifecycle"; a key-check record is
+ * Recovery from Keepers on restart (docs/spike-api.md §9 "Lifecycle"; a key-check record is
  * present): every Keeper is asked for its envelopes, each on its own jittered backoff (a frozen
  * Keeper delays no other), until t shares of one generation combine into a key whose KCV equals
  * the stored one. A shard that is malformed, carries another KCV (another deployment) or spoils a

@@ -1,5 +1,5 @@
 /**
- * Break-glass (spec/spike-api.md §9 "Recover", "Restore"): `recover()` hands out the current
+ * Break-glass (docs/spike-api.md §9 "Recover", "Restore"): `recover()` hands out the current
  * generation's envelopes; `restore()` feeds operator shards to a `RestoreCollector` and installs
  * the key once it verifies, then mints a new generation and pushes it. A shard whose KCV differs
  * from the stored one (another deployment) is refused before it is collected, so it cannot

@@ -1,5 +1,5 @@
 /**
- * One generation's shares of the root key, as the lifecycle keeps them (spec/spike-api.md §9):
+ * One generation's shares of the root key, as the lifecycle keeps them (docs/spike-api.md §9):
  * bytes, so that they can be zeroed, and the envelopes made from them for Keepers and operators.
  */
 import { fromHex, toHex } from '../../core/bytes.ts';

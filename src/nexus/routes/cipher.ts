@@ -1,5 +1,5 @@
 /**
- * Encryption as a service (spike-api.md §8): `POST /v1/cipher/encrypt` and
+ * Encryption as a service (docs/spike-api.md §8): `POST /v1/cipher/encrypt` and
  * `POST /v1/cipher/decrypt`, in stream mode (`Content-Type: application/octet-stream`, the body
  * is `0x01 ‖ nonce ‖ ciphertext ‖ tag`) or JSON mode. Both formats are those of
  * src/core/crypto/cipher.ts and its vectors; this module only reads requests and writes answers.

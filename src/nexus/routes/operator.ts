@@ -1,5 +1,5 @@
 /**
- * The break-glass and bootstrap routes of Nexus (spike-api.md §9): recover (recover role),
+ * The break-glass and bootstrap routes of Nexus (docs/spike-api.md §9): recover (recover role),
  * restore (restore role) and bootstrap verify (bootstrap role). Recover and restore delegate to
  * `deps.operator`, the key-custody lifecycle; without it they answer `500 api_internal_error`
  * (recover: 503 while no key is held; restore: 409 once a key is held).

@@ -1,5 +1,5 @@
 /**
- * The policy routes of Nexus (spike-api.md §4 "Policies", §7): put (upsert by name), get,
+ * The policy routes of Nexus (docs/spike-api.md §4 "Policies", §7): put (upsert by name), get,
  * delete and list, each guarded by a permission on the ACL pseudo-path.
  */
 import { jsonResponse } from '../../api/v1/http.ts';

@@ -1,7 +1,7 @@
 /**
  * What a Nexus route module provides and what the pipeline (src/nexus/app.ts) gives it.
  *
- * A route is three steps the pipeline runs in the order of spike-api.md §3: `decode` reads the
+ * A route is three steps the pipeline runs in the order of docs/spike-api.md §3: `decode` reads the
  * request (body under the cap, Go JSON; §3 step 5), `guard` names the check the caller must pass
  * (a policy permission on a path, §7, or a role, §1; §3 step 6), and `handle` validates and
  * executes (§3 steps 7 and 8). The pipeline resolves the caller's identity for the guard, writes

@@ -1,5 +1,5 @@
 /**
- * The secret routes of Nexus (spike-api.md §4 "Secrets", §6 semantics): put, get, delete,
+ * The secret routes of Nexus (docs/spike-api.md §4 "Secrets", §6 semantics): put, get, delete,
  * undelete, destroy, purge, list and metadata. Each is guarded by a policy permission on the
  * requested path (§7; list on the list pseudo-path), then validates the path (§5) and runs.
  */

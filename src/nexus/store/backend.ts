@@ -1,10 +1,10 @@
 /**
- * The storage port (ARCHITECTURE.md decision 10): what a backend must do so that the shared
+ * The storage port (docs/architecture.md decision 10): what a backend must do so that the shared
  * secrets and policy layers (secrets.ts, policies.ts) work on it unchanged.
  *
- * A backend stores rows and makes writes atomic; it knows nothing about encryption or the §6
+ * A backend stores rows and makes writes atomic; it knows nothing about encryption or the docs/spike-api.md §6
  * rules (src/core/kv/semantics.ts decides those). Data it holds is already sealed: `data`
- * columns are envelopes (spike-api.md §9). The SQLite backend (sqlite.ts) and the in-memory one
+ * columns are envelopes (docs/spike-api.md §9). The SQLite backend (sqlite.ts) and the in-memory one
  * (memory.ts) implement it; a PostgreSQL backend would too, with `SELECT … FOR UPDATE` in
  * `updateSecret` where SQLite uses an in-process per-path lock plus `BEGIN IMMEDIATE`.
  *
@@ -165,7 +165,7 @@ export interface StoreBackend {
   /** False when there was no such policy. */
   deletePolicy(name: string): Promise<boolean>;
 
-  /** The stored key-check value (spike-api.md §9), or `undefined` before the first key. */
+  /** The stored key-check value (docs/spike-api.md §9), or `undefined` before the first key. */
   getKcv(): string | undefined;
   /** Stores the key-check value durably (plaintext by design). */
   setKcv(kcv: string): void;

@@ -1,5 +1,5 @@
 /**
- * Storage errors that say nothing about the data (STYLE.md rule 7).
+ * Storage errors that say nothing about the data (docs/style.md rule 7).
  *
  * Drizzle's query error embeds the SQL and every bound parameter (paths, ciphertexts, names) in
  * its message. Whatever a database driver throws becomes `SpikeError('api_internal_error',

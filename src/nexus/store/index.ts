@@ -1,6 +1,6 @@
 /**
  * The Nexus store: one factory that opens a backend and hands out the domain objects built on it
- * (ARCHITECTURE.md decision 10, spike-api.md §6, §7, §9, §10).
+ * (docs/architecture.md decision 10, docs/spike-api.md §6, §7, §9, §10).
  *
  * ```ts
  * const store = await openStore({ backend: 'sqlite', dataDir: resolveDataDir(process.env).dir });
@@ -54,7 +54,7 @@ export interface NexusStore {
   readonly kind: StoreKind;
   /** The database file (`<dataDir>/spike.db`) for `sqlite`. */
   readonly file: string | undefined;
-  /** Versioned secrets (spike-api.md §6) sealed under `keys`' storage key. */
+  /** Versioned secrets (docs/spike-api.md §6) sealed under `keys`' storage key. */
   secrets(keys: Pick<RootKeyProvider, 'keys'>): Secrets;
   /** The Vault KV v2 view of the same secrets (docs/vault-kv2.md §4). */
   vault(keys: Pick<RootKeyProvider, 'keys'>): VaultKv;

@@ -1,6 +1,6 @@
 /**
  * A per-key async mutex: callers with the same key run one after another, in arrival order;
- * different keys run independently (spike-api.md §6 "Atomicity": a per-path lock).
+ * different keys run independently (docs/spike-api.md §6 "Atomicity": a per-path lock).
  *
  * Needed because a write is asynchronous between reading a path and writing it (encryption runs
  * on Web Crypto), so two writers of one path could otherwise interleave and lose an update.

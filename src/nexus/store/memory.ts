@@ -1,6 +1,6 @@
 /**
  * The in-memory backend (`SPIKE_NEXUS_BACKEND_STORE=memory`): development only, nothing survives
- * the process (ARCHITECTURE.md, "In-memory backend").
+ * the process (docs/architecture.md, "In-memory backend").
  *
  * It keeps sealed envelopes exactly as the SQLite backend does, so both run the same secrets and
  * policy layers and the same tests. Writes to a path are serialised by a per-path lock; a write

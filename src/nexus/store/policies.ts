@@ -1,5 +1,5 @@
 /**
- * Stored policies (spike-api.md §7) over any storage backend, encrypted at rest (§9).
+ * Stored policies (docs/spike-api.md §7) over any storage backend, encrypted at rest (§9).
  *
  * The name is the key and stays in clear; the patterns and permissions are one JSON document
  * sealed under the storage key with associated data `spike/v1/policy ‖ 0 ‖ name`. Validation and

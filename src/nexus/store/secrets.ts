@@ -1,5 +1,5 @@
 /**
- * Versioned KV secrets (spike-api.md §6) over any storage backend, with encryption at rest (§9).
+ * Versioned KV secrets (docs/spike-api.md §6) over any storage backend, with encryption at rest (§9).
  *
  * Every version's values are serialised as a JSON object and sealed under the HKDF storage key
  * with associated data `spike/v1/secret ‖ 0 ‖ path ‖ 0 ‖ version`, so a ciphertext moved to
@@ -92,7 +92,7 @@ function versionUpdate(
 }
 
 /**
- * Creates the `Secrets` of spike-api.md §6 on a backend. `keys` is consulted on every call, so
+ * Creates the `Secrets` of docs/spike-api.md §6 on a backend. `keys` is consulted on every call, so
  * the same object starts working once the root key is installed.
  */
 export function createSecrets(

@@ -1,9 +1,9 @@
 /**
  * The SQLite backend (`SPIKE_NEXUS_BACKEND_STORE=sqlite`, the default): Drizzle over `bun:sqlite`
- * (ARCHITECTURE.md decision 10), one connection, prepared statements.
+ * (docs/architecture.md decision 10), one connection, prepared statements.
  *
  * Durability (invariant 3): WAL journal with `synchronous=FULL`, so a commit is fsynced to the
- * WAL before the write that caused it is acknowledged. Atomicity (spike-api.md §6): a write of a
+ * WAL before the write that caused it is acknowledged. Atomicity (docs/spike-api.md §6): a write of a
  * path holds an in-process per-path lock while it reads, encrypts and writes, and applies its
  * changes in one `BEGIN IMMEDIATE` transaction that first re-checks the path's revision (a
  * changed revision means another writer won: the write is re-planned). bun:sqlite is

@@ -250,7 +250,7 @@ function bodyAllowed(status: number): boolean {
 
 /**
  * A refusal by the transport itself, as every SPIKE error: a JSON body with the code
- * (`{"err":"<code>"}`, spike-api.md §3). HTTP/1.1 clients are told the connection closes.
+ * (`{"err":"<code>"}`, docs/spike-api.md §3). HTTP/1.1 clients are told the connection closes.
  */
 export function writeRefusal(
   res: NodeResponse,

@@ -1,7 +1,7 @@
 /**
  * The mTLS client of SPIKE components and the CLI: HTTP/2 over `node:http2.connect`, presenting
- * the current X.509-SVID and checking the server by SPIFFE ID, not by host name (ARCHITECTURE.md
- * decisions 3–4; spec/spiffe.md §5; spike-api.md §2).
+ * the current X.509-SVID and checking the server by SPIFFE ID, not by host name (docs/architecture.md
+ * decisions 3–4; docs/spiffe.md §5; docs/spike-api.md §2).
  *
  * How the server is checked: the TLS stack verifies the chain against the roots of all bundles
  * (`ca`); `checkServerIdentity` (synchronous) replaces the host-name check with the leaf rules that
@@ -26,7 +26,7 @@ import { contextFingerprint, peerChainOf, tlsMaterialOf, verifyPeer } from './ma
 export interface MtlsClientOptions {
   /** Our own identity (presented as client certificate) and the trust bundles. */
   readonly source: X509Source;
-  /** Decides which server IDs we talk to (e.g. the nexus role, spike-api.md §1). */
+  /** Decides which server IDs we talk to (e.g. the nexus role, docs/spike-api.md §1). */
   readonly authorizer: Authorizer;
   /** `https://host:port` of the server; a path, if any, is ignored. */
   readonly baseUrl: string;
@@ -86,7 +86,7 @@ const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 
 /**
  * Synchronous server-leaf check for `checkServerIdentity`: exactly one URI SAN, a valid SPIFFE ID
- * with a non-root path, accepted by the authorizer (spiffe.md §4 leaf rules, §5).
+ * with a non-root path, accepted by the authorizer (docs/spiffe.md §4 leaf rules, §5).
  */
 function checkServerLeaf(raw: Uint8Array | undefined, authorizer: Authorizer): Error | undefined {
   try {
@@ -116,7 +116,7 @@ function connectionError(message: string, cause?: unknown): SpikeError {
 }
 
 /**
- * Creates an mTLS client for one server (spiffe.md §5, spike-api.md §2). No connection is made
+ * Creates an mTLS client for one server (docs/spiffe.md §5, docs/spike-api.md §2). No connection is made
  * until the first request.
  */
 export function createMtlsClient(options: MtlsClientOptions): MtlsClient {

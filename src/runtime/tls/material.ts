@@ -2,7 +2,7 @@
  * TLS material and SPIFFE peer verification shared by the mTLS server (server.ts) and client
  * (client.ts): the `node:tls` options of an X.509 context, a fingerprint that changes on
  * rotation, the peer chain of a TLS socket, and the full SPIFFE check of that chain
- * (spec/spiffe.md §4, §5).
+ * (docs/spiffe.md §4, §5).
  */
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import { toBase64, toHex } from '../../core/bytes.ts';
@@ -77,7 +77,7 @@ export function peerChainOf(socket: Pick<TLSSocket, 'getPeerCertificate'>): Uint
 }
 
 /**
- * Full SPIFFE verification of a peer chain (spiffe.md §4 "Peer" column, §5): chain to the bundle
+ * Full SPIFFE verification of a peer chain (docs/spiffe.md §4 "Peer" column, §5): chain to the bundle
  * of the leaf's trust domain, then the authorizer. Returns the peer ID.
  *
  * @throws SpikeError `svid_invalid`, `svid_untrusted`, or the authorizer's error.

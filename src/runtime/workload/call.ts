@@ -1,5 +1,5 @@
 /**
- * One gRPC call to the Workload API over one HTTP/2 connection (spec/spiffe.md §1, §2): the
+ * One gRPC call to the Workload API over one HTTP/2 connection (docs/spiffe.md §1, §2): the
  * endpoint address, the connection, Length-Prefixed-Message reassembly, and the one gRPC status
  * derived from whatever ended the call (see ./client.ts for the whole picture). Used by the
  * one-shot fetches and the X.509 source of ./client.ts.
@@ -53,7 +53,7 @@ export interface WorkloadClientOptions {
 /** Environment variable naming the Workload API endpoint (SPIFFE_Workload_Endpoint.md). */
 export const ENDPOINT_ENV = 'SPIFFE_ENDPOINT_SOCKET';
 /**
- * SPIRE Agent's default socket: `unix://<tmpdir>/spire-agent/public/api.sock` (spec/spiffe.md §2).
+ * SPIRE Agent's default socket: `unix://<tmpdir>/spire-agent/public/api.sock` (docs/spiffe.md §2).
  * Deployments normally configure their own path.
  */
 export function defaultEndpointAddress(): string {
@@ -78,7 +78,7 @@ export function resolveEndpointAddress(explicit?: string): EndpointAddress {
 const SOCKET_ERRNOS = new Set(['ENOENT', 'ECONNREFUSED', 'EACCES', 'ECONNRESET', 'EPIPE']);
 
 /**
- * Maps a connection error to a status (spec/spiffe.md §1.6 "Socket errors"): the agent being
+ * Maps a connection error to a status (docs/spiffe.md §1.6 "Socket errors"): the agent being
  * absent or restarting (ENOENT, ECONNREFUSED) and a permission problem (EACCES) are all
  * UNAVAILABLE, retried with backoff; `errno` keeps the cause for the operator.
  */

@@ -1,6 +1,6 @@
 /**
- * Workload API client: a small gRPC-over-HTTP/2 shim on `node:http2` (ARCHITECTURE.md decision 5,
- * spec/spiffe.md §1, §2).
+ * Workload API client: a small gRPC-over-HTTP/2 shim on `node:http2` (docs/architecture.md decision 5,
+ * docs/spiffe.md §1, §2).
  *
  * It speaks h2c with prior knowledge on a unix socket (or a TCP address), sends the
  * `workload.spiffe.io: true` security header on every call, reassembles Length-Prefixed-Messages
@@ -368,7 +368,7 @@ function describe(error: unknown): string {
 }
 
 /**
- * Opens a `FetchX509SVID` stream and returns a live X.509 source (spec/spiffe.md §1.4, §1.5).
+ * Opens a `FetchX509SVID` stream and returns a live X.509 source (docs/spiffe.md §1.4, §1.5).
  *
  * `ready()` resolves with the first valid context; it rejects with `workload_api_timeout` after
  * `timeoutMs` (the source keeps retrying; call `ready()` again) and at once with

@@ -1,5 +1,5 @@
 /**
- * One-shot Workload API calls (spec/spiffe.md §1.1): `FetchJWTSVID`, and the first message of the
+ * One-shot Workload API calls (docs/spiffe.md §1.1): `FetchJWTSVID`, and the first message of the
  * `FetchX509Bundles` and `FetchJWTBundles` streams. The long-lived X.509 source is in ./client.ts.
  */
 import { SpikeError } from '../../core/errors.ts';
@@ -17,7 +17,7 @@ import { GrpcCode, workloadApiError } from '../../core/workload/status.ts';
 import { firstMessage, type WorkloadClientOptions } from './call.ts';
 
 /**
- * Fetches JWT-SVIDs for `audience` (unary `FetchJWTSVID`, spec/spiffe.md §1.1). The tokens are
+ * Fetches JWT-SVIDs for `audience` (unary `FetchJWTSVID`, docs/spiffe.md §1.1). The tokens are
  * returned as sent; validate them with the JWT-SVID validator before trusting their claims.
  *
  * @throws SpikeError `workload_api_error` (with `grpcCode`) when the call fails or returns no SVID.
