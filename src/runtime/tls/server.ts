@@ -1,7 +1,7 @@
 /**
  * The mTLS listener of every SPIKE server (Nexus, Keeper): a `node:http2` secure server that
  * speaks HTTP/2 and HTTP/1.1 and serves any Web-standard handler (`Request` → `Response`), which
- * is how the apps are served (docs/architecture.md decisions 1–3; docs/spiffe.md §5; docs/spike-api.md §2,
+ * is how the apps are served (ARCHITECTURE.md decisions 1–3; spec/spiffe.md §5; spike-api.md §2,
  * §12). The conversion between Node and Web objects lives in bridge.ts.
  *
  * Invariants:
@@ -31,8 +31,7 @@
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { Authorizer } from '../../core/spiffe/authorizer.ts';
-import type { X509Context, X509Source } from '../../core/spiffe/types.ts';
+import type { X509Context } from '../../core/spiffe/types.ts';
 import {
   collectBody,
   type NodeRequest,
@@ -47,66 +46,28 @@ import {
   writeResponse,
 } from './bridge.ts';
 import { contextFingerprint, peerChainOf, tlsMaterialOf, verifyPeer } from './material.ts';
+import {
+  DEFAULT_LIMITS,
+  DEFAULT_MAX_HEADER_SIZE,
+  DEFAULT_TIMEOUTS,
+  type MtlsServer,
+  type MtlsServerOptions,
+} from './options.ts';
 
-/** Timeouts of docs/spike-api.md §12, in milliseconds. */
-export interface MtlsServerTimeouts {
-  /**
-   * TLS handshake plus the first request's headers on a connection, and on HTTP/1.1 each later
-   * request's headers from its first byte (default 10 s).
-   */
-  readonly headerMs?: number;
-  /** One request from its headers to the end of its response (default 30 s). */
-  readonly requestMs?: number;
-  /** A connection with no request in flight (default 60 s). */
-  readonly idleMs?: number;
-}
+export type {
+  MtlsServer,
+  MtlsServerLimits,
+  MtlsServerOptions,
+  MtlsServerTimeouts,
+} from './options.ts';
 
-/** Connection limits (issue 11 finding 3). */
-export interface MtlsServerLimits {
-  /** Connections served at once; more are refused with 503 `server_busy` (default 1,024). */
-  readonly maxConnections?: number;
-  /** HTTP/2 streams in flight per connection (`SETTINGS_MAX_CONCURRENT_STREAMS`; default 128). */
-  readonly maxConcurrentStreams?: number;
-}
-
-export interface MtlsServerOptions {
-  /** Our own identity and the trust bundles; the server follows its updates. */
-  readonly source: X509Source;
-  /** Decides which verified peer IDs may connect at all (per-route rules live in the app). */
-  readonly authorizer: Authorizer;
-  /** The application: any Web-standard handler, e.g. `(request) => app.handle(request)`. */
-  readonly handler: (request: Request) => Response | Promise<Response>;
-  /** Largest accepted header block in bytes (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`; 16 KiB). */
-  readonly maxHeaderSize?: number;
-  readonly timeouts?: MtlsServerTimeouts;
-  readonly limits?: MtlsServerLimits;
-  /** Told about handler failures and transport errors; never given request bodies. */
-  readonly onError?: (error: unknown) => void;
-}
-
-export interface MtlsServer {
-  /** Waits for the first SVID, then listens. Port 0 picks a free port. */
-  listen(port: number, host?: string): Promise<{ port: number }>;
-  /** Stops listening, drops every connection and unsubscribes from the source. */
-  close(): Promise<void>;
-  /** The verified peer SPIFFE ID of a request this server created, else `undefined`. */
-  peerOf(request: Request): string | undefined;
-  /** The bound address once listening. */
-  address(): { port: number; host: string } | undefined;
-  /** Connections open right now (served and being refused). */
-  connectionCount(): number;
-}
-
-const DEFAULT_TIMEOUTS = { headerMs: 10_000, requestMs: 30_000, idleMs: 60_000 } as const;
-const DEFAULT_LIMITS = { maxConnections: 1024, maxConcurrentStreams: 128 } as const;
-const DEFAULT_MAX_HEADER_SIZE = 16 * 1024;
 /** Connections beyond the cap that still get a 503 answer instead of a bare close. */
 const REFUSAL_SLOTS = 32;
 /** How long a refused connection may take to send its request. */
 const REFUSAL_MS = 2_000;
 
 /**
- * Requests created by any server of this module → verified peer ID (docs/spiffe.md §5; docs/architecture.md
+ * Requests created by any server of this module → verified peer ID (spiffe.md §5; ARCHITECTURE.md
  * decision 2), read through `MtlsServer.peerOf`. Unforgeable by clients.
  */
 const peers = new WeakMap<Request, string>();
@@ -146,7 +107,7 @@ const CONNECTION = Symbol('spike.mtls.connection');
 type Tagged = { [CONNECTION]?: Connection };
 
 /**
- * Creates the mTLS server (docs/architecture.md decisions 1–3, docs/spiffe.md §5, docs/spike-api.md §2, §12).
+ * Creates the mTLS server (ARCHITECTURE.md decisions 1–3, spiffe.md §5, spike-api.md §2, §12).
  * Nothing listens until `listen()`, which waits for the source's first SVID.
  */
 export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
@@ -422,7 +383,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
 
   const install = (next: X509Context | undefined) => {
     if (next === undefined) {
-      // Withdrawn: fail closed until a new SVID arrives (docs/spiffe.md §1.4).
+      // Withdrawn: fail closed until a new SVID arrives (spiffe.md §1.4).
       context = undefined;
       fingerprint = '';
       return;
