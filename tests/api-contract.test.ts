@@ -121,7 +121,7 @@ describe('the error table', () => {
     }
   });
 
-  it('round-trips the stream-mode texts of §8 (decrypt through the Nexus app)', async () => {
+  it('round-trips the stream-mode texts of docs/spike-api.md §8 (decrypt through the Nexus app)', async () => {
     const nexus = await throwingNexus(() => 'api_bad_request');
     const cases: [Uint8Array<ArrayBuffer>, SpikeErrorCode][] = [
       [new Uint8Array(0), 'crypto_failed_to_read_version'],

@@ -457,7 +457,7 @@ describe('bun run dev: files for standard TLS clients and extra workloads', () =
     expect(reply.status).toBe(200);
   }, 60_000);
 
-  it.todo('serves the Vault API at the printed VAULT_ADDR (once Nexus mounts it)', async () => {
+  it('serves the Vault API at the printed VAULT_ADDR (once Nexus mounts it)', async () => {
     const reply = await request(
       exports.VAULT_ADDR,
       { ca: exports.VAULT_CACERT, ...billing },

@@ -1,7 +1,7 @@
 /**
  * The Nexus HTTP API: the SPIKE v1 routes behind one small pipeline (docs/spike-api.md §3, §4, §7, §8,
  * §9, §12; docs/architecture.md decision 2; docs/style.md rule 3). The HTTP style is the plain
- * `{ handle(Request): Promise<Response> }` form, as the Keeper's (DECISION-http-style.md).
+ * `{ handle(Request): Promise<Response> }` form, as the Keeper's (docs/architecture.md "HTTP style: measured decision (decision 2)").
  *
  * `createNexusApp(deps)` returns an app and opens nothing: the mTLS transport turns each request
  * into a Web `Request` and calls `app.handle(request)`; tests do the same in-process. The peer

@@ -21,6 +21,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { SpikeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
+import { createPolicyEngine } from '../core/policy/engine.ts';
 import type { RootKeyProvider } from '../core/ports.ts';
 import { authorizeAny } from '../core/spiffe/authorizer.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
@@ -44,6 +45,8 @@ import { createKeeperClient } from './keeper-client.ts';
 import { createKeyLifecycle, type KeyLifecycle } from './root-key/lifecycle.ts';
 import { createStaticRootKeyProvider, MutableRootKeyProvider } from './root-key/providers.ts';
 import { type NexusStore, openStore } from './store/index.ts';
+import { createVaultApp } from './vault/app.ts';
+import { readVaultEnv } from './vault/config.ts';
 
 /** The audit sink (docs/spike-api.md §12): stderr, or lines appended to a file (mode 0600). */
 function openAudit(file: string | undefined): { write: (line: string) => void; close: () => void } {
@@ -202,9 +205,13 @@ async function main(): Promise<void> {
 
     const auditSink = audit;
     let peerOf: (request: Request) => string | undefined = () => undefined;
+    const policies = store.policies(keys);
+    // One policy engine (one compiled cache, invalidated on write) for both APIs.
+    const policyEngine = createPolicyEngine({ store: policies, trustRoots: config.trustRoots });
     const app = createNexusApp({
       secrets: store.secrets(keys),
-      policies: store.policies(keys),
+      policies,
+      policyEngine,
       keys,
       backend: config.backend,
       trustRoots: config.trustRoots,
@@ -215,12 +222,33 @@ async function main(): Promise<void> {
       ...(lifecycle === undefined ? {} : { operator: lifecycle.operator }),
       logger: log,
     });
+    // The Vault KV v2 API (docs/vault-kv2.md), when SPIKE_NEXUS_VAULT_API is on: same store,
+    // same policies, its own audit lines.
+    const vaultEnv = readVaultEnv(process.env);
+    const openedStore = store;
+    const vault = vaultEnv.enabled
+      ? createVaultApp({
+          kv: store.vault(keys),
+          keys,
+          initialized: () => openedStore.getKcv() !== undefined,
+          policyEngine,
+          mount: vaultEnv.mount,
+          maxBodyBytes: config.maxBodyBytes,
+          audit: (line) => auditSink.write(line),
+          logger: log,
+        })
+      : undefined;
     const mtls = createMtlsServer({
       source,
       // Any peer whose chain verifies against its trust domain's bundle (federation); the routes
       // authorise by role and policy (docs/spike-api.md §2).
       authorizer: authorizeAny(),
-      handler: (request) => app.handle(request),
+      handler: (request) => {
+        if (vault !== undefined && vault.matches(pathOf(request))) {
+          return vault.handle(request, peerOf(request));
+        }
+        return app.handle(request);
+      },
       timeouts: {
         headerMs: config.readHeaderTimeoutMs,
         requestMs: config.requestTimeoutMs,
@@ -259,3 +287,12 @@ async function main(): Promise<void> {
 }
 
 await main();
+
+/** The path of a request URL (the transport always builds an absolute one). */
+function pathOf(request: Request): string {
+  const url = request.url;
+  const start = url.indexOf('/', url.indexOf('//') + 2);
+  if (start === -1) return '/';
+  const end = url.indexOf('?', start);
+  return end === -1 ? url.slice(start) : url.slice(start, end);
+}

@@ -1,5 +1,5 @@
 /**
- * The steps of the Nexus pipeline (src/nexus/app.ts): per-request state, the audit trail (§12),
+ * The steps of the Nexus pipeline (src/nexus/app.ts): per-request state, the audit trail (docs/spike-api.md §12),
  * the identity and authorisation gate (§1, §2, §7) and the context a route sees
  * (./routes/route.ts). Nothing here knows a route; app.ts puts the steps in order.
  */

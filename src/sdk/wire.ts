@@ -24,7 +24,7 @@ export function readObject(response: MtlsResponse): Json {
   }
   const obj = parsed as Json;
   if (typeof obj.err === 'string' && obj.err !== '') {
-    // §3: never a success, whatever the status.
+    // docs/spike-api.md §3: never a success, whatever the status.
     throw malformedResponse('an error code on a success status');
   }
   return obj;

@@ -1,5 +1,5 @@
 /**
- * In-process secret-GET throughput of the two HTTP styles (DECISION-http-style.md): the same
+ * In-process secret-GET throughput of the two HTTP styles (docs/architecture.md "HTTP style: measured decision (decision 2)"): the same
  * request served by
  *   nexus     `createNexusApp(...).handle` as built in this tree,
  *   plain     a bare `{ handle(Request) }` handler: capped body, Go-JSON decode, policy check,

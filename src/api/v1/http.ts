@@ -1,5 +1,5 @@
 /**
- * The headers and response builders of the SPIKE v1 API (docs/spike-api.md §3 "Responses", §8, §12),
+ * The headers and response builders of the SPIKE v1 API (docs/spike-api.md §3, §8, §12),
  * shared by Nexus and the Keeper so that both answer byte for byte the same way.
  *
  * Every answer carries the no-store set: secrets and shards must never sit in a cache. Error

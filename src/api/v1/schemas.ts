@@ -73,7 +73,7 @@ export function requestSchemaOf(schema: GoJsonSchema): TObject {
   return Type.Object(properties, { additionalProperties: true });
 }
 
-// ---- responses (docs/spike-api.md §4 "200 bodies") ----------------------------------------------
+// ---- responses (docs/spike-api.md §4) ----------------------------------------------
 
 const Time = Type.String({ format: 'date-time' });
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);

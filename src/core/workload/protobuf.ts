@@ -2,7 +2,7 @@
  * Protobuf wire primitives for the Workload API messages (docs/spiffe.md §1.2): a reader that
  * walks tags and skips what it does not know, and a writer that emits fields in field-number
  * order, omitting empty values as proto3 does. Only length-delimited fields occur in these
- * messages, so both are small. Decoder rules (§1.2, rows 39–40):
+ * messages, so both are small. Decoder rules (§1.2; §8 rows 39–40):
  *
  * - unknown fields of wire types 0, 1, 2 and 5 are skipped, also a known field number arriving
  *   with an unexpected wire type (protobuf's own rule);

@@ -25,11 +25,11 @@ export interface SecretHead {
   readonly maxVersions: number | null;
   /** Per-key `cas_required` (docs/vault-kv2.md §4.4), else `null`. */
   readonly casRequired: boolean | null;
-  /** Per-key `delete_version_after` in milliseconds (§4.3), else `null`. */
+  /** Per-key `delete_version_after` in milliseconds (docs/vault-kv2.md §4.3), else `null`. */
   readonly deleteVersionAfterMs: number | null;
-  /** Sealed `custom_metadata` map (§4.5), AAD `secretMetaAad(path)`, else `null`. */
+  /** Sealed `custom_metadata` map (docs/vault-kv2.md §4.5), AAD `secretMetaAad(path)`, else `null`. */
   readonly customMetadata: Uint8Array | null;
-  /** Vault's retention floor `oldest_version` (§4.2): 0 until the first trim. */
+  /** Vault's retention floor `oldest_version` (docs/vault-kv2.md §4.2): 0 until the first trim. */
   readonly oldestVersion: number;
 }
 

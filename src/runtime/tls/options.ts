@@ -1,11 +1,11 @@
 /**
- * Options and interface of the mTLS server (server.ts): timeouts (spike-api.md §12), connection
+ * Options and interface of the mTLS server (server.ts): timeouts (docs/spike-api.md §12), connection
  * limits (issue 11 finding 3) and their defaults.
  */
 import type { Authorizer } from '../../core/spiffe/authorizer.ts';
 import type { X509Source } from '../../core/spiffe/types.ts';
 
-/** Timeouts of spike-api.md §12, in milliseconds. */
+/** Timeouts of docs/spike-api.md §12, in milliseconds. */
 export interface MtlsServerTimeouts {
   /**
    * TLS handshake plus the first request's headers on a connection, and on HTTP/1.1 each later

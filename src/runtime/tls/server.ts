@@ -1,7 +1,7 @@
 /**
  * The mTLS listener of every SPIKE server (Nexus, Keeper): a `node:http2` secure server that
  * speaks HTTP/2 and HTTP/1.1 and serves any Web-standard handler (`Request` → `Response`), which
- * is how the apps are served (ARCHITECTURE.md decisions 1–3; spec/spiffe.md §5; spike-api.md §2,
+ * is how the apps are served (docs/architecture.md decisions 1–3; docs/spiffe.md §5; docs/spike-api.md §2,
  * §12). The conversion between Node and Web objects lives in bridge.ts.
  *
  * Invariants:
@@ -67,7 +67,7 @@ const REFUSAL_SLOTS = 32;
 const REFUSAL_MS = 2_000;
 
 /**
- * Requests created by any server of this module → verified peer ID (spiffe.md §5; ARCHITECTURE.md
+ * Requests created by any server of this module → verified peer ID (docs/spiffe.md §5; docs/architecture.md
  * decision 2), read through `MtlsServer.peerOf`. Unforgeable by clients.
  */
 const peers = new WeakMap<Request, string>();
@@ -107,7 +107,7 @@ const CONNECTION = Symbol('spike.mtls.connection');
 type Tagged = { [CONNECTION]?: Connection };
 
 /**
- * Creates the mTLS server (ARCHITECTURE.md decisions 1–3, spiffe.md §5, spike-api.md §2, §12).
+ * Creates the mTLS server (docs/architecture.md decisions 1–3, docs/spiffe.md §5, docs/spike-api.md §2, §12).
  * Nothing listens until `listen()`, which waits for the source's first SVID.
  */
 export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
@@ -383,7 +383,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
 
   const install = (next: X509Context | undefined) => {
     if (next === undefined) {
-      // Withdrawn: fail closed until a new SVID arrives (spiffe.md §1.4).
+      // Withdrawn: fail closed until a new SVID arrives (docs/spiffe.md §1.4).
       context = undefined;
       fingerprint = '';
       return;
