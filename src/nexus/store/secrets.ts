@@ -70,8 +70,11 @@ function decodeValues(plaintext: Uint8Array): Record<string, string> {
   return out;
 }
 
-/** The write of a delete, undelete or destroy, or none when nothing changed. */
-function versionUpdate(
+/**
+ * The write of a delete, undelete or destroy, or none when nothing changed (also the Vault view's,
+ * ./vault-kv.ts).
+ */
+export function versionUpdate(
   record: SecretRecord,
   changes: readonly VersionState[],
   now: number,

@@ -12,12 +12,12 @@
  */
 import { VAULT_WARNINGS } from '../../api/vault/errors.ts';
 import { validateCustomMetadata } from '../../api/vault/fields.ts';
-import { applyChanges, updatedTimeAfter, type VersionState } from '../../core/kv/semantics.ts';
+import type { VersionState } from '../../core/kv/semantics.ts';
 import type { EpochClock, RootKeyProvider } from '../../core/ports.ts';
 import type { SecretRecord, StoreBackend } from './backend.ts';
 import { deleteAfterOf, isGone, type MountConfig } from './kv2-rules.ts';
 import type { MountConfigStore } from './mount-config.ts';
-import { storageKey } from './secrets.ts';
+import { storageKey, versionUpdate } from './secrets.ts';
 import {
   customOf,
   type KvContext,
@@ -95,21 +95,9 @@ async function updateVersions(
 ): Promise<void> {
   storageKey(ctx.keys);
   await ctx.backend.updateSecret(path, (record) => {
+    if (record === undefined) return { write: null, result: undefined };
     const now = ctx.clock();
-    const changes = record === undefined ? [] : select(record, now);
-    if (record === undefined || changes.length === 0) return { write: null, result: undefined };
-    const after = applyChanges(record.versions, changes);
-    return {
-      write: {
-        head: {
-          createdAt: record.head.createdAt,
-          updatedAt: updatedTimeAfter(record.versions, after, record.head.updatedAt, now),
-          latestVersion: record.head.latestVersion,
-        },
-        update: changes,
-      },
-      result: undefined,
-    };
+    return versionUpdate(record, select(record, now), now);
   });
 }
 
