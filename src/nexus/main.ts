@@ -244,7 +244,7 @@ async function main(): Promise<void> {
       // authorise by role and policy (docs/spike-api.md §2).
       authorizer: authorizeAny(),
       handler: (request) => {
-        if (vault !== undefined && vault.matches(pathOf(request))) {
+        if (vault?.matches(pathOf(request))) {
           return vault.handle(request, peerOf(request));
         }
         return app.handle(request);
