@@ -67,10 +67,17 @@ const REFUSAL_SLOTS = 32;
 const REFUSAL_MS = 2_000;
 
 /**
- * Requests created by any server of this module → verified peer ID (docs/spiffe.md §5; docs/architecture.md
- * decision 2), read through `MtlsServer.peerOf`. Unforgeable by clients.
+ * What a Web `Request` created by any server of this module cannot say itself: the verified peer
+ * ID (docs/spiffe.md §5; docs/architecture.md decision 2), and the request target and method
+ * exactly as received (a `Request` normalises `.`/`..` segments away and turns methods it does
+ * not know, such as Vault's `LIST`, into `GET`). Read through `MtlsServer.peerOf`, `rawPathOf`
+ * and `methodOf`. Unforgeable by clients.
  */
-const peers = new WeakMap<Request, string>();
+interface Origin {
+  readonly peer: string;
+  readonly node: NodeRequest;
+}
+const origins = new WeakMap<Request, Origin>();
 
 /** Per-connection state, attached to the TLS socket under a module-private symbol. */
 interface Connection {
@@ -368,7 +375,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       writeRefusal(res, 400, 'api_bad_request');
       return;
     }
-    peers.set(request, peer);
+    origins.set(request, { peer, node: req });
     let response: Response;
     try {
       response = await handler(request);
@@ -460,7 +467,9 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       await done;
     },
 
-    peerOf: (request) => peers.get(request),
+    peerOf: (request) => origins.get(request)?.peer,
+    rawPathOf: (request) => origins.get(request)?.node.url,
+    methodOf: (request) => origins.get(request)?.node.method,
 
     address() {
       const address = server?.address();
