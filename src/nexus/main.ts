@@ -258,6 +258,7 @@ async function main(): Promise<void> {
         requestMs: config.requestTimeoutMs,
         idleMs: config.idleTimeoutMs,
       },
+      limits: config.serverLimits,
       onError: (error) => log.warn('transport error', { error: describeError(error) }),
     });
     server = mtls;
