@@ -237,7 +237,7 @@ export async function writeResponse(
     await response.body?.cancel();
     return;
   }
-  const bytes = new Uint8Array(await response.arrayBuffer());
+  const bytes = await response.bytes();
   if (res.destroyed) return;
   if (bodyAllowed(status)) headers['content-length'] = String(bytes.byteLength);
   res.writeHead(status, headers);

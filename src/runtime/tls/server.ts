@@ -259,7 +259,8 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     // The request timeout is enforced by the sweep (no timer per request).
     const pending: Pending = { deadline: Date.now() + timeouts.requestMs, abort, res };
     inFlight.add(pending);
-    res.once('close', () => {
+    // 'close' is emitted once: `on`, not `once` (no wrapper per request).
+    res.on('close', () => {
       inFlight.delete(pending);
       release();
       if (!done) abort.abort(new Error('client went away'));
