@@ -56,6 +56,28 @@ export function integerVar(
   return n;
 }
 
+/** The transport's connection limits (docs/spike-api.md §10, §12), shared by Nexus and Keeper. */
+export interface ServerLimits {
+  /** `SPIKE_HTTP_SERVER_MAX_CONNECTIONS`, default 1024: more are refused with 503 `server_busy`. */
+  readonly maxConnections: number;
+  /** `SPIKE_HTTP_SERVER_MAX_CONCURRENT_STREAMS`, default 128: HTTP/2 streams per connection. */
+  readonly maxConcurrentStreams: number;
+}
+
+/** Reads `SPIKE_HTTP_SERVER_MAX_CONNECTIONS` and `SPIKE_HTTP_SERVER_MAX_CONCURRENT_STREAMS`. */
+export function serverLimitsVar(env: Env): ServerLimits {
+  return {
+    maxConnections: integerVar(env, 'SPIKE_HTTP_SERVER_MAX_CONNECTIONS', 1024, 1, 1_000_000),
+    maxConcurrentStreams: integerVar(
+      env,
+      'SPIKE_HTTP_SERVER_MAX_CONCURRENT_STREAMS',
+      128,
+      1,
+      2 ** 31 - 1,
+    ),
+  };
+}
+
 /** `true` or `false` (any case); `fallback` when unset. */
 export function booleanVar(env: Env, variable: string, fallback: boolean): boolean {
   const value = readVar(env, variable)?.toLowerCase();

@@ -15,6 +15,7 @@ export type SpikeErrorCode =
   | 'api_internal_error'
   | 'state_not_ready'
   | 'state_already_initialized'
+  | 'server_busy'
   | 'crypto_cipher_verification_failed'
   | 'crypto_failed_to_read_version'
   | 'crypto_unsupported_version'

@@ -12,6 +12,8 @@ import {
   type ListenAddress,
   listenVar,
   logLevelVar,
+  type ServerLimits,
+  serverLimitsVar,
   trustRootVar,
 } from '../core/config.ts';
 import type { LogLevel } from '../core/log.ts';
@@ -32,6 +34,8 @@ export interface KeeperConfig {
   };
   /** `SPIKE_SPIFFE_SOURCE_TIMEOUT` in milliseconds, default 30s. */
   readonly spiffeSourceTimeoutMs: number;
+  /** `SPIKE_HTTP_SERVER_MAX_CONNECTIONS` and `_MAX_CONCURRENT_STREAMS`. */
+  readonly serverLimits: ServerLimits;
   /** Fallbacks taken, one line each, for the caller to log. */
   readonly warnings: readonly string[];
 }
@@ -55,6 +59,7 @@ export function parseKeeperConfig(env: Env): KeeperConfig {
       keeper: trustRootVar(env, 'SPIKE_TRUST_ROOT_KEEPER'),
     },
     spiffeSourceTimeoutMs: durationVar(env, 'SPIKE_SPIFFE_SOURCE_TIMEOUT', '30s', warnings),
+    serverLimits: serverLimitsVar(env),
     warnings,
   };
 }

@@ -72,6 +72,7 @@ async function main(): Promise<void> {
         'a nexus or bootstrap ID',
       ),
       handler: (request) => app.handle(request),
+      limits: config.serverLimits,
       onError: (error) => log.warn('transport error', { error: describeError(error) }),
     });
     peerOf = (request) => server.peerOf(request);

@@ -28,6 +28,8 @@ import {
   listenVar,
   logLevelVar,
   readVar,
+  type ServerLimits,
+  serverLimitsVar,
   trustRootVar,
 } from '../core/config.ts';
 import type { LogLevel } from '../core/log.ts';
@@ -83,6 +85,8 @@ export interface NexusConfig {
   readonly requestTimeoutMs: number;
   /** `SPIKE_HTTP_SERVER_IDLE_TIMEOUT`, default 60s. */
   readonly idleTimeoutMs: number;
+  /** `SPIKE_HTTP_SERVER_MAX_CONNECTIONS` and `_MAX_CONCURRENT_STREAMS`. */
+  readonly serverLimits: ServerLimits;
   /** `SPIFFE_ENDPOINT_SOCKET` as given (parsed by the Workload API client); unset = its default. */
   readonly spiffeEndpointSocket?: string;
   /** Fallbacks taken and ignored variables, one line each, for the caller to log. */
@@ -225,6 +229,7 @@ export function parseNexusConfig(env: Env): NexusConfig {
     readHeaderTimeoutMs: durationVar(env, 'SPIKE_HTTP_SERVER_READ_HEADER_TIMEOUT', '10s', warnings),
     requestTimeoutMs: durationVar(env, 'SPIKE_HTTP_SERVER_REQUEST_TIMEOUT', '30s', warnings),
     idleTimeoutMs: durationVar(env, 'SPIKE_HTTP_SERVER_IDLE_TIMEOUT', '60s', warnings),
+    serverLimits: serverLimitsVar(env),
     ...(spiffeEndpointSocket === undefined ? {} : { spiffeEndpointSocket }),
     warnings,
   };

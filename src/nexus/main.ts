@@ -204,7 +204,10 @@ async function main(): Promise<void> {
     lifecycle = custody.lifecycle;
 
     const auditSink = audit;
+    // The transport's view of each request (assigned once it exists, before any request).
     let peerOf: (request: Request) => string | undefined = () => undefined;
+    let rawPathOf: (request: Request) => string | undefined = () => undefined;
+    let methodOf: (request: Request) => string | undefined = () => undefined;
     const policies = store.policies(keys);
     // One policy engine (one compiled cache, invalidated on write) for both APIs.
     const policyEngine = createPolicyEngine({ store: policies, trustRoots: config.trustRoots });
@@ -219,6 +222,7 @@ async function main(): Promise<void> {
       maxCipherBytes: config.maxCipherBytes,
       audit: (line) => auditSink.write(line),
       peerOf: (request) => peerOf(request),
+      rawPathOf: (request) => rawPathOf(request),
       ...(lifecycle === undefined ? {} : { operator: lifecycle.operator }),
       logger: log,
     });
@@ -245,7 +249,7 @@ async function main(): Promise<void> {
       authorizer: authorizeAny(),
       handler: (request) => {
         if (vault?.matches(pathOf(request))) {
-          return vault.handle(request, peerOf(request));
+          return vault.handle(request, peerOf(request), methodOf(request));
         }
         return app.handle(request);
       },
@@ -254,10 +258,13 @@ async function main(): Promise<void> {
         requestMs: config.requestTimeoutMs,
         idleMs: config.idleTimeoutMs,
       },
+      limits: config.serverLimits,
       onError: (error) => log.warn('transport error', { error: describeError(error) }),
     });
     server = mtls;
     peerOf = (request) => mtls.peerOf(request);
+    rawPathOf = (request) => mtls.rawPathOf(request);
+    methodOf = (request) => mtls.methodOf(request);
 
     exitOnStopSignal((signal) => {
       log.info('stopping', { signal });

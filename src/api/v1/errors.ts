@@ -26,6 +26,7 @@ export type WireErrorCode =
   | 'api_internal_error'
   | 'state_not_ready'
   | 'state_already_initialized'
+  | 'server_busy'
   | 'crypto_cipher_verification_failed';
 
 /** A status and the `err` value sent with it. */
@@ -73,6 +74,13 @@ export const ERROR_TABLE: Readonly<Record<SpikeErrorCode, ErrorRow>> = Object.fr
     err: 'state_not_ready',
     client: 'state_not_ready',
     message: 'SPIKE Nexus is not ready yet',
+  },
+  // The transport's refusal over its connection cap (docs/spike-api.md §12): retry later.
+  server_busy: {
+    status: 503,
+    err: 'server_busy',
+    client: 'server_busy',
+    message: 'the SPIKE server is at its connection limit',
   },
   state_already_initialized: {
     status: 409,

@@ -15,6 +15,7 @@
  *   instead cost ~40 µs of CPU per request (tests/bench/ab.ts), most of the bridge's overhead.
  */
 import type http2 from 'node:http2';
+import type { HttpError } from '../../api/v1/errors.ts';
 
 /** Largest declared body collected before the handler runs (the streamed high-water mark). */
 export const SMALL_BODY_BYTES = 64 * 1024;
@@ -236,7 +237,7 @@ export async function writeResponse(
     await response.body?.cancel();
     return;
   }
-  const bytes = new Uint8Array(await response.arrayBuffer());
+  const bytes = await response.bytes();
   if (res.destroyed) return;
   if (bodyAllowed(status)) headers['content-length'] = String(bytes.byteLength);
   res.writeHead(status, headers);
@@ -254,12 +255,12 @@ function bodyAllowed(status: number): boolean {
  */
 export function writeRefusal(
   res: NodeResponse,
-  status: number,
-  code: string,
+  answer: HttpError,
   extra: Record<string, string> = {},
 ): void {
   if (res.headersSent || res.destroyed) return;
-  const body = `{"err":"${code}"}`;
+  const { status } = answer;
+  const body = `{"err":"${answer.err}"}`;
   res.writeHead(status, {
     'content-type': 'application/json',
     'cache-control': 'no-store, no-cache, must-revalidate, private',

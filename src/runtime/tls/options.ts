@@ -48,6 +48,13 @@ export interface MtlsServer {
   close(): Promise<void>;
   /** The verified peer SPIFFE ID of a request this server created, else `undefined`. */
   peerOf(request: Request): string | undefined;
+  /**
+   * The request target (path and query) exactly as the client sent it (HTTP/2 `:path`, the
+   * HTTP/1.1 request line) of a request this server created, else `undefined`.
+   */
+  rawPathOf(request: Request): string | undefined;
+  /** The method exactly as received (e.g. `LIST`, which a `Request` reports as `GET`). */
+  methodOf(request: Request): string | undefined;
   /** The bound address once listening. */
   address(): { port: number; host: string } | undefined;
   /** Connections open right now (served and being refused). */

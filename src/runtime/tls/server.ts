@@ -31,6 +31,7 @@
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { ERROR_TABLE } from '../../api/v1/errors.ts';
 import type { X509Context } from '../../core/spiffe/types.ts';
 import {
   collectBody,
@@ -45,6 +46,13 @@ import {
   writeRefusal,
   writeResponse,
 } from './bridge.ts';
+import {
+  CONNECTION,
+  type Connection,
+  type Pending,
+  sweepConnections,
+  type Tagged,
+} from './connections.ts';
 import { contextFingerprint, peerChainOf, tlsMaterialOf, verifyPeer } from './material.ts';
 import {
   DEFAULT_LIMITS,
@@ -67,44 +75,17 @@ const REFUSAL_SLOTS = 32;
 const REFUSAL_MS = 2_000;
 
 /**
- * Requests created by any server of this module → verified peer ID (docs/spiffe.md §5; docs/architecture.md
- * decision 2), read through `MtlsServer.peerOf`. Unforgeable by clients.
+ * What a Web `Request` created by any server of this module cannot say itself: the verified peer
+ * ID (docs/spiffe.md §5; docs/architecture.md decision 2), and the request target and method
+ * exactly as received (a `Request` normalises `.`/`..` segments away and turns methods it does
+ * not know, such as Vault's `LIST`, into `GET`). Read through `MtlsServer.peerOf`, `rawPathOf`
+ * and `methodOf`. Unforgeable by clients.
  */
-const peers = new WeakMap<Request, string>();
-
-/** Per-connection state, attached to the TLS socket under a module-private symbol. */
-interface Connection {
-  readonly socket: TLSSocket;
-  /** Resolves with the peer ID, or `undefined` when the peer is refused. Never rejects. */
-  readonly verified: Promise<string | undefined>;
-  /** The outcome of `verified` once settled (`null` before). */
-  peer: string | undefined | null;
-  /** Over the connection cap: every request is answered 503, then the connection closes. */
-  readonly refused: boolean;
-  /** Set once the first request arrived (ends the connection's first header deadline). */
-  sawRequest: boolean;
-  /** Requests in flight. */
-  inFlight: number;
-  /** Since when nothing is in flight (the connection's start at first). */
-  idleSince: number;
-  /** `socket.bytesRead` when it went idle (HTTP/1.1), and when more bytes were first seen. */
-  bytesAtIdle: number;
-  bytesSeenAt: number;
-  /** When an idle HTTP/2 session was sent GOAWAY (0: not yet). */
-  closingSince: number;
-  /** The HTTP/2 session once one request showed the connection speaks HTTP/2. */
-  session?: http2.ServerHttp2Session;
+interface Origin {
+  readonly peer: string;
+  readonly node: NodeRequest;
 }
-
-/** A request being served: cut at `deadline` (the request timeout). */
-interface Pending {
-  readonly deadline: number;
-  readonly abort: AbortController;
-  readonly res: NodeResponse;
-}
-
-const CONNECTION = Symbol('spike.mtls.connection');
-type Tagged = { [CONNECTION]?: Connection };
+const origins = new WeakMap<Request, Origin>();
 
 /**
  * Creates the mTLS server (docs/architecture.md decisions 1–3, docs/spiffe.md §5, docs/spike-api.md §2, §12).
@@ -198,37 +179,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     socket.once('close', () => sockets.delete(socket));
   };
 
-  /** Request timeouts, header deadlines and idle timeouts (see the module comment). */
-  const sweep = () => {
-    const now = Date.now();
-    for (const r of inFlight) {
-      if (now < r.deadline) continue;
-      inFlight.delete(r);
-      r.abort.abort(new Error('request timeout'));
-      r.res.destroy();
-    }
-    for (const c of connections) {
-      if (c.inFlight > 0 || c.refused) continue;
-      // HTTP/1.1: bytes after the last response are the next request's headers arriving.
-      if (c.sawRequest && c.session === undefined && c.bytesSeenAt === 0) {
-        if ((c.socket.bytesRead ?? 0) !== c.bytesAtIdle) c.bytesSeenAt = now;
-      }
-      const headerSince = c.sawRequest ? c.bytesSeenAt : c.idleSince;
-      if (headerSince !== 0 && now - headerSince >= timeouts.headerMs) {
-        c.socket.destroy();
-      } else if (now - c.idleSince >= timeouts.idleMs) {
-        // HTTP/2: GOAWAY first, so a client's request racing the close is refused (and retried),
-        // not lost; the socket goes a second later at most.
-        const session = c.session;
-        if (session !== undefined && !session.destroyed && c.closingSince === 0) {
-          c.closingSince = now;
-          session.close();
-        } else if (session === undefined || now - c.closingSince >= 1000) {
-          c.socket.destroy();
-        }
-      }
-    }
-  };
+  const sweep = () => sweepConnections(inFlight, connections, timeouts);
 
   const refuse = (req: NodeRequest) => {
     // No response at all: HTTP/2 loses the whole session, HTTP/1.1 the connection.
@@ -256,7 +207,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     }
     const h1 = connection.session === undefined;
     if (connection.refused) {
-      writeRefusal(res, 503, 'server_busy', { 'retry-after': '1' });
+      writeRefusal(res, ERROR_TABLE.server_busy, { 'retry-after': '1' });
       res.once('finish', () => connection.socket.destroy());
       return;
     }
@@ -298,7 +249,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     const head = readHead(req);
     if (h1 && head.size > maxHeaderSize) {
       release();
-      writeRefusal(res, 431, 'api_bad_request');
+      writeRefusal(res, { status: 431, err: ERROR_TABLE.api_bad_request.err });
       if (!req.complete) req.destroy();
       return;
     }
@@ -308,7 +259,8 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     // The request timeout is enforced by the sweep (no timer per request).
     const pending: Pending = { deadline: Date.now() + timeouts.requestMs, abort, res };
     inFlight.add(pending);
-    res.once('close', () => {
+    // 'close' is emitted once: `on`, not `once` (no wrapper per request).
+    res.on('close', () => {
       inFlight.delete(pending);
       release();
       if (!done) abort.abort(new Error('client went away'));
@@ -350,7 +302,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     }
     collectBody(req, small, run, () => {
       done = true;
-      writeRefusal(res, 400, 'api_bad_request');
+      writeRefusal(res, ERROR_TABLE.api_bad_request);
       req.destroy();
     });
   };
@@ -365,10 +317,10 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
   ) => {
     const request = toWebRequest(req, head.pairs, signal, body);
     if (request === undefined) {
-      writeRefusal(res, 400, 'api_bad_request');
+      writeRefusal(res, ERROR_TABLE.api_bad_request);
       return;
     }
-    peers.set(request, peer);
+    origins.set(request, { peer, node: req });
     let response: Response;
     try {
       response = await handler(request);
@@ -460,7 +412,9 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       await done;
     },
 
-    peerOf: (request) => peers.get(request),
+    peerOf: (request) => origins.get(request)?.peer,
+    rawPathOf: (request) => origins.get(request)?.node.url,
+    methodOf: (request) => origins.get(request)?.node.method,
 
     address() {
       const address = server?.address();
