@@ -26,7 +26,7 @@ import {
 } from './tree.ts';
 
 /** The arguments a command's `run` receives: options and positionals by name, `_` all words. */
-export type ParsedArgs = { _: string[] } & Record<string, string | boolean | undefined>;
+type ParsedArgs = { _: string[] } & Record<string, string | boolean | undefined>;
 
 /** What a command line asks for. */
 export type CommandLine =

@@ -29,7 +29,7 @@ const CLI_RETRY = { attempts: 3, initialMs: 200, maxMs: 1000 } as const;
 const SILENT = { info: () => {}, warn: () => {}, error: () => {} };
 
 /** §11: what a 503 prints (no `Error:` prefix, as upstream). */
-export const NOT_READY_MESSAGE = 'SPIKE is not ready yet. Please wait a moment and try again.';
+const NOT_READY_MESSAGE = 'SPIKE is not ready yet. Please wait a moment and try again.';
 export const CONNECT_MESSAGE = 'Error: Failed to connect to SPIKE Nexus.';
 
 /**
@@ -91,7 +91,7 @@ export async function withClient<T>(
  * answered with 500 (a JSON-mode ciphertext that fails authentication, §8) is a failed cipher
  * operation, not a connection problem.
  */
-export function describeApiFailure(
+function describeApiFailure(
   error: SpikeError,
   group: CommandGroup,
 ): { lines: string[]; exitCode: ExitCode } {

@@ -7,7 +7,7 @@ import { completionScript, SHELLS, type Shell } from '../completion.ts';
 import { commandMeta } from '../help.ts';
 import { EXIT, fail, writeOut } from '../output.ts';
 
-export const completionCommand = defineCommand({
+const completionCommand = defineCommand({
   meta: commandMeta(['completion'], 'Print a shell completion script (bash, zsh or fish)', [
     'source <(spike completion bash)          # bash, e.g. in ~/.bashrc',
     'source <(spike completion zsh)           # zsh, e.g. in ~/.zshrc',

@@ -17,7 +17,7 @@ const commandArg = {
   variadic: true,
 } as const;
 
-export const helpCommand = defineCommand({
+const helpCommand = defineCommand({
   meta: commandMeta(['help'], 'Show the help of a command', [
     'spike help',
     'spike help secret',

@@ -305,7 +305,7 @@ const metadata = defineCommand({
   subCommands: { get: metadataGet },
 });
 
-export const secretCommand = defineCommand({
+const secretCommand = defineCommand({
   meta: commandMeta(['secret'], 'Manage secrets (superuser role)', [
     'spike secret put tenants/acme/db user=app pass=s3cret',
     'spike secret get tenants/acme/db pass',

@@ -14,14 +14,14 @@ import { CliExit, EXIT, fail, formatArg, parseFormat, printValue, writeErr } fro
 import { CONNECT_MESSAGE, connect } from '../session.ts';
 
 /** What `status -f json|yaml` prints. */
-export interface StatusReport {
+interface StatusReport {
   /** The Nexus URL asked. */
   readonly nexus: string;
   readonly reachable: boolean;
   readonly ready: boolean;
 }
 
-export const statusCommand = defineCommand({
+const statusCommand = defineCommand({
   meta: commandMeta(['status'], 'Show whether SPIKE Nexus is reachable and ready', [
     'spike status',
     'spike status -f json',

@@ -16,7 +16,7 @@ import { EXIT, fail, formatArg, formatFields, parseFormat, printValue } from '..
 import { explainSourceError, workloadAddress } from '../workload.ts';
 
 /** What `whoami -f json|yaml` prints. */
-export interface WhoamiReport {
+interface WhoamiReport {
   readonly spiffeId: string;
   readonly trustDomain: string;
   /** Leaf `notAfter`, ISO 8601 UTC. */
@@ -37,7 +37,7 @@ function whoamiReport(svid: X509Svid): WhoamiReport {
   };
 }
 
-export const whoamiCommand = defineCommand({
+const whoamiCommand = defineCommand({
   meta: commandMeta(
     ['whoami'],
     'Show the SPIFFE identity (X.509-SVID) this process gets from the Workload API',

@@ -15,7 +15,7 @@ import type { Clock } from './ports.ts';
 export type LogLevel = 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
 
 /** Every level, lowest first. */
-export const LOG_LEVELS: readonly LogLevel[] = Object.freeze(['DEBUG', 'INFO', 'WARN', 'ERROR']);
+const LOG_LEVELS: readonly LogLevel[] = Object.freeze(['DEBUG', 'INFO', 'WARN', 'ERROR']);
 
 /** The level used when `SPIKE_SYSTEM_LOG_LEVEL` is unset. */
 export const DEFAULT_LOG_LEVEL: LogLevel = 'WARN';
@@ -24,7 +24,7 @@ export const DEFAULT_LOG_LEVEL: LogLevel = 'WARN';
 export type LineSink = (line: string) => void;
 
 /** Extra structured fields of a log line; values must be JSON-serialisable and never secret. */
-export type LogFields = Readonly<Record<string, string | number | boolean | null | undefined>>;
+type LogFields = Readonly<Record<string, string | number | boolean | null | undefined>>;
 
 export interface Logger {
   debug(message: string, fields?: LogFields): void;

@@ -106,7 +106,7 @@ function componentIds(keepers: number): [string, string][] {
  * names `localhost` and `127.0.0.1` and standard TLS clients (hvac, node-vault, the Vault Go
  * client) can verify the hostname (docs/vault-kv2.md §1). Every other SVID has only its URI SAN.
  */
-export const NEXUS_DEV_SANS = Object.freeze({
+const NEXUS_DEV_SANS = Object.freeze({
   dnsNames: Object.freeze(['localhost']),
   ipAddresses: Object.freeze(['127.0.0.1']),
 });

@@ -28,7 +28,7 @@ export interface MintedLeaf {
   readonly notAfter: Date;
 }
 
-export function generateKeyPair(): Promise<CryptoKeyPair> {
+function generateKeyPair(): Promise<CryptoKeyPair> {
   return crypto.subtle.generateKey(EC, true, ['sign', 'verify']) as Promise<CryptoKeyPair>;
 }
 

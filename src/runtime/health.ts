@@ -27,7 +27,7 @@ export interface HealthServer {
  * Creates the plain-HTTP `/health` and `/ready` server (docs/spike-api.md §12) around `handle`, which
  * receives `GET http://localhost/health` or `/ready` (query string dropped). Not listening yet.
  */
-export function createHealthServer(handle: (request: Request) => Promise<Response>): http.Server {
+function createHealthServer(handle: (request: Request) => Promise<Response>): http.Server {
   return http.createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
     req.resume();

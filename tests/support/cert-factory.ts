@@ -51,7 +51,7 @@ import {
 export type { Authority };
 
 /** Key types the factory can put in a leaf (`LeafOptions.keyType`). */
-export type TestKeyType = 'P-256' | 'P-384' | 'RSA' | 'Ed25519';
+type TestKeyType = 'P-256' | 'P-384' | 'RSA' | 'Ed25519';
 
 /** A minted leaf with everything a test needs to feed a validator or a TLS stack. */
 export interface TestSvid {
@@ -74,7 +74,7 @@ export interface TestSvid {
 }
 
 /** Overrides for `issue`; anything omitted follows the SPIFFE profile. */
-export interface LeafOptions {
+interface LeafOptions {
   /** Signing CA: `'root'` (default), `'intermediate'` (the PKI's), or any `Authority`. */
   via?: 'root' | 'intermediate' | Authority;
   /** URI SANs; default `[id]`. `[]` leaves URIs out (with `dnsNames` for a DNS-only SAN). */
@@ -145,7 +145,7 @@ export interface TestPki {
 }
 
 /** Ready-made bad SVIDs (docs/spiffe.md §8); each chains to the PKI's root. */
-export interface BadSvids {
+interface BadSvids {
   /** Row 1: two URI SANs. */
   twoUriSans(): Promise<TestSvid>;
   /** Row 2: a DNS SAN and no URI SAN. */
@@ -191,7 +191,7 @@ const CA_KEY_USAGE = KU.keyCertSign | KU.cRLSign;
 const HOUR = 3600_000;
 
 /** An OID no implementation knows (under the 2.25 UUID arc), for row 27. */
-export const UNKNOWN_EXTENSION_OID = '2.25.329800735698586629295641978511506172918';
+const UNKNOWN_EXTENSION_OID = '2.25.329800735698586629295641978511506172918';
 
 /** A critical extension with an unknown OID and an empty-SEQUENCE value (row 27). */
 export function unknownCriticalExtension(): x509.Extension {
@@ -308,7 +308,7 @@ export async function createTestRoot(
 }
 
 /** An intermediate CA below `parent` with overridable flags. */
-export async function createTestIntermediate(
+async function createTestIntermediate(
   parent: Authority,
   trustDomain: string,
   options: CaOptions = {},
@@ -336,7 +336,7 @@ export async function createTestIntermediate(
 }
 
 /** Issues a leaf below `issuer` (or self-signed) with every field overridable. */
-export async function issueTestLeaf(
+async function issueTestLeaf(
   issuer: Authority,
   id: string,
   options: LeafOptions = {},

@@ -93,7 +93,7 @@ export interface ClusterOptions {
 }
 
 /** One managed process: same command, environment and ports on every start. */
-export interface ManagedProcess {
+interface ManagedProcess {
   readonly name: string;
   /** Current process id, `undefined` when not running. */
   pid(): number | undefined;
@@ -425,7 +425,7 @@ export interface Finding {
  * URL-safe base64 at each of the three byte alignments (only the characters that depend on the
  * secret alone, so an embedding inside a longer base64 text is found too).
  */
-export function secretForms(bytes: Uint8Array): { form: string; pattern: Uint8Array }[] {
+function secretForms(bytes: Uint8Array): { form: string; pattern: Uint8Array }[] {
   const text = (s: string) => new TextEncoder().encode(s);
   const hex = Buffer.from(bytes).toString('hex');
   const forms = [

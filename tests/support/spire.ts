@@ -44,7 +44,7 @@ import { freePort, plainStatus } from './process.ts';
 export { plainStatus };
 
 /** The SPIRE release `.ci/install-spire` pins (keep the two in step). */
-export const SPIRE_VERSION = '1.13.3';
+const SPIRE_VERSION = '1.13.3';
 export const TRUST_DOMAIN = 'spike.ist';
 export const ROOT = join(import.meta.dir, '..', '..');
 
@@ -58,14 +58,14 @@ export const IDS = {
 } as const;
 
 /** Where the SPIRE binaries are. */
-export function spireBinDir(): string {
+function spireBinDir(): string {
   const fromEnv = process.env.SPIKE_SPIRE_BIN_DIR;
   if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
   return join(homedir(), '.cache', 'spike-tools', `spire-${SPIRE_VERSION}`, 'bin');
 }
 
 /** Where `bun run build` put nexus, keeper and spike (`SPIKE_DIST_DIR`, else `dist/`). */
-export function distDir(): string {
+function distDir(): string {
   const fromEnv = process.env.SPIKE_DIST_DIR;
   return fromEnv !== undefined && fromEnv !== '' ? fromEnv : join(ROOT, 'dist');
 }
@@ -118,7 +118,7 @@ export async function run(
 }
 
 /** A long-running child whose output goes to `<logDir>/<name>.log` (appended across starts). */
-export interface ManagedProcess {
+interface ManagedProcess {
   readonly name: string;
   readonly log: string;
   running(): boolean;
@@ -129,7 +129,7 @@ export interface ManagedProcess {
   waitForLog(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
 }
 
-export function managed(
+function managed(
   name: string,
   cmd: readonly string[],
   env: Record<string, string>,
@@ -191,7 +191,7 @@ export interface SpireOptions {
 }
 
 /** One registration entry, keyed on the executable's path. */
-export interface EntrySpec {
+interface EntrySpec {
   readonly spiffeId: string;
   /** The executable; its real path becomes the `unix:path` selector. */
   readonly binary: string;

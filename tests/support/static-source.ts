@@ -46,7 +46,7 @@ export async function mintSvid(
 }
 
 /** A bundle set with one trust domain's root (plus any `extra` bundles, for federation tests). */
-export function bundlesOf(
+function bundlesOf(
   trustDomain: string,
   authority: Authority,
   extra: ReadonlyMap<string, readonly Uint8Array[]> = new Map(),

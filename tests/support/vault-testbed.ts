@@ -11,7 +11,7 @@ import { type NexusStore, openStore } from '../../src/nexus/store/index.ts';
 import { createVaultApp, type VaultApp } from '../../src/nexus/vault/app.ts';
 
 const TD = 'spike.ist';
-export const TRUST: TrustRoots = {
+const TRUST: TrustRoots = {
   nexus: [TD],
   keeper: [TD],
   bootstrap: [TD],
@@ -25,7 +25,7 @@ export const PILOT = 'spiffe://spike.ist/spike/pilot/role/superuser';
 export const WORKLOAD = 'spiffe://spike.ist/workload/app';
 export const LITE = 'spiffe://spike.ist/spike/workload/role/lite';
 
-export interface VaultAnswer {
+interface VaultAnswer {
   readonly status: number;
   readonly type: string | null;
   readonly text: string;

@@ -21,9 +21,9 @@ export const ENVELOPE_VERSION = 0x01;
 /** AES-GCM nonce length in bytes (96 bits). */
 export const NONCE_LENGTH = 12;
 /** AES-GCM tag length in bytes. */
-export const TAG_LENGTH = 16;
+const TAG_LENGTH = 16;
 /** Bytes an envelope adds to its plaintext. */
-export const ENVELOPE_OVERHEAD = 1 + NONCE_LENGTH + TAG_LENGTH;
+const ENVELOPE_OVERHEAD = 1 + NONCE_LENGTH + TAG_LENGTH;
 
 /** The fixed message of every decryption failure. */
 export const DECRYPTION_FAILED = 'decryption failed';
@@ -108,7 +108,7 @@ export async function open(
 const SEP = Uint8Array.of(0);
 
 /** Domain labels of the associated-data formats (docs/spike-api.md §9, exact text). */
-export const AAD_LABEL = {
+const AAD_LABEL = {
   secret: 'spike/v1/secret',
   secretMeta: 'spike/v1/secret-meta',
   policy: 'spike/v1/policy',

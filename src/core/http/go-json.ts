@@ -37,7 +37,7 @@ export type GoJsonKind =
 export type GoJsonSchema = Readonly<Record<string, GoJsonKind>>;
 
 /** The TypeScript value of one Go field kind; nil maps, slices and bytes are `null`. */
-export type GoJsonValue<K extends GoJsonKind> = K extends 'string'
+type GoJsonValue<K extends GoJsonKind> = K extends 'string'
   ? string
   : K extends 'int' | 'uint8'
     ? number

@@ -14,9 +14,9 @@
 import { SpikeError } from '../errors.ts';
 
 /** Longest accepted SPIFFE ID, in bytes (docs/spiffe.md §3 rule 12). */
-export const MAX_SPIFFE_ID_LENGTH = 2048;
+const MAX_SPIFFE_ID_LENGTH = 2048;
 /** Longest accepted trust domain name, in bytes (docs/spiffe.md §3 rule 12). */
-export const MAX_TRUST_DOMAIN_LENGTH = 255;
+const MAX_TRUST_DOMAIN_LENGTH = 255;
 
 const SCHEME = 'spiffe://';
 
