@@ -26,7 +26,7 @@ import {
 } from '../../core/kv/semantics.ts';
 import type { EpochClock, RootKeyProvider, SecretMetadata, Secrets } from '../../core/ports.ts';
 import type { SecretRecord, SecretUpdate, StoreBackend } from './backend.ts';
-import { type MountConfig, maxVersionsOf, planNewVersion } from './kv2-rules.ts';
+import { checkCas, type MountConfig, maxVersionsOf, planNewVersion } from './kv2-rules.ts';
 
 export interface SecretsOptions {
   /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS` (≥ 1). */
@@ -113,6 +113,9 @@ export function createSecrets(
       const plaintext = utf8.encode(JSON.stringify(values));
       try {
         return await backend.updateSecret(path, async (record) => {
+          // A SPIKE put carries no check-and-set: refused where `cas_required` holds (mount or
+          // key), as a Vault write without `cas` is (docs/vault-kv2.md §4.4).
+          checkCas(record, options.mount(), undefined);
           const now = clock();
           // One rule for both APIs (docs/vault-kv2.md §4.1–4.3): number, trim, scheduled deletion.
           const plan = planNewVersion(record, options.mount(), options.maxVersions, now);
