@@ -25,11 +25,14 @@ interface MRecord {
   keyMax: number;
   /** Key `delete_version_after`, ms. */
   keyDva: number;
+  /** Key `cas_required`. */
+  keyCas: boolean;
   versions: Map<number, MVersion>;
 }
 interface Model {
   readonly paths: Map<string, MRecord>;
   mountMax: number;
+  mountCas: boolean;
   now: number;
 }
 
@@ -46,6 +49,8 @@ type Op =
   | { t: 'max'; p: string; n: number }
   | { t: 'dva'; p: string; s: number }
   | { t: 'mmax'; n: number }
+  | { t: 'kcas'; p: string; on: boolean }
+  | { t: 'mcas'; on: boolean }
   | { t: 'tick'; s: number }
   | { t: 'purge'; p: string };
 
@@ -105,6 +110,11 @@ const op: fc.Arbitrary<Op> = fc.oneof(
     arbitrary: fc.record({ t: fc.constant('mmax' as const), n: fc.integer({ min: 0, max: 3 }) }),
   },
   {
+    weight: 1,
+    arbitrary: fc.record({ t: fc.constant('kcas' as const), p: path, on: fc.boolean() }),
+  },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('mcas' as const), on: fc.boolean() }) },
+  {
     weight: 2,
     arbitrary: fc.record({ t: fc.constant('tick' as const), s: fc.integer({ min: 0, max: 3 }) }),
   },
@@ -113,7 +123,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 function record(m: Model, p: string): MRecord {
   let r = m.paths.get(p);
   if (r === undefined) {
-    r = { latest: 0, oldest: 0, keyMax: 0, keyDva: 0, versions: new Map() };
+    r = { latest: 0, oldest: 0, keyMax: 0, keyDva: 0, keyCas: false, versions: new Map() };
     m.paths.set(p, r);
   }
   return r;
@@ -133,6 +143,9 @@ function modelWrite(m: Model, p: string, d: Data): void {
   }
 }
 
+/** `cas_required` on the mount or the key (docs/vault-kv2.md §4.4). */
+const casRequired = (m: Model, r: MRecord | undefined) => m.mountCas || r?.keyCas === true;
+
 let clockNow = 0;
 const isDeleted = (v: MVersion) => v.deletedAt !== null && v.deletedAt <= clockNow;
 const live = (v: MVersion) => !isDeleted(v) && !v.destroyed;
@@ -151,6 +164,13 @@ async function apply(tb: Testbed, m: Model, o: Op): Promise<void> {
       const res = await tb.vault('POST', `/v1/secret/data/${o.p}`, {
         body: { data: o.data, ...(cas === undefined ? {} : { options: { cas } }) },
       });
+      if (o.cas === 'none' && casRequired(m, r)) {
+        expect([res.status, res.json.errors]).toEqual([
+          400,
+          ['check-and-set parameter required for this call'],
+        ]);
+        return;
+      }
       if (o.cas === 'bad') {
         expect(res.status).toBe(400);
         expect(res.json.errors).toEqual([
@@ -164,14 +184,27 @@ async function apply(tb: Testbed, m: Model, o: Op): Promise<void> {
       return;
     }
     case 'sput': {
-      expect((await tb.spike('/v1/store/secrets', { path: o.p, values: o.data })).status).toBe(200);
+      const res = await tb.spike('/v1/store/secrets', { path: o.p, values: o.data });
+      // docs/vault-kv2.md §4.4: a SPIKE put has no cas, so cas_required refuses it.
+      if (casRequired(m, r)) {
+        expect([res.status, res.json.err]).toEqual([400, 'api_bad_request']);
+        return;
+      }
+      expect(res.status).toBe(200);
       modelWrite(m, o.p, o.data);
       return;
     }
     case 'vpatch': {
       const res = await tb.vault('PATCH', `/v1/secret/data/${o.p}`, { body: { data: o.data } });
       const cur = r?.versions.get(r.latest);
-      if (r === undefined || r.latest === 0 || cur === undefined) {
+      if (r === undefined || r.latest === 0) {
+        expect([res.status, res.text]).toEqual([404, '{"errors":[]}']);
+      } else if (casRequired(m, r)) {
+        expect([res.status, res.json.errors]).toEqual([
+          400,
+          ['check-and-set parameter required for this call'],
+        ]);
+      } else if (cur === undefined) {
         expect([res.status, res.text]).toEqual([404, '{"errors":[]}']);
       } else if (!live(cur)) {
         expect(res.status).toBe(404);
@@ -246,6 +279,20 @@ async function apply(tb: Testbed, m: Model, o: Op): Promise<void> {
       m.mountMax = o.n;
       return;
     }
+    case 'kcas': {
+      const body = { cas_required: o.on };
+      const res = await tb.vault('POST', `/v1/secret/metadata/${o.p}`, { body });
+      // false under a mount that requires CAS: accepted with a warning (§4.4).
+      expect(res.status).toBe(!o.on && m.mountCas ? 200 : 204);
+      record(m, o.p).keyCas = o.on;
+      return;
+    }
+    case 'mcas': {
+      const body = { cas_required: o.on };
+      expect((await tb.vault('POST', '/v1/secret/config', { body })).status).toBe(204);
+      m.mountCas = o.on;
+      return;
+    }
     case 'tick': {
       m.now += o.s * 1000;
       tb.now.ms = m.now;
@@ -316,7 +363,7 @@ describe('both APIs against a model (docs/vault-kv2.md §4)', () => {
             dirs.push(dataDir);
             const tb = await createTestbed({ backend, dataDir });
             try {
-              const m: Model = { paths: new Map(), mountMax: 0, now: tb.now.ms };
+              const m: Model = { paths: new Map(), mountMax: 0, mountCas: false, now: tb.now.ms };
               for (const o of ops) {
                 await apply(tb, m, o);
                 await check(tb, m);

@@ -1,7 +1,7 @@
 /**
  * The Vault KV v2 view of the store (src/nexus/store/vault-kv.ts, docs/vault-kv2.md §4) on BOTH
  * backends: trim and `oldest_version`, effective `max_versions`, `delete_version_after`,
- * check-and-set, `custom_metadata` sealed at rest, and the mapping to the SPIKE view (§4.1).
+ * check-and-set (also on SPIKE writes), `custom_metadata` sealed at rest, and the mapping to the SPIKE view (§4.1).
  */
 import { Database } from 'bun:sqlite';
 import { afterAll, describe, expect, it } from 'bun:test';
@@ -118,6 +118,30 @@ for (const kind of ['memory', 'sqlite'] as const) {
       expect(await message(kv.write('e', { a: 1 }))).toBe(
         'check-and-set parameter required for this call',
       );
+      await store.close();
+    });
+
+    it('a SPIKE put honours cas_required of the key and of the mount (§4.4)', async () => {
+      const { kv, spike, store } = await open(kind, () => 1);
+      await kv.write('f', { a: 1 });
+      await kv.writeMetadata('f', { casRequired: true }, 'write');
+      expect(await message(spike.put('f', { a: '2' }))).toBe(
+        'check-and-set parameter required for this call',
+      );
+      // Refused, nothing written: the Vault write with the right cas gets version 2.
+      expect((await kv.metadata('f'))?.currentVersion).toBe(1);
+      expect((await kv.write('f', { a: 2 }, 1)).version.version).toBe(2);
+      // Key requirement lifted: the SPIKE put goes through, until the mount requires CAS.
+      await kv.writeMetadata('f', { casRequired: false }, 'write');
+      expect((await spike.put('f', { a: '3' })).version).toBe(3);
+      kv.configure({ casRequired: true });
+      expect(await message(spike.put('f', { a: '4' }))).toBe(
+        'check-and-set parameter required for this call',
+      );
+      expect(await message(spike.put('new', { a: '1' }))).toBe(
+        'check-and-set parameter required for this call',
+      );
+      expect(await spike.get('f', 0)).toEqual({ a: '3' });
       await store.close();
     });
 

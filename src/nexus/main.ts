@@ -21,7 +21,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { SpikeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import { createPolicyEngine } from '../core/policy/engine.ts';
+import { createPolicyEngine, type PolicyEngine } from '../core/policy/engine.ts';
 import type { RootKeyProvider } from '../core/ports.ts';
 import { authorizeAny } from '../core/spiffe/authorizer.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
@@ -45,7 +45,7 @@ import { createKeeperClient } from './keeper-client.ts';
 import { createKeyLifecycle, type KeyLifecycle } from './root-key/lifecycle.ts';
 import { createStaticRootKeyProvider, MutableRootKeyProvider } from './root-key/providers.ts';
 import { type NexusStore, openStore } from './store/index.ts';
-import { createVaultApp } from './vault/app.ts';
+import { createVaultApp, type VaultApp } from './vault/app.ts';
 import { readVaultEnv } from './vault/config.ts';
 
 /** The audit sink (docs/spike-api.md §12): stderr, or lines appended to a file (mode 0600). */
@@ -152,6 +152,32 @@ async function startKeyCustody(
   return { keys, lifecycle };
 }
 
+/**
+ * The Vault KV v2 API (docs/vault-kv2.md), when SPIKE_NEXUS_VAULT_API is on: same store, same
+ * policies, its own audit lines.
+ */
+function vaultAppOf(
+  config: NexusConfig,
+  store: NexusStore,
+  keys: RootKeyProvider,
+  policyEngine: PolicyEngine,
+  auditSink: { write(line: string): void },
+  log: Logger,
+): VaultApp | undefined {
+  const vaultEnv = readVaultEnv(process.env);
+  if (!vaultEnv.enabled) return undefined;
+  return createVaultApp({
+    kv: store.vault(keys),
+    keys,
+    initialized: () => store.getKcv() !== undefined,
+    policyEngine,
+    mount: vaultEnv.mount,
+    maxBodyBytes: config.maxBodyBytes,
+    audit: (line) => auditSink.write(line),
+    logger: log,
+  });
+}
+
 async function main(): Promise<void> {
   let config: NexusConfig;
   try {
@@ -226,22 +252,7 @@ async function main(): Promise<void> {
       ...(lifecycle === undefined ? {} : { operator: lifecycle.operator }),
       logger: log,
     });
-    // The Vault KV v2 API (docs/vault-kv2.md), when SPIKE_NEXUS_VAULT_API is on: same store,
-    // same policies, its own audit lines.
-    const vaultEnv = readVaultEnv(process.env);
-    const openedStore = store;
-    const vault = vaultEnv.enabled
-      ? createVaultApp({
-          kv: store.vault(keys),
-          keys,
-          initialized: () => openedStore.getKcv() !== undefined,
-          policyEngine,
-          mount: vaultEnv.mount,
-          maxBodyBytes: config.maxBodyBytes,
-          audit: (line) => auditSink.write(line),
-          logger: log,
-        })
-      : undefined;
+    const vault = vaultAppOf(config, store, keys, policyEngine, auditSink, log);
     const mtls = createMtlsServer({
       source,
       // Any peer whose chain verifies against its trust domain's bundle (federation); the routes

@@ -12,24 +12,27 @@
  *             Go net/http (tests/bench/go/echo), bare node:http2 (tests/bench/server.ts bare) and
  *             our transport (src/runtime/tls/server.ts with an echo handler); each measured by
  *             the Go generator over HTTP/2 and HTTP/1.1, the Bun ones by the Bun generator too
- *   nexus     Nexus secret get on SQLite (caller a workload allowed by 1 policy; Go h2, Go h1,
- *             Bun h2), the same with 1,000 policies stored, and a durable secret put (superuser)
+ *   nexus     on one Nexus (SQLite, 1 policy), interleaved for --rounds rounds (median): the
+ *             secret get through the SPIKE API and `GET /v1/secret/data/…` through the Vault API
+ *             (caller a workload allowed by the policy; Go h2, Go h1, Bun h2), and durable puts
+ *             through both (superuser, Bun h2); then the SPIKE get with 1,000 policies stored
+ *   style     the HTTP-style comparison (tests/bench/http-style.ts, in-process, no sockets)
  *   life      the lifecycle and executable figures (tests/bench/lifecycle.ts, executables.ts)
  *
  * Tools beside it: tests/bench/ab.ts (interleaved A/B of checkouts' bench servers, CPU per
  * request) and tests/bench/profile.ts (a CPU profile of one bench server under load).
  *
  * Options: --seconds N (default 5 per phase), --rounds N (echo rounds, default 3),
- * --phases echo,nexus,life (default all), --json (machine-readable summary on the last line).
+ * --phases echo,nexus,style,life (default all), --json (machine-readable summary on the last line).
  */
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http2 from 'node:http2';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { X509Source } from '../../src/core/spiffe/types.ts';
 import { startDevIssuer } from '../../src/dev/issuer.ts';
 import { tlsMaterialOf } from '../../src/runtime/tls/material.ts';
 import { createX509Source } from '../../src/runtime/workload/client.ts';
+import { bunLoad, IN_FLIGHT_PER_SESSION, type PhaseResult, SESSIONS } from './bun-load.ts';
 import { benchExecutables } from './executables.ts';
 import { benchLifecycle } from './lifecycle.ts';
 
@@ -40,22 +43,9 @@ const option = (name: string, fallback: string) => {
 };
 const seconds = Number(option('--seconds', '5')) || 5;
 const rounds = Math.max(1, Number(option('--rounds', '3')) || 3);
-const phases = new Set(option('--phases', 'echo,nexus,life').split(','));
+const phases = new Set(option('--phases', 'echo,nexus,style,life').split(','));
 const GO_H2 = { conns: 4, streams: 16 };
 const GO_H1_CLIENTS = 64;
-const SESSIONS = 4;
-const IN_FLIGHT_PER_SESSION = 16;
-
-interface PhaseResult {
-  name: string;
-  requests: number;
-  errors: number;
-  rps: number;
-  p50ms: number;
-  p99ms: number;
-  /** Server CPU time (user + system) per answered request, warm-up included, in µs. */
-  cpuUs?: number;
-}
 
 /** CPU time (user + system) of a process so far, in µs (/proc/<pid>/stat, clock ticks). */
 function cpuUsOf(pid: number): number {
@@ -157,11 +147,13 @@ async function goLoad(
   identity: PemFiles,
   path: string,
   body: string,
+  method = 'POST',
 ): Promise<PhaseResult> {
   const proc = Bun.spawn(
     [
       go.loadgen,
       `-url=https://127.0.0.1:${server.port}${path}`,
+      `-method=${method}`,
       `-proto=${proto}`,
       `-conns=${GO_H2.conns}`,
       `-streams=${GO_H2.streams}`,
@@ -186,83 +178,8 @@ async function goLoad(
   return { name, ...r, cpuUs: (cpu1 - cpu0) / Math.max(1, total) };
 }
 
-/** Closed-loop load: SESSIONS connections × IN_FLIGHT_PER_SESSION outstanding requests each. */
-async function load(
-  name: string,
-  port: number,
-  source: X509Source,
-  request: (i: number) => { path: string; body: string },
-): Promise<PhaseResult> {
-  const material = tlsMaterialOf((await source.ready()) as never);
-  const sessions = Array.from({ length: SESSIONS }, () =>
-    http2.connect(`https://127.0.0.1:${port}`, {
-      ...material,
-      // The server is our own bench process on loopback; identity checks are covered by tests.
-      checkServerIdentity: () => undefined,
-    }),
-  );
-  const latencies: number[] = [];
-  let errors = 0;
-  let counter = 0;
-  let measuring = false;
-  let stop = false;
-  const one = (session: http2.ClientHttp2Session) =>
-    new Promise<void>((resolve) => {
-      const { path, body } = request(counter++);
-      const t0 = performance.now();
-      const stream = session.request({
-        ':method': 'POST',
-        ':path': path,
-        'content-type': 'application/json',
-        // As Go's client and ours send it for a body of known size.
-        'content-length': String(Buffer.byteLength(body)),
-      });
-      let status = 0;
-      stream.on('response', (h) => {
-        status = Number(h[':status']);
-      });
-      stream.on('data', () => {});
-      stream.on('end', () => {
-        if (measuring) {
-          if (status === 200) latencies.push(performance.now() - t0);
-          else errors++;
-        }
-        resolve();
-      });
-      stream.on('error', () => {
-        if (measuring) errors++;
-        resolve();
-      });
-      stream.end(body);
-    });
-  const worker = async (session: http2.ClientHttp2Session) => {
-    while (!stop) await one(session);
-  };
-  const workers = sessions.flatMap((s) =>
-    Array.from({ length: IN_FLIGHT_PER_SESSION }, () => worker(s)),
-  );
-  await Bun.sleep(1000); // warm-up
-  measuring = true;
-  const t0 = performance.now();
-  await Bun.sleep(seconds * 1000);
-  measuring = false;
-  const elapsed = (performance.now() - t0) / 1000;
-  stop = true;
-  await Promise.all(workers);
-  for (const s of sessions) s.close();
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number) =>
-    latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
-  return {
-    name,
-    requests: latencies.length,
-    errors,
-    rps: latencies.length / elapsed,
-    p50ms: pct(0.5),
-    p99ms: pct(0.99),
-  };
-}
-
+const load = (...a: [string, number, X509Source, Parameters<typeof bunLoad>[3]]) =>
+  bunLoad(...a, seconds);
 const results: PhaseResult[] = [];
 const pilot = await sourceFor('pilot');
 const workload = await sourceFor('workload');
@@ -318,25 +235,66 @@ if (phases.has('echo')) {
   for (const [name, list] of runs) results.push(median(name, list));
 }
 
+/**
+ * The SPIKE API and the Vault KV v2 API on one Nexus (1 policy), interleaved for --rounds rounds
+ * (median): the same secret read as SPIKE `get` and as Vault `GET data/`, and durable writes as
+ * SPIKE `put` and Vault `PUT data/` (superuser, 64 rotating paths each).
+ */
+async function benchApis(server: Running): Promise<void> {
+  const spikeGet = '/v1/store/secrets?action=get';
+  const vaultGet = '/v1/secret/data/bench/secret';
+  const runs = new Map<string, PhaseResult[]>();
+  const add = (r: PhaseResult) => runs.set(r.name, [...(runs.get(r.name) ?? []), r]);
+  for (let round = 0; round < rounds; round++) {
+    for (const proto of ['h2', 'h1'] as const) {
+      const gen = proto === 'h2' ? 'Go h2' : 'Go h1';
+      add(
+        await goLoad(`get (1 policy) (${gen})`, server, proto, pem.workload, spikeGet, ECHO_BODY),
+      );
+      add(await goLoad(`vault get (${gen})`, server, proto, pem.workload, vaultGet, '', 'GET'));
+    }
+    add(
+      await load('get (1 policy) (Bun h2)', server.port, workload, () => ({
+        path: spikeGet,
+        body: ECHO_BODY,
+      })),
+    );
+    add(
+      await load('vault get (Bun h2)', server.port, workload, () => ({
+        path: vaultGet,
+        body: '',
+        method: 'GET',
+      })),
+    );
+    add(
+      await load('put (SQLite, durable) (Bun h2)', server.port, pilot, (i) => ({
+        path: '/v1/store/secrets',
+        body: JSON.stringify({ path: `bench/put/${i % 64}`, values: { value: `v${i}` } }),
+      })),
+    );
+    add(
+      await load('vault put (SQLite, durable) (Bun h2)', server.port, pilot, (i) => ({
+        path: `/v1/secret/data/bench/vput/${i % 64}`,
+        body: JSON.stringify({ data: { value: `v${i}` } }),
+        method: 'PUT',
+      })),
+    );
+  }
+  for (const [name, list] of runs) results.push(median(name, list));
+}
+
 if (phases.has('nexus')) {
   for (const policies of [1, 1000]) {
     const dir = mkdtempSync(join(work, 'nexus-'));
     const server = await startServer(['nexus', dir, String(policies)]);
-    const label = `get (${policies} ${policies === 1 ? 'policy' : 'policies'})`;
-    const path = '/v1/store/secrets?action=get';
-    results.push(await goLoad(`${label} (Go h2)`, server, 'h2', pem.workload, path, ECHO_BODY));
     if (policies === 1) {
-      results.push(await goLoad(`${label} (Go h1)`, server, 'h1', pem.workload, path, ECHO_BODY));
-    }
-    results.push(
-      await load(`${label} (Bun h2)`, server.port, workload, () => ({ path, body: ECHO_BODY })),
-    );
-    if (policies === 1) {
+      await benchApis(server);
+    } else {
+      const path = '/v1/store/secrets?action=get';
+      const label = 'get (1000 policies)';
+      results.push(await goLoad(`${label} (Go h2)`, server, 'h2', pem.workload, path, ECHO_BODY));
       results.push(
-        await load('put (SQLite, durable) (Bun h2)', server.port, pilot, (i) => ({
-          path: '/v1/store/secrets',
-          body: JSON.stringify({ path: `bench/put/${i % 64}`, values: { value: `v${i}` } }),
-        })),
+        await load(`${label} (Bun h2)`, server.port, workload, () => ({ path, body: ECHO_BODY })),
       );
     }
     await server.stop();
@@ -351,7 +309,7 @@ console.log(
 );
 console.log(`load average at start: ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}`);
 console.log(
-  `load: Go generator h2 ${GO_H2.conns} connections × ${GO_H2.streams} streams, h1 ${GO_H1_CLIENTS} clients; Bun generator h2 ${SESSIONS} sessions × ${IN_FLIGHT_PER_SESSION} in flight; ${seconds} s per phase after 1 s warm-up, loopback; echo phases: median of ${rounds} interleaved rounds\n`,
+  `load: Go generator h2 ${GO_H2.conns} connections × ${GO_H2.streams} streams, h1 ${GO_H1_CLIENTS} clients; Bun generator h2 ${SESSIONS} sessions × ${IN_FLIGHT_PER_SESSION} in flight; ${seconds} s per phase after 1 s warm-up, loopback; echo and API phases: median of ${rounds} interleaved rounds\n`,
 );
 console.log('| phase | requests/s | p50 ms | p99 ms | errors | server CPU µs/request |');
 console.log('|---|---:|---:|---:|---:|---:|');
@@ -384,9 +342,41 @@ if (phases.has('nexus')) {
   const get = rpsOf('get (1 policy) (Bun h2)');
   const get1k = rpsOf('get (1000 policies) (Bun h2)');
   console.log(`put = ${rpsOf('put (SQLite, durable) (Bun h2)').toFixed(0)}/s (Bun h2)`);
+  for (const gen of ['Go h2', 'Go h1', 'Bun h2']) {
+    const spike = results.find((r) => r.name === `get (1 policy) (${gen})`);
+    const vault = results.find((r) => r.name === `vault get (${gen})`);
+    const cpu =
+      spike?.cpuUs === undefined || vault?.cpuUs === undefined
+        ? ''
+        : `, server CPU/request vault / spike = ${(vault.cpuUs / spike.cpuUs).toFixed(2)}`;
+    console.log(
+      `vault get / spike get (${gen}) = ${ratio(`vault get (${gen})`, `get (1 policy) (${gen})`)} requests/s${cpu} (target: vault costs ≤ 10 % more)`,
+    );
+  }
+  console.log(
+    `vault put / spike put (Bun h2) = ${ratio('vault put (SQLite, durable) (Bun h2)', 'put (SQLite, durable) (Bun h2)')}`,
+  );
   console.log(
     `cost of 1,000 policies on get = ${(((get - get1k) / get) * 100).toFixed(1)} % (Bun h2; target < 10 %)`,
   );
+}
+
+if (phases.has('style')) {
+  // The HTTP-style comparison of docs/architecture.md decision 2, in its own process.
+  const proc = Bun.spawn(
+    [
+      'bun',
+      join(import.meta.dir, 'http-style.ts'),
+      '--seconds',
+      String(seconds),
+      '--rounds',
+      String(Math.max(rounds, 3)),
+    ],
+    { stdout: 'pipe', stderr: 'inherit' },
+  );
+  const text = await new Response(proc.stdout).text();
+  if ((await proc.exited) !== 0) throw new Error('tests/bench/http-style.ts failed');
+  console.log(`\nHTTP style, secret get in-process (tests/bench/http-style.ts): ${text.trimEnd()}`);
 }
 
 if (phases.has('life')) {

@@ -9,7 +9,10 @@
  *                                                  API: the baseline of our transport
  *   bun tests/bench/server.ts nexus <dir> <n>      Nexus app on SQLite in <dir>, a fresh random
  *                                                  root key, <n> policies (n-1 that never match the
- *                                                  workload, then one read grant on `bench/`)
+ *                                                  workload, then one read grant on `bench/`), and
+ *                                                  the Vault KV v2 API under `/v1/secret/` beside
+ *                                                  it, as src/nexus/main.ts wires them (same
+ *                                                  store, same policy engine)
  *
  * SPIFFE_ENDPOINT_SOCKET names the Nexus socket of a development issuer. Prints `READY <port>`.
  */
@@ -19,6 +22,7 @@ import { authorizeAny } from '../../src/core/spiffe/authorizer.ts';
 import { createNexusApp } from '../../src/nexus/app.ts';
 import { MutableRootKeyProvider } from '../../src/nexus/root-key/providers.ts';
 import { openStore } from '../../src/nexus/store/index.ts';
+import { createVaultApp } from '../../src/nexus/vault/app.ts';
 import { tlsMaterialOf } from '../../src/runtime/tls/material.ts';
 import { createMtlsServer } from '../../src/runtime/tls/server.ts';
 import { createX509Source } from '../../src/runtime/workload/client.ts';
@@ -101,7 +105,24 @@ if (mode === 'echo') {
     peerOf: (r) => server.peerOf(r),
     policyEngine: engine,
   });
-  handler = (request) => app.handle(request);
+  const vault = createVaultApp({
+    kv: store.vault(keys),
+    keys,
+    initialized: () => true,
+    policyEngine: engine,
+    maxBodyBytes: 1 << 20,
+    audit: () => {},
+  });
+  // As src/nexus/main.ts: Vault paths go to the Vault app, everything else to the SPIKE app.
+  handler = (request) => {
+    const url = request.url;
+    const start = url.indexOf('/', url.indexOf('//') + 2);
+    const end = url.indexOf('?', start);
+    const pathname = end === -1 ? url.slice(start) : url.slice(start, end);
+    return vault.matches(pathname)
+      ? vault.handle(request, server.peerOf(request))
+      : app.handle(request);
+  };
 }
 
 const server = createMtlsServer({ source, authorizer: authorizeAny(), handler });

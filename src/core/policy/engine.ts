@@ -187,6 +187,19 @@ export interface PolicyEngine {
   invalidate(): void;
 }
 
+/** Every stored policy compiled, by name; one whose pattern no longer compiles is left out. */
+async function compileAll(store: PolicyStore): Promise<Map<string, CompiledPolicy>> {
+  const next = new Map<string, CompiledPolicy>();
+  for (const policy of await store.list()) {
+    try {
+      next.set(policy.name, compilePolicy(policy));
+    } catch {
+      // A stored pattern that no longer compiles grants nothing (fail closed).
+    }
+  }
+  return next;
+}
+
 /**
  * Creates a policy engine over `store` (docs/spike-api.md §7).
  *
@@ -214,27 +227,15 @@ export function createPolicyEngine(options: {
     if (cache !== undefined) return cache;
     if (loading === undefined) {
       const started = epoch;
-      const attempt = (async () => {
-        const next = new Map<string, CompiledPolicy>();
-        for (const policy of await store.list()) {
-          try {
-            next.set(policy.name, compilePolicy(policy));
-          } catch {
-            // A stored pattern that no longer compiles grants nothing (fail closed).
-          }
-        }
+      const attempt = compileAll(store).then((next) => {
         if (epoch === started) cache = next;
         return next;
-      })();
+      });
       loading = attempt;
-      attempt.then(
-        () => {
-          if (loading === attempt) loading = undefined;
-        },
-        () => {
-          if (loading === attempt) loading = undefined;
-        },
-      );
+      const settled = () => {
+        if (loading === attempt) loading = undefined;
+      };
+      attempt.then(settled, settled);
     }
     return loading;
   }

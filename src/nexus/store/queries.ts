@@ -69,6 +69,42 @@ function readQuery(db: Db) {
     .prepare();
 }
 
+/** The policy and store-metadata statements of `prepareQueries`. */
+function preparePolicyAndMetaQueries(db: Db) {
+  return {
+    upsertPolicy: db
+      .insert(policies)
+      .values({ name: p('name'), data: p('data'), createdAt: p('now'), updatedAt: p('now') })
+      .onConflictDoUpdate({
+        target: policies.name,
+        set: { data: sql`excluded.data`, updatedAt: sql`excluded.updated_at` },
+      })
+      .returning({ createdAt: policies.createdAt, updatedAt: policies.updatedAt })
+      .prepare(),
+    policy: db
+      .select()
+      .from(policies)
+      .where(eq(policies.name, p('name')))
+      .prepare(),
+    policies: db.select().from(policies).orderBy(asc(policies.name)).prepare(),
+    deletePolicy: db
+      .delete(policies)
+      .where(eq(policies.name, p('name')))
+      .returning({ name: policies.name })
+      .prepare(),
+    getMeta: db
+      .select({ value: storeMeta.value })
+      .from(storeMeta)
+      .where(eq(storeMeta.key, p('key')))
+      .prepare(),
+    setMeta: db
+      .insert(storeMeta)
+      .values({ key: p('key'), value: p('value') })
+      .onConflictDoUpdate({ target: storeMeta.key, set: { value: sql`excluded.value` } })
+      .prepare(),
+  };
+}
+
 /** Every prepared statement of the backend. */
 export function prepareQueries(db: Db) {
   const byPath = eq(secrets.path, p('path'));
@@ -174,35 +210,6 @@ export function prepareQueries(db: Db) {
       .where(versionByKey)
       .prepare(),
     deleteVersion: db.delete(secretVersions).where(versionByKey).prepare(),
-    upsertPolicy: db
-      .insert(policies)
-      .values({ name: p('name'), data: p('data'), createdAt: p('now'), updatedAt: p('now') })
-      .onConflictDoUpdate({
-        target: policies.name,
-        set: { data: sql`excluded.data`, updatedAt: sql`excluded.updated_at` },
-      })
-      .returning({ createdAt: policies.createdAt, updatedAt: policies.updatedAt })
-      .prepare(),
-    policy: db
-      .select()
-      .from(policies)
-      .where(eq(policies.name, p('name')))
-      .prepare(),
-    policies: db.select().from(policies).orderBy(asc(policies.name)).prepare(),
-    deletePolicy: db
-      .delete(policies)
-      .where(eq(policies.name, p('name')))
-      .returning({ name: policies.name })
-      .prepare(),
-    getMeta: db
-      .select({ value: storeMeta.value })
-      .from(storeMeta)
-      .where(eq(storeMeta.key, p('key')))
-      .prepare(),
-    setMeta: db
-      .insert(storeMeta)
-      .values({ key: p('key'), value: p('value') })
-      .onConflictDoUpdate({ target: storeMeta.key, set: { value: sql`excluded.value` } })
-      .prepare(),
+    ...preparePolicyAndMetaQueries(db),
   };
 }

@@ -26,7 +26,7 @@ import {
 } from '../../core/kv/semantics.ts';
 import type { EpochClock, RootKeyProvider, SecretMetadata, Secrets } from '../../core/ports.ts';
 import type { SecretRecord, SecretUpdate, StoreBackend } from './backend.ts';
-import { type MountConfig, maxVersionsOf, planNewVersion } from './kv2-rules.ts';
+import { checkCas, type MountConfig, maxVersionsOf, planNewVersion } from './kv2-rules.ts';
 
 export interface SecretsOptions {
   /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS` (≥ 1). */
@@ -94,6 +94,45 @@ export function versionUpdate(
   };
 }
 
+/** A SPIKE put: the next version, sealed (docs/spike-api.md §6, docs/vault-kv2.md §4.1–4.4). */
+async function putVersion(
+  backend: StoreBackend,
+  keys: Pick<RootKeyProvider, 'keys'>,
+  options: SecretsOptions,
+  path: string,
+  values: Readonly<Record<string, string>>,
+): Promise<{ version: number }> {
+  const key = storageKey(keys);
+  const plaintext = utf8.encode(JSON.stringify(values));
+  try {
+    return await backend.updateSecret(path, async (record) => {
+      // A SPIKE put carries no check-and-set: refused where `cas_required` holds (mount or
+      // key), as a Vault write without `cas` is (docs/vault-kv2.md §4.4).
+      checkCas(record, options.mount(), undefined);
+      const now = options.clock();
+      // One rule for both APIs (docs/vault-kv2.md §4.1–4.3): number, trim, scheduled deletion.
+      const plan = planNewVersion(record, options.mount(), options.maxVersions, now);
+      const { version } = plan.state;
+      const data = await seal(key, plaintext, secretAad(path, version));
+      return {
+        write: {
+          head: {
+            createdAt: record?.head.createdAt ?? now,
+            updatedAt: now,
+            latestVersion: version,
+            ...(plan.oldestVersion === undefined ? {} : { oldestVersion: plan.oldestVersion }),
+          },
+          insert: [{ state: plan.state, data }],
+          remove: plan.remove,
+        },
+        result: { version },
+      };
+    });
+  } finally {
+    zero(plaintext);
+  }
+}
+
 /**
  * Creates the `Secrets` of docs/spike-api.md §6 on a backend. `keys` is consulted on every call, so
  * the same object starts working once the root key is installed.
@@ -108,34 +147,7 @@ export function createSecrets(
     maxVersionsOf(record, options.mount(), options.maxVersions);
 
   return {
-    async put(path, values) {
-      const key = storageKey(keys);
-      const plaintext = utf8.encode(JSON.stringify(values));
-      try {
-        return await backend.updateSecret(path, async (record) => {
-          const now = clock();
-          // One rule for both APIs (docs/vault-kv2.md §4.1–4.3): number, trim, scheduled deletion.
-          const plan = planNewVersion(record, options.mount(), options.maxVersions, now);
-          const { version } = plan.state;
-          const data = await seal(key, plaintext, secretAad(path, version));
-          return {
-            write: {
-              head: {
-                createdAt: record?.head.createdAt ?? now,
-                updatedAt: now,
-                latestVersion: version,
-                ...(plan.oldestVersion === undefined ? {} : { oldestVersion: plan.oldestVersion }),
-              },
-              insert: [{ state: plan.state, data }],
-              remove: plan.remove,
-            },
-            result: { version },
-          };
-        });
-      } finally {
-        zero(plaintext);
-      }
-    },
+    put: (path, values) => putVersion(backend, keys, options, path, values),
 
     async get(path, version) {
       const key = storageKey(keys);
