@@ -178,7 +178,8 @@ function vaultAppOf(
   });
 }
 
-async function main(): Promise<void> {
+/** The configuration, or exit with one line naming the bad variable; warnings are logged. */
+function loadConfig(): { config: NexusConfig; log: Logger } {
   let config: NexusConfig;
   try {
     config = parseNexusConfig(process.env);
@@ -190,6 +191,11 @@ async function main(): Promise<void> {
   if (config.backend === 'memory') {
     log.warn('SPIKE_NEXUS_BACKEND_STORE=memory: development only; secrets vanish on exit');
   }
+  return { config, log };
+}
+
+async function main(): Promise<void> {
+  const { config, log } = loadConfig();
 
   let source: X509Source | undefined;
   let store: NexusStore | undefined;
