@@ -5,9 +5,10 @@
  * Start-up: read the configuration (src/nexus/config.ts), get the X.509-SVID from the Workload
  * API (while the serving modules load, see `loadServing`), check that it has the nexus role,
  * open the store, build the app, serve it over mTLS to any peer whose chain verifies (Nexus
- * accepts federation; routes authorise), and acquire the root key: with SQLite, through the Keeper lifecycle (src/nexus/root-key/: first boot or recovery
- * from Keepers; until then every route answers `503 state_not_ready`); with `memory`, a random key
- * per process (development only, no Keepers).
+ * accepts federation; routes authorise), and acquire the root key: with SQLite, through the
+ * Keeper lifecycle (src/nexus/root-key/: first boot or recovery from Keepers; until then every
+ * route answers `503 state_not_ready`); with `memory`, a random key per process (development
+ * only, no Keepers).
  *
  * Output: JSON log lines on stdout (`SPIKE_SYSTEM_LOG_LEVEL`), one audit line per request on
  * stderr or appended to `SPIKE_NEXUS_AUDIT_FILE`. A fatal start-up problem (invalid
