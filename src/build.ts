@@ -8,7 +8,8 @@
  * the TypeScript sources (`exports` condition `bun`). `bun pm pack` / `npm pack` build it first
  * (`prepack`), so a tarball always carries it.
  *
- * The executables, with `bun build --compile` (docs/architecture.md decision 11): each one carries
+ * The executables, with `bun build --compile` (docs/architecture.md decision 11; the flags:
+ * `COMPILE_FLAGS`): each one carries
  * the Bun runtime, the bundled sources and the dependencies, plus the SQL migrations (embedded
  * as text by schema/migrations/index.ts), so it runs on a machine without Bun and without this
  * checkout.
@@ -41,6 +42,16 @@ export const BUILD_TARGETS = {
 } as const satisfies Record<string, string>;
 
 export type BuildTarget = keyof typeof BUILD_TARGETS;
+
+/**
+ * How every executable is compiled (issue 12: start → ready is dominated by loading our
+ * modules): one minified bundle (`--minify`), shipped with JavaScriptCore bytecode
+ * (`--bytecode`, so the start skips parsing and compiling it), kept as an ES module
+ * (`--format=esm`: the entry points use top-level `await`, which `--bytecode`'s default
+ * CommonJS output cannot hold). The entry points load what is not needed before ready lazily
+ * (src/nexus/main.ts, src/keeper/main.ts).
+ */
+export const COMPILE_FLAGS = ['--compile', '--minify', '--bytecode', '--format=esm'] as const;
 
 /** What `bun run build` builds without arguments. */
 export const DEFAULT_TARGETS: readonly BuildTarget[] = ['nexus', 'keeper', 'spike'];
@@ -145,7 +156,7 @@ export async function buildExecutables(
       stdout: out,
       stderr: err,
     } = await runCommand(
-      [process.execPath, 'build', '--compile', BUILD_TARGETS[name], '--outfile', outfile],
+      [process.execPath, 'build', ...COMPILE_FLAGS, BUILD_TARGETS[name], '--outfile', outfile],
       { cwd: PROJECT_ROOT },
     );
     if (code !== 0) {

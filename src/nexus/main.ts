@@ -3,11 +3,12 @@
  * flows that matter").
  *
  * Start-up: read the configuration (src/nexus/config.ts), get the X.509-SVID from the Workload
- * API, check that it has the nexus role, open the store, build the app, serve it over mTLS to any
- * peer whose chain verifies (Nexus accepts federation; routes authorise), and acquire the root
- * key: with SQLite, through the Keeper lifecycle (src/nexus/root-key/: first boot or recovery
- * from Keepers; until then every route answers `503 state_not_ready`); with `memory`, a random key
- * per process (development only, no Keepers).
+ * API (while the serving modules load, see `loadServing`), check that it has the nexus role,
+ * open the store, build the app, serve it over mTLS to any peer whose chain verifies (Nexus
+ * accepts federation; routes authorise), and acquire the root key: with SQLite, through the
+ * Keeper lifecycle (src/nexus/root-key/: first boot or recovery from Keepers; until then every
+ * route answers `503 state_not_ready`); with `memory`, a random key per process (development
+ * only, no Keepers).
  *
  * Output: JSON log lines on stdout (`SPIKE_SYSTEM_LOG_LEVEL`), one audit line per request on
  * stderr or appended to `SPIKE_NEXUS_AUDIT_FILE`. A fatal start-up problem (invalid
@@ -21,13 +22,11 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { SpikeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import { createPolicyEngine, type PolicyEngine } from '../core/policy/engine.ts';
+import type { PolicyEngine } from '../core/policy/engine.ts';
 import type { RootKeyProvider } from '../core/ports.ts';
-import { authorizeAny } from '../core/spiffe/authorizer.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
 import { describeError } from '../runtime/describe-error.ts';
-import { type HealthServer, startHealthServer } from '../runtime/health.ts';
-import { makePrivateDir } from '../runtime/private-dir.ts';
+import type { HealthServer } from '../runtime/health.ts';
 import {
   createStdoutLogger,
   exitOnStopSignal,
@@ -37,16 +36,38 @@ import {
   ownIdWithRole,
   workloadApiLogger,
 } from '../runtime/startup.ts';
-import { createMtlsServer, type MtlsServer } from '../runtime/tls/server.ts';
+import type { MtlsServer } from '../runtime/tls/server.ts';
 import { createX509Source } from '../runtime/workload/client.ts';
-import { createNexusApp } from './app.ts';
 import { type NexusConfig, parseNexusConfig } from './config.ts';
-import { createKeeperClient } from './keeper-client.ts';
-import { createKeyLifecycle, type KeyLifecycle } from './root-key/lifecycle.ts';
-import { createStaticRootKeyProvider, MutableRootKeyProvider } from './root-key/providers.ts';
-import { type NexusStore, openStore } from './store/index.ts';
-import { createVaultApp, type VaultApp } from './vault/app.ts';
+import type { KeyLifecycle } from './root-key/lifecycle.ts';
+import type { NexusStore } from './store/index.ts';
+import type { VaultApp } from './vault/app.ts';
 import { readVaultEnv } from './vault/config.ts';
+
+/**
+ * What serving needs, imported while the Workload API fetch is in flight (issue 12: loading the
+ * modules is half of start → ready). Statically imported above is only what reads the
+ * configuration and starts that fetch; the Keeper lifecycle, the Vault app and the health server
+ * are imported only by the configurations that use them.
+ */
+function loadServing() {
+  return Promise.all([
+    import('./app.ts'),
+    import('./store/index.ts'),
+    import('./root-key/providers.ts'),
+    import('../core/policy/engine.ts'),
+    import('../core/spiffe/authorizer.ts'),
+    import('../runtime/tls/server.ts'),
+  ]).then(([app, store, providers, engine, authorizer, tls]) => ({
+    ...app,
+    ...store,
+    ...providers,
+    ...engine,
+    ...authorizer,
+    ...tls,
+  }));
+}
+type Serving = Awaited<ReturnType<typeof loadServing>>;
 
 /** The audit sink (docs/spike-api.md §12): stderr, or lines appended to a file (mode 0600). */
 function openAudit(file: string | undefined): { write: (line: string) => void; close: () => void } {
@@ -76,11 +97,16 @@ function fatal(message: string): never {
 }
 
 /** The store. `lite` has no database and is served by the memory backend's (unused) tables. */
-async function openNexusStore(config: NexusConfig, log: Logger): Promise<NexusStore> {
+async function openNexusStore(
+  { openStore }: Serving,
+  config: NexusConfig,
+  log: Logger,
+): Promise<NexusStore> {
   if (config.backend !== 'sqlite') {
     return openStore({ backend: 'memory', maxVersions: config.maxSecretVersions });
   }
   const dir = config.dataDir!;
+  const { makePrivateDir } = await import('../runtime/private-dir.ts');
   try {
     makePrivateDir(dir);
   } catch (error) {
@@ -114,6 +140,7 @@ async function openNexusStore(config: NexusConfig, log: Logger): Promise<NexusSt
  * only needs the SVID, so it acquires the key while the listener comes up).
  */
 async function startKeyCustody(
+  { createStaticRootKeyProvider, MutableRootKeyProvider }: Serving,
   config: NexusConfig,
   store: NexusStore,
   source: X509Source,
@@ -121,6 +148,10 @@ async function startKeyCustody(
 ): Promise<{ keys: RootKeyProvider; lifecycle?: KeyLifecycle }> {
   if (config.backend === 'memory') return { keys: await createStaticRootKeyProvider() };
   const keys = new MutableRootKeyProvider();
+  const [{ createKeyLifecycle }, { createKeeperClient }] = await Promise.all([
+    import('./root-key/lifecycle.ts'),
+    import('./keeper-client.ts'),
+  ]);
   // `lite` keeps no key-check record, so it boots afresh on every start (see the report).
   let liteKcv: string | undefined;
   const kcvStore: Pick<NexusStore, 'getKcv' | 'setKcv'> =
@@ -156,16 +187,17 @@ async function startKeyCustody(
  * The Vault KV v2 API (docs/vault-kv2.md), when SPIKE_NEXUS_VAULT_API is on: same store, same
  * policies, its own audit lines.
  */
-function vaultAppOf(
+async function vaultAppOf(
   config: NexusConfig,
   store: NexusStore,
   keys: RootKeyProvider,
   policyEngine: PolicyEngine,
   auditSink: { write(line: string): void },
   log: Logger,
-): VaultApp | undefined {
+): Promise<VaultApp | undefined> {
   const vaultEnv = readVaultEnv(process.env);
   if (!vaultEnv.enabled) return undefined;
+  const { createVaultApp } = await import('./vault/app.ts');
   return createVaultApp({
     kv: store.vault(keys),
     keys,
@@ -226,12 +258,17 @@ async function main(): Promise<void> {
       timeoutMs: config.spiffeSourceTimeoutMs,
       logger: workloadApiLogger(log),
     });
-    const ownId = await ownIdWithRole(source, 'nexus', config.trustRoots.nexus);
+    // The SVID is fetched while the modules that serve are loaded.
+    const [ownId, serving] = await Promise.all([
+      ownIdWithRole(source, 'nexus', config.trustRoots.nexus),
+      loadServing(),
+    ]);
+    const { createNexusApp, createPolicyEngine, authorizeAny, createMtlsServer } = serving;
     logSvidRotations(source, log);
 
-    store = await openNexusStore(config, log);
+    store = await openNexusStore(serving, config, log);
     // The root key: a random one for memory; the Keeper lifecycle otherwise.
-    const custody = await startKeyCustody(config, store, source, log);
+    const custody = await startKeyCustody(serving, config, store, source, log);
     const { keys } = custody;
     lifecycle = custody.lifecycle;
 
@@ -258,7 +295,7 @@ async function main(): Promise<void> {
       ...(lifecycle === undefined ? {} : { operator: lifecycle.operator }),
       logger: log,
     });
-    const vault = vaultAppOf(config, store, keys, policyEngine, auditSink, log);
+    const vault = await vaultAppOf(config, store, keys, policyEngine, auditSink, log);
     const mtls = createMtlsServer({
       source,
       // Any peer whose chain verifies against its trust domain's bundle (federation); the routes
@@ -293,6 +330,7 @@ async function main(): Promise<void> {
       'SPIKE_NEXUS_TLS_PORT',
     );
     if (config.health !== undefined) {
+      const { startHealthServer } = await import('../runtime/health.ts');
       healthServer = await listenOrFatal(
         startHealthServer((request) => app.handle(request), config.health),
         'SPIKE_NEXUS_HEALTH_PORT',

@@ -34,7 +34,7 @@ import { tlsMaterialOf } from '../../src/runtime/tls/material.ts';
 import { createX509Source } from '../../src/runtime/workload/client.ts';
 import { bunLoad, IN_FLIGHT_PER_SESSION, type PhaseResult, SESSIONS } from './bun-load.ts';
 import { benchExecutables } from './executables.ts';
-import { benchLifecycle } from './lifecycle.ts';
+import { benchLifecycle, lifecycleLines } from './lifecycle.ts';
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: string) => {
@@ -382,12 +382,8 @@ if (phases.has('style')) {
 if (phases.has('life')) {
   const life = await benchLifecycle();
   extra.lifecycle = life;
-  console.log(
-    `\nNexus start → ready with Keepers holding shards (from source): ${life.startToReadyMs.toFixed(0)} ms (target < 1,000 ms)`,
-  );
-  console.log(
-    `Keeper resident memory holding a shard (from source, bun src/keeper/main.ts): ${life.keeperRssMb.toFixed(1)} MiB`,
-  );
+  console.log('\nstart-up (compiled executables, issue 12 criterion 5):');
+  for (const line of lifecycleLines(life)) console.log(`  ${line}`);
   const exe = await benchExecutables();
   extra.executables = exe;
   console.log('\nexecutables (bun build --compile):');
