@@ -39,8 +39,10 @@ import {
 } from '../runtime/startup.ts';
 import { createMtlsServer, type MtlsServer } from '../runtime/tls/server.ts';
 import { createX509Source } from '../runtime/workload/client.ts';
+import { createJwtBundleSource, type JwtBundleSource } from '../runtime/workload/jwt-bundles.ts';
 import { createNexusApp } from './app.ts';
 import { type NexusConfig, parseNexusConfig } from './config.ts';
+import { createJwtAuth, type JwtAuth } from './jwt-auth.ts';
 import { createKeeperClient } from './keeper-client.ts';
 import { createKeyLifecycle, type KeyLifecycle } from './root-key/lifecycle.ts';
 import { createStaticRootKeyProvider, MutableRootKeyProvider } from './root-key/providers.ts';
@@ -171,6 +173,7 @@ async function main(): Promise<void> {
   let healthServer: HealthServer | undefined;
   let lifecycle: KeyLifecycle | undefined;
   let audit: ReturnType<typeof openAudit> | undefined;
+  let jwtBundles: JwtBundleSource | undefined;
 
   const closeAll = async () => {
     await lifecycle?.stop().catch(() => undefined);
@@ -178,6 +181,7 @@ async function main(): Promise<void> {
     await server?.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
     await source?.close().catch(() => undefined);
+    await jwtBundles?.close().catch(() => undefined);
     try {
       audit?.close();
     } catch {
@@ -204,7 +208,32 @@ async function main(): Promise<void> {
     lifecycle = custody.lifecycle;
 
     const auditSink = audit;
-    let peerOf: (request: Request) => string | undefined = () => undefined;
+    let mtlsPeerOf: (request: Request) => string | undefined = () => undefined;
+    // JWT-SVID authentication (src/nexus/jwt-auth.ts), when SPIKE_NEXUS_JWT_AUDIENCE is set.
+    let jwt: JwtAuth | undefined;
+    if (config.jwtAudience !== undefined) {
+      const bundleSource = createJwtBundleSource({
+        ...(config.spiffeEndpointSocket === undefined
+          ? {}
+          : { address: config.spiffeEndpointSocket }),
+        timeoutMs: config.spiffeSourceTimeoutMs,
+        logger: workloadApiLogger(log),
+      });
+      jwtBundles = bundleSource;
+      await bundleSource.ready();
+      jwt = createJwtAuth({
+        audience: config.jwtAudience,
+        maxTtlMs: config.jwtMaxTtlMs,
+        bundles: () => bundleSource.current(),
+        onRefused: (code) => log.info('JWT-SVID refused', { code }),
+      });
+      log.warn(
+        'SPIKE_NEXUS_JWT_AUDIENCE is set: JWT-SVID bearer tokens are accepted without a client certificate',
+      );
+    }
+    const jwtAuth = jwt;
+    // A client certificate wins; a bearer token is only looked at without one.
+    const peerOf = (request: Request) => mtlsPeerOf(request) ?? jwtAuth?.peerOf(request);
     const policies = store.policies(keys);
     // One policy engine (one compiled cache, invalidated on write) for both APIs.
     const policyEngine = createPolicyEngine({ store: policies, trustRoots: config.trustRoots });
@@ -243,7 +272,11 @@ async function main(): Promise<void> {
       // Any peer whose chain verifies against its trust domain's bundle (federation); the routes
       // authorise by role and policy (docs/spike-api.md §2).
       authorizer: authorizeAny(),
-      handler: (request) => {
+      ...(jwtAuth === undefined ? {} : { clientCertificate: 'optional' as const }),
+      handler: async (request) => {
+        if (jwtAuth !== undefined && mtlsPeerOf(request) === undefined) {
+          await jwtAuth.authenticate(request);
+        }
         if (vault?.matches(pathOf(request))) {
           return vault.handle(request, peerOf(request));
         }
@@ -257,7 +290,7 @@ async function main(): Promise<void> {
       onError: (error) => log.warn('transport error', { error: describeError(error) }),
     });
     server = mtls;
-    peerOf = (request) => mtls.peerOf(request);
+    mtlsPeerOf = (request) => mtls.peerOf(request);
 
     exitOnStopSignal((signal) => {
       log.info('stopping', { signal });

@@ -104,6 +104,14 @@ interface Pending {
 }
 
 const CONNECTION = Symbol('spike.mtls.connection');
+/** The peer of a connection without a client certificate (`clientCertificate: 'optional'`). */
+const ANONYMOUS = '';
+
+/** True when the client presented no certificate at all (as opposed to one that failed). */
+function noCertificate(socket: TLSSocket): boolean {
+  const cert = socket.getPeerCertificate();
+  return cert === null || cert === undefined || Object.keys(cert).length === 0;
+}
 type Tagged = { [CONNECTION]?: Connection };
 
 /**
@@ -115,6 +123,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
   const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const maxHeaderSize = options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
+  const anonymousOk = options.clientCertificate === 'optional';
 
   let server: http2.Http2SecureServer | undefined;
   let context: X509Context | undefined;
@@ -142,14 +151,16 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     const at = context;
     const refused = sockets.size > limits.maxConnections;
     const verified =
-      at === undefined || socket.authorized !== true || refused
+      at === undefined || refused
         ? Promise.resolve(undefined)
-        : Promise.resolve()
-            .then(() => verifyPeer(peerChainOf(socket), at, authorizer))
-            .then(
-              (id) => id,
-              () => undefined,
-            );
+        : socket.authorized !== true
+          ? Promise.resolve(anonymousOk && noCertificate(socket) ? ANONYMOUS : undefined)
+          : Promise.resolve()
+              .then(() => verifyPeer(peerChainOf(socket), at, authorizer))
+              .then(
+                (id) => id,
+                () => undefined,
+              );
     const connection: Connection = {
       socket,
       verified,
@@ -368,7 +379,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       writeRefusal(res, 400, 'api_bad_request');
       return;
     }
-    peers.set(request, peer);
+    if (peer !== ANONYMOUS) peers.set(request, peer);
     let response: Response;
     try {
       response = await handler(request);
@@ -409,7 +420,9 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
         ...tlsMaterialOf(initial),
         allowHTTP1: true,
         requestCert: true,
-        rejectUnauthorized: true,
+        // `optional`: the handshake also completes without a client certificate (and with a
+        // failing one, which connectionOf then drops); `required`: the TLS stack refuses both.
+        rejectUnauthorized: !anonymousOk,
         minVersion: 'TLSv1.2',
         handshakeTimeout: timeouts.headerMs,
         settings: {
