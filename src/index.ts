@@ -16,6 +16,7 @@ export { isSpiffeId, parseSpiffeId, type SpiffeId } from './core/spiffe/id.ts';
 export type { X509Context, X509Source, X509Svid } from './core/spiffe/types.ts';
 export { createX509Source, type X509SourceOptions } from './runtime/workload/client.ts';
 export {
+  type CallOptions,
   type ClientIdentity,
   type ClientOptions,
   createClient,
