@@ -298,3 +298,40 @@ describe('JWT-SVID bearer authentication', () => {
     expect(await attempt).toBe('dropped');
   });
 });
+
+describe('spike-ts/edge inside workerd (Miniflare)', () => {
+  it('reads a secret from Nexus on loopback with a JWT-SVID, and maps a refusal to its code', async () => {
+    const { Miniflare } = await import('miniflare');
+    const built = await Bun.build({
+      entrypoints: [path.join(import.meta.dir, 'support', 'edge-worker.ts')],
+      target: 'browser',
+      format: 'esm',
+    });
+    expect(built.success).toBe(true);
+    const script = await built.outputs[0]!.text();
+    expect(script).not.toContain('node:');
+    const run = async (token: string, secretPath: string) => {
+      const mf = new Miniflare({
+        modules: true,
+        script,
+        compatibilityDate: '2025-01-01',
+        bindings: { NEXUS_URL: url, JWT_SVID: token },
+        // workerd makes the TLS connection itself and trusts only our development CA.
+        outboundService: {
+          network: { allow: ['local'], tlsOptions: { trustedCertificates: [ca] } },
+        },
+      });
+      try {
+        const response = await mf.dispatchFetch(
+          `http://worker/?path=${encodeURIComponent(secretPath)}`,
+        );
+        return (await response.json()) as { data?: unknown; code?: string };
+      } finally {
+        await mf.dispose();
+      }
+    };
+    const token = await sign({}, { kid: 'k2' }, key2);
+    expect(await run(token, 'apps/edge/db')).toEqual({ data: { pass: 'edge-secret' } });
+    expect(await run(token, 'apps/other/db')).toEqual({ code: 'access_unauthorized' });
+  }, 120_000);
+});
