@@ -170,6 +170,13 @@ beforeAll(async () => {
   });
   await pilot.putSecret('apps/edge/db', { pass: 'edge-secret' });
   await pilot.putSecret('apps/other/db', { pass: 'not-yours' });
+  await pilot.putSecret('tenants/acme/db/creds', { user: 'app', password: 'pw-edge' });
+  await pilot.putPolicy({
+    name: 'edge-reads-acme',
+    spiffeIdPattern: '^spiffe://spike\\.ist/workload/edge$',
+    pathPattern: '^tenants/acme/db/',
+    permissions: ['read'],
+  });
   await pilot.putPolicy({
     name: 'edge-read',
     spiffeIdPattern: '^spiffe://spike\\.ist/workload/edge$',
@@ -333,5 +340,47 @@ describe('spike-ts/edge inside workerd (Miniflare)', () => {
     const token = await sign({}, { kid: 'k2' }, key2);
     expect(await run(token, 'apps/edge/db')).toEqual({ data: { pass: 'edge-secret' } });
     expect(await run(token, 'apps/other/db')).toEqual({ code: 'access_unauthorized' });
+  }, 120_000);
+
+  it('runs the README edge example, as written, in workerd', async () => {
+    const { Miniflare } = await import('miniflare');
+    const readme = await Bun.file(path.join(import.meta.dir, '..', 'README.md')).text();
+    const start = readme.indexOf('\n## Use from Node, Deno, Bun and the edge\n');
+    const end = readme.indexOf('\n## ', start + 1);
+    const blocks = [...readme.slice(start, end).matchAll(/^```(js|ts)\n([\s\S]*?)^```$/gm)];
+    const worker = blocks.at(-1)![2]!;
+    expect(worker).toContain("from 'spike-ts/edge'");
+    const file = path.join(dir, 'worker.js');
+    fs.writeFileSync(file, worker);
+    const edgeEntry = path.join(import.meta.dir, '..', 'src', 'sdk', 'edge.ts');
+    const built = await Bun.build({
+      entrypoints: [file],
+      target: 'browser',
+      format: 'esm',
+      plugins: [
+        {
+          name: 'spike-ts-edge',
+          setup(build) {
+            build.onResolve({ filter: /^spike-ts\/edge$/ }, () => ({ path: edgeEntry }));
+          },
+        },
+      ],
+    });
+    expect(built.success).toBe(true);
+    const mf = new Miniflare({
+      modules: true,
+      script: await built.outputs[0]!.text(),
+      compatibilityDate: '2025-01-01',
+      bindings: { NEXUS_URL: url, JWT_SVID: await sign({}, { kid: 'k2' }, key2) },
+      outboundService: {
+        network: { allow: ['local'], tlsOptions: { trustedCertificates: [ca] } },
+      },
+    });
+    try {
+      const response = await mf.dispatchFetch('http://worker/');
+      expect(await response.text()).toBe('read 2 keys; user is app');
+    } finally {
+      await mf.dispose();
+    }
   }, 120_000);
 });

@@ -58,12 +58,13 @@ interface ReadmeExamples {
 
 /** The three code blocks (and the `deno run` flags) of the README section, in order. */
 function readmeExamples(text: string): ReadmeExamples {
-  const start = text.indexOf('\n## Use from Node, Deno, Bun\n');
-  if (start < 0) throw new Error('README has no "Use from Node, Deno, Bun" section');
+  const start = text.indexOf('\n## Use from Node, Deno, Bun and the edge\n');
+  if (start < 0) throw new Error('README has no "Use from Node, Deno, Bun and the edge" section');
   const end = text.indexOf('\n## ', start + 1);
   const section = text.slice(start, end < 0 ? undefined : end);
   const blocks = [...section.matchAll(/^```(js|ts)\n([\s\S]*?)^```$/gm)].map((m) => m[2]!);
-  if (blocks.length !== 3) throw new Error(`expected 3 code blocks, found ${blocks.length}`);
+  // The fourth, the edge worker, runs in tests/nexus-jwt.test.ts.
+  if (blocks.length !== 4) throw new Error(`expected 4 code blocks, found ${blocks.length}`);
   const flags = /`deno run ((?:--[a-z-]+(?:=[^ `]+)? )+)main\.ts`/.exec(section);
   if (flags === null) throw new Error('the section has no `deno run … main.ts` line');
   return {
