@@ -83,9 +83,8 @@ export function createEdgeClient(options: EdgeClientOptions): SpikeEdgeClient {
     path: string,
     init: { method: string; body?: Uint8Array | string; type?: string },
     signal: AbortSignal | undefined,
+    token: string,
   ): Promise<{ status: number; headers: Headers; body: Uint8Array }> {
-    const token = await options.token();
-    if (typeof token !== 'string' || token === '') throw new TypeError('token() returned no token');
     const timeout = AbortSignal.timeout(timeoutMs);
     const response = await doFetch(`${origin}${path}`, {
       method: init.method,
@@ -115,12 +114,16 @@ export function createEdgeClient(options: EdgeClientOptions): SpikeEdgeClient {
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted();
       const last = attempt >= retry.attempts;
+      // The provider's own failure is the caller's to see, never retried as a network error.
+      const token = await options.token();
+      if (typeof token !== 'string' || token === '') {
+        throw new TypeError('token() returned no token');
+      }
       let answer: Awaited<ReturnType<typeof once>>;
       try {
-        answer = await once(path, init, signal);
+        answer = await once(path, init, signal, token);
       } catch (error) {
         if (signal?.aborted) throw signal.reason;
-        if (error instanceof TypeError && error.message.startsWith('token')) throw error;
         const failure = new SpikeApiError(
           'net_peer_connection',
           'cannot reach SPIKE Nexus',
