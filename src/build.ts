@@ -67,6 +67,8 @@ export interface BuiltExecutable {
 export const LIBRARY_ENTRIES = {
   /** `exports["."]`. */
   index: 'src/index.ts',
+  /** `exports["./edge"]`: the fetch-only client (src/sdk/edge.ts); built as `sdk/edge.js`. */
+  edge: 'src/sdk/edge.ts',
 } as const satisfies Record<string, string>;
 
 export interface BuiltLibrary {

@@ -29,6 +29,7 @@ import { createClient } from '../src/index.ts';
 import { type Cluster, startCluster } from './support/cluster.ts';
 import { type LocalRegistry, startLocalRegistry } from './support/local-registry.ts';
 import { cleanEnv, ROOT, runCommand } from './support/process.ts';
+import { startWorkloadDouble } from './support/workload-double.ts';
 
 const NODE = '/usr/bin/node';
 const DENO = join(ROOT, 'node_modules', '.bin', 'deno');
@@ -58,12 +59,13 @@ interface ReadmeExamples {
 
 /** The three code blocks (and the `deno run` flags) of the README section, in order. */
 function readmeExamples(text: string): ReadmeExamples {
-  const start = text.indexOf('\n## Use from Node, Deno, Bun\n');
-  if (start < 0) throw new Error('README has no "Use from Node, Deno, Bun" section');
+  const start = text.indexOf('\n## Use from Node, Deno, Bun and the edge\n');
+  if (start < 0) throw new Error('README has no "Use from Node, Deno, Bun and the edge" section');
   const end = text.indexOf('\n## ', start + 1);
   const section = text.slice(start, end < 0 ? undefined : end);
   const blocks = [...section.matchAll(/^```(js|ts)\n([\s\S]*?)^```$/gm)].map((m) => m[2]!);
-  if (blocks.length !== 3) throw new Error(`expected 3 code blocks, found ${blocks.length}`);
+  // The fourth, the edge worker, runs in tests/nexus-jwt.test.ts.
+  if (blocks.length !== 4) throw new Error(`expected 4 code blocks, found ${blocks.length}`);
   const flags = /`deno run ((?:--[a-z-]+(?:=[^ `]+)? )+)main\.ts`/.exec(section);
   if (flags === null) throw new Error('the section has no `deno run … main.ts` line');
   return {
@@ -182,7 +184,10 @@ describe("jsr.json (Deno's registry)", () => {
     const jsr = (await Bun.file(join(ROOT, 'jsr.json')).json()) as Record<string, unknown>;
     expect(jsr.version).toBe(pkg.version);
     expect(jsr.license).toBe(pkg.license);
-    expect(jsr.exports).toEqual({ '.': pkg.exports['.'].bun });
+    expect(jsr.exports).toEqual({
+      '.': pkg.exports['.'].bun,
+      './edge': pkg.exports['./edge'].bun,
+    });
     const dry = await runCommand([DENO, 'publish', '--dry-run', '--allow-dirty'], {
       cwd: ROOT,
       env: { ...cleanEnv(), DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' },
@@ -235,6 +240,32 @@ describe('Node 20: npm install of the tarball', () => {
   it('the README example reads the secret over mTLS', async () => {
     expect(existsSync(join(dir, 'node_modules', pkg.name, 'dist', 'lib', 'index.js'))).toBe(true);
     expectRead(await runCommand([NODE, 'main.mjs'], { cwd: dir, env: workloadEnv() }));
+  }, 60_000);
+
+  it('fetchJwtSvid mints a JWT-SVID from the Workload API under Node', async () => {
+    const double = await startWorkloadDouble();
+    double.jwtSvids = (audience) => [
+      { spiffeId: WORKLOAD_ID, svid: `header.${audience.join('+')}.signature` },
+    ];
+    try {
+      writeFileSync(
+        join(dir, 'jwt.mjs'),
+        `import { fetchJwtSvid } from '${pkg.name}';\n` +
+          "const [svid] = await fetchJwtSvid({ audience: ['spike-nexus'] });\n" +
+          "console.log(svid.spiffeId + ' ' + svid.svid);\n",
+      );
+      const result = await runCommand([NODE, 'jwt.mjs'], {
+        cwd: dir,
+        env: { ...cleanEnv(), SPIFFE_ENDPOINT_SOCKET: double.address },
+      });
+      expect({ code: result.code, stdout: result.stdout.trim(), stderr: result.stderr }).toEqual({
+        code: 0,
+        stdout: `${WORKLOAD_ID} header.spike-nexus.signature`,
+        stderr: '',
+      });
+    } finally {
+      await double.stop();
+    }
   }, 60_000);
 
   it('a TypeScript consumer type-checks against the shipped declarations', async () => {

@@ -13,9 +13,6 @@ const ROOT = join(import.meta.dir, '..');
 const MAX_FILE_LINES = 450;
 const MAX_FUNCTION_LINES = 120;
 
-/** Being split by the transport work (issue 9 criterion 2, another branch): not checked here. */
-const IN_PROGRESS = 'src/runtime/tls/';
-
 /**
  * Functions still over the limit, by `file:name`, each with the reason it is left for now. Keep
  * this list short; an entry that no longer applies fails the test so that it is removed.
@@ -25,6 +22,22 @@ const KNOWN_LONG_FUNCTIONS: ReadonlyMap<string, string> = new Map([
     'src/runtime/workload/call.ts:startCall',
     'one gRPC call as a closure over its state machine; splitting it needs a state object',
   ],
+  [
+    'src/runtime/workload/jwt-bundles.ts:createJwtBundleSource',
+    'the FetchJWTBundles stream as one closure (new in the JWT-SVID change); to be split like call.ts',
+  ],
+  [
+    'src/runtime/tls/server.ts:createMtlsServer',
+    'the transport as one closure over its connections; to be split with the bridge rework (issue 12)',
+  ],
+  [
+    'src/runtime/tls/client.ts:createMtlsClient',
+    'the mTLS client as one closure over its session pool; to be split with the bridge rework',
+  ],
+  [
+    'src/sdk/edge.ts:createEdgeClient',
+    'the edge client: one method table over the shared calls; to move into calls.ts beside the mTLS one',
+  ],
 ]);
 
 function sourceFiles(): string[] {
@@ -32,7 +45,7 @@ function sourceFiles(): string[] {
   for (const dir of ['src', 'cli']) {
     for (const file of new Bun.Glob('**/*.ts').scanSync({ cwd: join(ROOT, dir) })) {
       const path = `${dir}/${file}`;
-      if (!path.startsWith(IN_PROGRESS)) files.push(path);
+      files.push(path);
     }
   }
   return files.sort();

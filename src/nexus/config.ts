@@ -38,6 +38,9 @@ import type { NexusBackend } from './app.ts';
 import { resolveDataDir } from './data-dir.ts';
 import type { JournalMode } from './store/sqlite.ts';
 
+/** Upper bound of `SPIKE_NEXUS_JWT_MAX_TTL` (docs/spike-api.md §2.1). */
+const MAX_JWT_TTL_MS = 60 * 60 * 1000;
+
 /** Journal modes that keep the database durable (`SPIKE_NEXUS_DB_JOURNAL_MODE`). */
 const JOURNAL_MODES: readonly JournalMode[] = ['WAL', 'DELETE', 'TRUNCATE', 'PERSIST'];
 
@@ -89,6 +92,13 @@ export interface NexusConfig {
   readonly serverLimits: ServerLimits;
   /** `SPIFFE_ENDPOINT_SOCKET` as given (parsed by the Workload API client); unset = its default. */
   readonly spiffeEndpointSocket?: string;
+  /**
+   * `SPIKE_NEXUS_JWT_AUDIENCE`: when set, JWT-SVID bearer tokens for this audience are accepted
+   * from callers without a client certificate (src/nexus/jwt-auth.ts); unset = mTLS only.
+   */
+  readonly jwtAudience?: string;
+  /** `SPIKE_NEXUS_JWT_MAX_TTL`: longest accepted JWT-SVID lifetime, default 5m, at most 1h. */
+  readonly jwtMaxTtlMs: number;
   /** Fallbacks taken and ignored variables, one line each, for the caller to log. */
   readonly warnings: readonly string[];
 }
@@ -200,6 +210,14 @@ export function parseNexusConfig(env: Env): NexusConfig {
   }
   const auditFile = readVar(env, 'SPIKE_NEXUS_AUDIT_FILE');
   const spiffeEndpointSocket = readVar(env, 'SPIFFE_ENDPOINT_SOCKET');
+  const jwtAudience = readVar(env, 'SPIKE_NEXUS_JWT_AUDIENCE');
+  const jwtMaxTtlMs = durationVar(env, 'SPIKE_NEXUS_JWT_MAX_TTL', '5m', warnings);
+  if (jwtMaxTtlMs > MAX_JWT_TTL_MS) {
+    throw configInvalid(
+      'SPIKE_NEXUS_JWT_MAX_TTL',
+      'must be at most 1h (bearer tokens are replayable)',
+    );
+  }
 
   return {
     tls,
@@ -231,6 +249,8 @@ export function parseNexusConfig(env: Env): NexusConfig {
     idleTimeoutMs: durationVar(env, 'SPIKE_HTTP_SERVER_IDLE_TIMEOUT', '60s', warnings),
     serverLimits: serverLimitsVar(env),
     ...(spiffeEndpointSocket === undefined ? {} : { spiffeEndpointSocket }),
+    ...(jwtAudience === undefined ? {} : { jwtAudience }),
+    jwtMaxTtlMs,
     warnings,
   };
 }

@@ -39,6 +39,7 @@ import {
 import type { MtlsServer } from '../runtime/tls/server.ts';
 import { createX509Source } from '../runtime/workload/client.ts';
 import { type NexusConfig, parseNexusConfig } from './config.ts';
+import type { JwtAuth } from './jwt-auth.ts';
 import type { KeyLifecycle } from './root-key/lifecycle.ts';
 import type { NexusStore } from './store/index.ts';
 import type { VaultApp } from './vault/app.ts';
@@ -210,6 +211,90 @@ async function vaultAppOf(
   });
 }
 
+/**
+ * JWT-SVID authentication (src/nexus/jwt-auth.ts, docs/spike-api.md §2.1) when
+ * SPIKE_NEXUS_JWT_AUDIENCE is set: the JWT bundles streamed from the Workload API, ready before
+ * Nexus serves. Its modules load only then.
+ */
+async function startJwtAuth(
+  config: NexusConfig,
+  log: Logger,
+): Promise<{ auth: JwtAuth; close(): Promise<void> } | undefined> {
+  if (config.jwtAudience === undefined) return undefined;
+  const [{ createJwtBundleSource }, { createJwtAuth }] = await Promise.all([
+    import('../runtime/workload/jwt-bundles.ts'),
+    import('./jwt-auth.ts'),
+  ]);
+  const bundles = createJwtBundleSource({
+    ...(config.spiffeEndpointSocket === undefined ? {} : { address: config.spiffeEndpointSocket }),
+    timeoutMs: config.spiffeSourceTimeoutMs,
+    logger: workloadApiLogger(log),
+  });
+  await bundles.ready();
+  const auth = createJwtAuth({
+    audience: config.jwtAudience,
+    maxTtlMs: config.jwtMaxTtlMs,
+    bundles: () => bundles.current(),
+    onRefused: (code) => log.info('JWT-SVID refused', { code }),
+  });
+  log.warn(
+    'SPIKE_NEXUS_JWT_AUDIENCE is set: JWT-SVID bearer tokens are accepted without a client certificate',
+  );
+  return { auth, close: () => bundles.close() };
+}
+
+/** The transport's handler: the Vault API for its paths, else the SPIKE API. */
+function routeRequests(parts: {
+  readonly app: { handle(request: Request): Promise<Response> };
+  readonly vault: VaultApp | undefined;
+  readonly peerOf: (request: Request) => string | undefined;
+  readonly methodOf: (request: Request) => string | undefined;
+  readonly mtlsPeerOf: (request: Request) => string | undefined;
+  readonly jwtAuth: JwtAuth | undefined;
+}): (request: Request) => Promise<Response> {
+  const { app, vault, peerOf, methodOf, mtlsPeerOf, jwtAuth } = parts;
+  const route = (request: Request): Promise<Response> => {
+    if (vault?.matches(pathOf(request))) {
+      return vault.handle(request, peerOf(request), methodOf(request));
+    }
+    return app.handle(request);
+  };
+  if (jwtAuth === undefined) return route;
+  return async (request) => {
+    if (mtlsPeerOf(request) === undefined) await jwtAuth.authenticate(request);
+    return route(request);
+  };
+}
+
+/** Listens on the mTLS port and, when configured, the plain health port; logs where. */
+async function listenAll(
+  mtls: MtlsServer,
+  app: { handle(request: Request): Promise<Response> },
+  config: NexusConfig,
+  log: Logger,
+  ownId: string,
+): Promise<HealthServer | undefined> {
+  let healthServer: HealthServer | undefined;
+  const bound = await listenOrFatal(
+    mtls.listen(config.tls.port, config.tls.host),
+    'SPIKE_NEXUS_TLS_PORT',
+  );
+  if (config.health !== undefined) {
+    const { startHealthServer } = await import('../runtime/health.ts');
+    healthServer = await listenOrFatal(
+      startHealthServer((request) => app.handle(request), config.health),
+      'SPIKE_NEXUS_HEALTH_PORT',
+    );
+  }
+  log.info('nexus listening', {
+    id: ownId,
+    backend: config.backend,
+    port: bound.port,
+    healthPort: healthServer?.port ?? null,
+  });
+  return healthServer;
+}
+
 /** The configuration, or exit with one line naming the bad variable; warnings are logged. */
 function loadConfig(): { config: NexusConfig; log: Logger } {
   let config: NexusConfig;
@@ -235,6 +320,7 @@ async function main(): Promise<void> {
   let healthServer: HealthServer | undefined;
   let lifecycle: KeyLifecycle | undefined;
   let audit: ReturnType<typeof openAudit> | undefined;
+  let jwtBundles: { close(): Promise<void> } | undefined;
 
   const closeAll = async () => {
     await lifecycle?.stop().catch(() => undefined);
@@ -242,6 +328,7 @@ async function main(): Promise<void> {
     await server?.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
     await source?.close().catch(() => undefined);
+    await jwtBundles?.close().catch(() => undefined);
     try {
       audit?.close();
     } catch {
@@ -274,9 +361,14 @@ async function main(): Promise<void> {
 
     const auditSink = audit;
     // The transport's view of each request (assigned once it exists, before any request).
-    let peerOf: (request: Request) => string | undefined = () => undefined;
+    let mtlsPeerOf: (request: Request) => string | undefined = () => undefined;
     let rawPathOf: (request: Request) => string | undefined = () => undefined;
     let methodOf: (request: Request) => string | undefined = () => undefined;
+    const jwt = await startJwtAuth(config, log);
+    jwtBundles = jwt;
+    const jwtAuth = jwt?.auth;
+    // A client certificate wins; a bearer token is only looked at without one.
+    const peerOf = (request: Request) => mtlsPeerOf(request) ?? jwtAuth?.peerOf(request);
     const policies = store.policies(keys);
     // One policy engine (one compiled cache, invalidated on write) for both APIs.
     const policyEngine = createPolicyEngine({ store: policies, trustRoots: config.trustRoots });
@@ -301,12 +393,15 @@ async function main(): Promise<void> {
       // Any peer whose chain verifies against its trust domain's bundle (federation); the routes
       // authorise by role and policy (docs/spike-api.md §2).
       authorizer: authorizeAny(),
-      handler: (request) => {
-        if (vault?.matches(pathOf(request))) {
-          return vault.handle(request, peerOf(request), methodOf(request));
-        }
-        return app.handle(request);
-      },
+      ...(jwtAuth === undefined ? {} : { clientCertificate: 'optional' as const }),
+      handler: routeRequests({
+        app,
+        vault,
+        peerOf,
+        methodOf: (r) => methodOf(r),
+        jwtAuth,
+        mtlsPeerOf: (r) => mtlsPeerOf(r),
+      }),
       timeouts: {
         headerMs: config.readHeaderTimeoutMs,
         requestMs: config.requestTimeoutMs,
@@ -316,7 +411,7 @@ async function main(): Promise<void> {
       onError: (error) => log.warn('transport error', { error: describeError(error) }),
     });
     server = mtls;
-    peerOf = (request) => mtls.peerOf(request);
+    mtlsPeerOf = (request) => mtls.peerOf(request);
     rawPathOf = (request) => mtls.rawPathOf(request);
     methodOf = (request) => mtls.methodOf(request);
 
@@ -325,23 +420,7 @@ async function main(): Promise<void> {
       return closeAll();
     });
 
-    const bound = await listenOrFatal(
-      mtls.listen(config.tls.port, config.tls.host),
-      'SPIKE_NEXUS_TLS_PORT',
-    );
-    if (config.health !== undefined) {
-      const { startHealthServer } = await import('../runtime/health.ts');
-      healthServer = await listenOrFatal(
-        startHealthServer((request) => app.handle(request), config.health),
-        'SPIKE_NEXUS_HEALTH_PORT',
-      );
-    }
-    log.info('nexus listening', {
-      id: ownId,
-      backend: config.backend,
-      port: bound.port,
-      healthPort: healthServer?.port ?? null,
-    });
+    healthServer = await listenAll(mtls, app, config, log, ownId);
   } catch (error) {
     await closeAll().catch(() => undefined);
     fatal(fatalMessage(error));

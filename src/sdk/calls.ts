@@ -8,7 +8,7 @@ import { toBase64 } from '../core/bytes.ts';
 import type { Permission, PolicyInput } from '../core/policy/validate.ts';
 import { parseRecoveryLine, parseShardEnvelope } from '../core/shamir/shards.ts';
 import { malformedResponse } from './errors.ts';
-import type { SecretVersionInfo, SpikeClient } from './types.ts';
+import type { CallOptions, SecretVersionInfo, SpikeClient } from './types.ts';
 import {
   bytes,
   checkBytes,
@@ -26,9 +26,9 @@ import {
 /** How a call reaches Nexus (src/sdk/client.ts provides it, retries included). */
 export interface NexusCaller {
   /** A JSON call: body in, the 200 object out; any other status throws. */
-  call(target: string, body: Json, repeatable?: boolean): Promise<Json>;
+  call(target: string, body: Json, repeatable?: boolean, signal?: AbortSignal): Promise<Json>;
   /** A stream-mode call (`application/octet-stream`): bytes in, the 200 body out. */
-  stream(target: string, input: Uint8Array): Promise<Uint8Array>;
+  stream(target: string, input: Uint8Array, signal?: AbortSignal): Promise<Uint8Array>;
 }
 
 /** The request target of each Nexus route. */
@@ -58,50 +58,75 @@ export function secretCalls({ call }: NexusCaller): SecretCalls {
     async getSecret(path, opts = {}) {
       checkString(path, 'path');
       checkVersion(opts.version);
-      const res = await call(TARGET.secretGet, {
-        path,
-        ...(opts.version === undefined ? {} : { version: opts.version }),
-      });
+      const res = await call(
+        TARGET.secretGet,
+        {
+          path,
+          ...(opts.version === undefined ? {} : { version: opts.version }),
+        },
+        true,
+        opts.signal,
+      );
       return { data: stringMap(res.data, 'secret data') };
     },
 
-    async putSecret(path, values) {
+    async putSecret(path, values, opts = {}) {
       checkString(path, 'path');
-      await call(TARGET.secretPut, { path, values: checkValues(values) }, false);
+      await call(TARGET.secretPut, { path, values: checkValues(values) }, false, opts.signal);
     },
 
-    async deleteSecret(path, versions = []) {
+    async deleteSecret(path, versions = [], opts = {}) {
       checkString(path, 'path');
-      await call(TARGET.secretDelete, { path, versions: checkVersions(versions) });
+      await call(
+        TARGET.secretDelete,
+        { path, versions: checkVersions(versions) },
+        true,
+        opts.signal,
+      );
     },
 
-    async undeleteSecret(path, versions = []) {
+    async undeleteSecret(path, versions = [], opts = {}) {
       checkString(path, 'path');
-      await call(TARGET.secretUndelete, { path, versions: checkVersions(versions) }, false);
+      await call(
+        TARGET.secretUndelete,
+        { path, versions: checkVersions(versions) },
+        false,
+        opts.signal,
+      );
     },
 
-    async destroySecret(path, versions = []) {
+    async destroySecret(path, versions = [], opts = {}) {
       checkString(path, 'path');
-      await call(TARGET.secretDestroy, { path, versions: checkVersions(versions) });
+      await call(
+        TARGET.secretDestroy,
+        { path, versions: checkVersions(versions) },
+        true,
+        opts.signal,
+      );
     },
 
-    async purgeSecret(path) {
+    async purgeSecret(path, opts = {}) {
       checkString(path, 'path');
-      await call(TARGET.secretPurge, { path }, false);
+      await call(TARGET.secretPurge, { path }, false, opts.signal);
     },
 
-    async listSecretKeys() {
-      const res = await call(TARGET.secretList, {});
+    async listSecretKeys(opts = {}) {
+      const res = await call(TARGET.secretList, {}, true, opts.signal);
       return stringArray(res.keys, 'secret keys');
     },
 
     async getSecretMetadata(path, opts = {}) {
       checkString(path, 'path');
       checkVersion(opts.version);
-      const res = await call(TARGET.secretMetadata, {
-        path,
-        ...(opts.version === undefined ? {} : { version: opts.version }),
-      });
+      const res = await call(
+        TARGET.secretMetadata,
+        {
+          path,
+          ...(opts.version === undefined ? {} : { version: opts.version }),
+        },
+        true,
+        opts.signal,
+      );
       const meta = res.metadata as Json | undefined;
       if (typeof meta !== 'object' || meta === null) throw malformedResponse('metadata');
       const versions: SecretVersionInfo[] = [];
@@ -142,28 +167,33 @@ type PolicyCalls = Pick<
 
 /** The policy calls (§4 "Policies"). */
 export function policyCalls({ call }: NexusCaller): PolicyCalls {
-  const putPolicy = async (policy: PolicyInput): Promise<void> => {
+  const putPolicy = async (policy: PolicyInput, opts: CallOptions = {}): Promise<void> => {
     if (typeof policy !== 'object' || policy === null)
       throw new TypeError('policy must be an object');
     checkString(policy.name, 'name');
     checkString(policy.spiffeIdPattern, 'spiffeIdPattern');
     checkString(policy.pathPattern, 'pathPattern');
     if (!Array.isArray(policy.permissions)) throw new TypeError('permissions must be an array');
-    await call(TARGET.policyPut, {
-      name: policy.name,
-      spiffeidPattern: policy.spiffeIdPattern,
-      pathPattern: policy.pathPattern,
-      permissions: [...policy.permissions],
-    });
+    await call(
+      TARGET.policyPut,
+      {
+        name: policy.name,
+        spiffeidPattern: policy.spiffeIdPattern,
+        pathPattern: policy.pathPattern,
+        permissions: [...policy.permissions],
+      },
+      true,
+      opts.signal,
+    );
   };
 
   return {
     putPolicy,
     createPolicy: putPolicy,
 
-    async getPolicy(name) {
+    async getPolicy(name, opts = {}) {
       checkString(name, 'name');
-      const res = await call(TARGET.policyGet, { id: name });
+      const res = await call(TARGET.policyGet, { id: name }, true, opts.signal);
       if (typeof res.name !== 'string') throw malformedResponse('policy name');
       const pattern = res.spiffiedPattern ?? res.spiffeidPattern;
       if (typeof pattern !== 'string' || typeof res.pathPattern !== 'string') {
@@ -179,7 +209,7 @@ export function policyCalls({ call }: NexusCaller): PolicyCalls {
       };
     },
 
-    async listPolicies(filter = {}) {
+    async listPolicies(filter = {}, opts = {}) {
       const body: Json = {};
       if (filter.spiffeIdPattern !== undefined && filter.spiffeIdPattern !== '') {
         body.spiffeidPattern = filter.spiffeIdPattern;
@@ -187,7 +217,7 @@ export function policyCalls({ call }: NexusCaller): PolicyCalls {
       if (filter.pathPattern !== undefined && filter.pathPattern !== '') {
         body.pathPattern = filter.pathPattern;
       }
-      const res = await call(TARGET.policyList, body);
+      const res = await call(TARGET.policyList, body, true, opts.signal);
       if (res.policies === null) return [];
       if (!Array.isArray(res.policies)) throw malformedResponse('policies');
       return res.policies.map((raw: unknown) => {
@@ -199,9 +229,9 @@ export function policyCalls({ call }: NexusCaller): PolicyCalls {
       });
     },
 
-    async deletePolicy(name) {
+    async deletePolicy(name, opts = {}) {
       checkString(name, 'name');
-      await call(TARGET.policyDelete, { id: name }, false);
+      await call(TARGET.policyDelete, { id: name }, false, opts.signal);
     },
   };
 }
@@ -211,22 +241,27 @@ type CipherCalls = Pick<SpikeClient, 'encrypt' | 'decrypt' | 'encryptJson' | 'de
 /** The cipher calls (§8). */
 export function cipherCalls({ call, stream }: NexusCaller): CipherCalls {
   return {
-    async encrypt(plaintext) {
+    async encrypt(plaintext, opts = {}) {
       checkBytes(plaintext, 'plaintext');
-      return stream(TARGET.encrypt, plaintext);
+      return stream(TARGET.encrypt, plaintext, opts.signal);
     },
 
-    async decrypt(ciphertext) {
+    async decrypt(ciphertext, opts = {}) {
       checkBytes(ciphertext, 'ciphertext');
-      return stream(TARGET.decrypt, ciphertext);
+      return stream(TARGET.decrypt, ciphertext, opts.signal);
     },
 
     async encryptJson(plaintext, opts = {}) {
       checkBytes(plaintext, 'plaintext');
-      const res = await call(TARGET.encrypt, {
-        plaintext: toBase64(plaintext),
-        ...(opts.algorithm === undefined ? {} : { algorithm: opts.algorithm }),
-      });
+      const res = await call(
+        TARGET.encrypt,
+        {
+          plaintext: toBase64(plaintext),
+          ...(opts.algorithm === undefined ? {} : { algorithm: opts.algorithm }),
+        },
+        true,
+        opts.signal,
+      );
       return {
         version: integer(res.version, 'version'),
         nonce: bytes(res.nonce, 'nonce'),
@@ -242,12 +277,17 @@ export function cipherCalls({ call, stream }: NexusCaller): CipherCalls {
       }
       checkBytes(input.nonce, 'nonce');
       checkBytes(input.ciphertext, 'ciphertext');
-      const res = await call(TARGET.decrypt, {
-        version: input.version,
-        nonce: toBase64(input.nonce),
-        ciphertext: toBase64(input.ciphertext),
-        ...(opts.algorithm === undefined ? {} : { algorithm: opts.algorithm }),
-      });
+      const res = await call(
+        TARGET.decrypt,
+        {
+          version: input.version,
+          nonce: toBase64(input.nonce),
+          ciphertext: toBase64(input.ciphertext),
+          ...(opts.algorithm === undefined ? {} : { algorithm: opts.algorithm }),
+        },
+        true,
+        opts.signal,
+      );
       return bytes(res.plaintext, 'plaintext');
     },
   };
@@ -256,8 +296,8 @@ export function cipherCalls({ call, stream }: NexusCaller): CipherCalls {
 /** The operator calls (§9). */
 export function operatorCalls({ call }: NexusCaller): Pick<SpikeClient, 'recover' | 'restore'> {
   return {
-    async recover() {
-      const res = await call(TARGET.recover, {});
+    async recover(opts = {}) {
+      const res = await call(TARGET.recover, {}, true, opts.signal);
       if (!Array.isArray(res.shards)) throw malformedResponse('shards');
       try {
         return res.shards.map((s: unknown) => parseShardEnvelope(s));
@@ -266,10 +306,10 @@ export function operatorCalls({ call }: NexusCaller): Pick<SpikeClient, 'recover
       }
     },
 
-    async restore(shard) {
+    async restore(shard, opts = {}) {
       const envelope =
         typeof shard === 'string' ? parseRecoveryLine(shard) : parseShardEnvelope(shard);
-      const res = await call(TARGET.restore, { ...envelope }, false);
+      const res = await call(TARGET.restore, { ...envelope }, false, opts.signal);
       if (typeof res.restored !== 'boolean') throw malformedResponse('restored');
       return {
         collected: integer(res.collected, 'collected'),

@@ -54,6 +54,7 @@ export {
   NEXUS_API_URL_ENV,
 } from './options.ts';
 export type {
+  CallOptions,
   ClientIdentity,
   ClientOptions,
   JsonCiphertext,
@@ -82,7 +83,24 @@ const CONNECT_ERRNOS = new Set([
   'EADDRNOTAVAIL',
 ]);
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
 function neverSent(error: unknown): boolean {
   const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;
@@ -120,15 +138,17 @@ interface Outgoing {
   readonly body: Uint8Array | string;
   readonly contentType: string;
   readonly repeatable: boolean;
+  readonly signal?: AbortSignal;
 }
 
 /** Sends one request with the retry policy; returns the answer of the last try (any status). */
 async function sendWithRetry(
   transport: MtlsClient,
   retry: RetryOptions,
-  { path, body, contentType, repeatable }: Outgoing,
+  { path, body, contentType, repeatable, signal }: Outgoing,
 ): Promise<MtlsResponse> {
   for (let attempt = 1; ; attempt++) {
+    signal?.throwIfAborted();
     const last = attempt >= retry.attempts;
     let response: MtlsResponse;
     try {
@@ -136,16 +156,19 @@ async function sendWithRetry(
         method: 'POST',
         headers: { 'content-type': contentType, accept: `${JSON_TYPE}, ${OCTET_TYPE}` },
         body,
+        ...(signal === undefined ? {} : { signal }),
       });
     } catch (error) {
+      // Aborted: no retry, the caller gets the signal's reason as it is.
+      if (signal?.aborted) throw signal.reason;
       const failure = transportError(error);
       const retryable = failure.code === 'net_peer_connection' && (repeatable || neverSent(error));
       if (last || !retryable) throw failure;
-      await sleep(retryDelay(retry, attempt));
+      await sleep(retryDelay(retry, attempt), signal);
       continue;
     }
     if (response.status === NOT_READY_STATUS && !last) {
-      await sleep(retryDelay(retry, attempt));
+      await sleep(retryDelay(retry, attempt), signal);
       continue;
     }
     return response;
@@ -192,8 +215,13 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     ),
   });
 
-  const send = (path: string, body: Uint8Array | string, type: string, repeatable: boolean) =>
-    sendWithRetry(transport, retry, { path, body, contentType: type, repeatable });
+  const send = (
+    path: string,
+    body: Uint8Array | string,
+    type: string,
+    repeatable: boolean,
+    signal: AbortSignal | undefined,
+  ) => sendWithRetry(transport, retry, { path, body, contentType: type, repeatable, signal });
 
   /** `send`, with any answer but 200 thrown as its error. */
   async function sendOk(
@@ -201,19 +229,29 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     body: Uint8Array | string,
     contentType: string,
     repeatable: boolean,
+    signal: AbortSignal | undefined,
   ): Promise<MtlsResponse> {
-    const response = await send(path, body, contentType, repeatable);
+    const response = await send(path, body, contentType, repeatable, signal);
     if (response.status !== 200) throw answerError(response);
     return response;
   }
 
   /** A JSON call: `{}`-style body in, the 200 object out; any other status throws. */
-  async function call(path: string, body: Json, repeatable = true): Promise<Json> {
-    return readObject(await sendOk(path, JSON.stringify(body), JSON_TYPE, repeatable));
+  async function call(
+    path: string,
+    body: Json,
+    repeatable = true,
+    signal?: AbortSignal,
+  ): Promise<Json> {
+    return readObject(await sendOk(path, JSON.stringify(body), JSON_TYPE, repeatable, signal));
   }
 
-  async function stream(path: string, input: Uint8Array): Promise<Uint8Array> {
-    return (await sendOk(path, input, OCTET_TYPE, true)).body;
+  async function stream(
+    path: string,
+    input: Uint8Array,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array> {
+    return (await sendOk(path, input, OCTET_TYPE, true, signal)).body;
   }
 
   const caller: NexusCaller = { call, stream };
@@ -234,11 +272,15 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
       };
     },
 
-    async ready() {
+    async ready(opts = {}) {
       let response: MtlsResponse;
       try {
-        response = await transport.request(PROBE_PATHS.ready, { method: 'GET' });
+        response = await transport.request(PROBE_PATHS.ready, {
+          method: 'GET',
+          ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+        });
       } catch (error) {
+        if (opts.signal?.aborted) throw opts.signal.reason;
         throw transportError(error);
       }
       if (response.status === 200) return true;

@@ -71,6 +71,14 @@ export interface JsonCiphertext {
   readonly ciphertext: Uint8Array;
 }
 
+/**
+ * Per-call options of every SDK call. `signal` aborts the call: the request in flight is
+ * cancelled, no retry follows, and the call rejects with `signal.reason` (an `AbortError`).
+ */
+export interface CallOptions {
+  readonly signal?: AbortSignal;
+}
+
 /** A SPIKE Nexus client. Not thread-bound; calls may run concurrently on the one session. */
 export interface SpikeClient {
   /** The Nexus URL this client talks to. */
@@ -78,58 +86,71 @@ export interface SpikeClient {
   /** Our own current SVID. @throws SpikeError `svid_invalid` when the SVIDs were withdrawn. */
   whoami(): ClientIdentity;
   /** `GET /ready` (§12): true when Nexus holds its root key, false on 503. No retry. */
-  ready(): Promise<boolean>;
+  ready(options?: CallOptions): Promise<boolean>;
 
   /** Reads a secret; version 0 or absent = current. @throws `api_not_found` */
   getSecret(
     path: string,
-    options?: { version?: number },
+    options?: { version?: number } & CallOptions,
   ): Promise<{ data: Record<string, string> }>;
   /** Writes a new version (upsert, §6). */
-  putSecret(path: string, values: Readonly<Record<string, string>>): Promise<void>;
+  putSecret(
+    path: string,
+    values: Readonly<Record<string, string>>,
+    options?: CallOptions,
+  ): Promise<void>;
   /** Soft-deletes versions; `[]` or absent = current, `0` = current. @throws `api_not_found` */
-  deleteSecret(path: string, versions?: readonly number[]): Promise<void>;
+  deleteSecret(path: string, versions?: readonly number[], options?: CallOptions): Promise<void>;
   /** Restores soft-deleted versions. @throws `api_not_found` when nothing was undeleted */
-  undeleteSecret(path: string, versions?: readonly number[]): Promise<void>;
+  undeleteSecret(path: string, versions?: readonly number[], options?: CallOptions): Promise<void>;
   /** Erases the listed versions' data for good (ours, §6). @throws `api_not_found` */
-  destroySecret(path: string, versions?: readonly number[]): Promise<void>;
+  destroySecret(path: string, versions?: readonly number[], options?: CallOptions): Promise<void>;
   /** Removes the path, every version and its metadata (ours, §6). @throws `api_not_found` */
-  purgeSecret(path: string): Promise<void>;
+  purgeSecret(path: string, options?: CallOptions): Promise<void>;
   /** Every secret path, sorted. */
-  listSecretKeys(): Promise<string[]>;
+  listSecretKeys(options?: CallOptions): Promise<string[]>;
   /** Versions and metadata of a path. @throws `api_not_found` */
-  getSecretMetadata(path: string, options?: { version?: number }): Promise<SecretMetadata>;
+  getSecretMetadata(
+    path: string,
+    options?: { version?: number } & CallOptions,
+  ): Promise<SecretMetadata>;
 
   /** Creates or replaces a policy (upsert by name, as upstream's `CreatePolicy`). */
-  putPolicy(policy: PolicyInput): Promise<void>;
+  putPolicy(policy: PolicyInput, options?: CallOptions): Promise<void>;
   /** Same as `putPolicy` (upstream's name). */
-  createPolicy(policy: PolicyInput): Promise<void>;
+  createPolicy(policy: PolicyInput, options?: CallOptions): Promise<void>;
   /** @throws `api_not_found` */
-  getPolicy(name: string): Promise<Policy>;
+  getPolicy(name: string, options?: CallOptions): Promise<Policy>;
   /** All policies by name, or those whose pattern equals the filter exactly (§4). */
-  listPolicies(filter?: {
-    spiffeIdPattern?: string;
-    pathPattern?: string;
-  }): Promise<PolicyListItem[]>;
+  listPolicies(
+    filter?: { spiffeIdPattern?: string; pathPattern?: string },
+    options?: CallOptions,
+  ): Promise<PolicyListItem[]>;
   /** @throws `api_not_found` */
-  deletePolicy(name: string): Promise<void>;
+  deletePolicy(name: string, options?: CallOptions): Promise<void>;
 
   /** Stream-mode encryption: `0x01 ‖ nonce ‖ ciphertext ‖ tag` (§8). */
-  encrypt(plaintext: Uint8Array): Promise<Uint8Array>;
+  encrypt(plaintext: Uint8Array, options?: CallOptions): Promise<Uint8Array>;
   /** Stream-mode decryption. @throws `crypto_*` codes for a malformed or forged input */
-  decrypt(ciphertext: Uint8Array): Promise<Uint8Array>;
+  decrypt(ciphertext: Uint8Array, options?: CallOptions): Promise<Uint8Array>;
   /** JSON-mode encryption; the result feeds `decryptJson` unchanged. */
-  encryptJson(plaintext: Uint8Array, options?: { algorithm?: string }): Promise<JsonCiphertext>;
+  encryptJson(
+    plaintext: Uint8Array,
+    options?: { algorithm?: string } & CallOptions,
+  ): Promise<JsonCiphertext>;
   /** JSON-mode decryption. A forged ciphertext answers 500 (`net_peer_connection`) [U]. */
-  decryptJson(input: JsonCiphertext, options?: { algorithm?: string }): Promise<Uint8Array>;
+  decryptJson(
+    input: JsonCiphertext,
+    options?: { algorithm?: string } & CallOptions,
+  ): Promise<Uint8Array>;
 
   /** The current recovery shards (recover role, §9). */
-  recover(): Promise<ShardEnvelope[]>;
+  recover(options?: CallOptions): Promise<ShardEnvelope[]>;
   /**
    * Feeds one recovery shard to Nexus (restore role, §9): an envelope or a recovery-file line.
    * @throws SpikeError `api_bad_request` (`invalid shard format`) before any call for a bad line
    */
-  restore(shard: ShardEnvelope | string): Promise<RestoreStatus>;
+  restore(shard: ShardEnvelope | string, options?: CallOptions): Promise<RestoreStatus>;
 
   /** Closes the session and, if the client opened it, the Workload API source. */
   close(): Promise<void>;

@@ -4,7 +4,12 @@
  * in an argument is a `TypeError` / `RangeError` (docs/style.md rule 8).
  */
 import { fromBase64 } from '../core/bytes.ts';
-import type { MtlsResponse } from '../runtime/tls/client.ts';
+
+/** What the readers need of an answer (the mTLS client's and the edge client's alike). */
+interface Answer {
+  readonly body: Uint8Array;
+}
+
 import { malformedResponse } from './errors.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -12,7 +17,7 @@ import { malformedResponse } from './errors.ts';
 
 export type Json = Record<string, unknown>;
 
-export function readObject(response: MtlsResponse): Json {
+export function readObject(response: Answer): Json {
   let parsed: unknown;
   try {
     parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(response.body));

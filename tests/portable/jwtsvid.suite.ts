@@ -26,7 +26,7 @@ import {
   parseJwtBundle,
   parseJwtBundles,
   validateJwtSvid,
-} from '../support/jwtsvid.ts';
+} from '../../src/core/spiffe/jwtsvid.ts';
 import type { Harness } from './harness.ts';
 
 const AUD = 'spike-nexus';

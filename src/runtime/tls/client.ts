@@ -40,6 +40,8 @@ export interface MtlsRequestInit {
   readonly method?: string;
   readonly headers?: Record<string, string>;
   readonly body?: Uint8Array | string;
+  /** Cancels the request (RST_STREAM CANCEL); the call rejects with `signal.reason`. */
+  readonly signal?: AbortSignal;
 }
 
 export interface MtlsResponse {
@@ -341,6 +343,19 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
           finish(() => reject(new SpikeError('net_peer_connection', 'response truncated')));
         }
       });
+      const signal = init.signal;
+      if (signal !== undefined) {
+        const onAbort = () => {
+          finish(() => reject(signal.reason));
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+        };
+        if (signal.aborted) {
+          onAbort();
+          return;
+        }
+        signal.addEventListener('abort', onAbort, { once: true });
+        stream.once('close', () => signal.removeEventListener('abort', onAbort));
+      }
       if (init.body !== undefined) stream.end(init.body);
     });
 
@@ -351,6 +366,7 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
       // A request the server provably never processed (session closing, stream refused) is
       // retried on a fresh session, a few times at most; anything else is reported as is.
       for (let attempt = 0; ; attempt++) {
+        init.signal?.throwIfAborted();
         const s = await withDeadline(obtain(), deadline);
         try {
           return await send(s, path, init, deadline);

@@ -37,6 +37,13 @@ export interface MtlsServerOptions {
   readonly maxHeaderSize?: number;
   readonly timeouts?: MtlsServerTimeouts;
   readonly limits?: MtlsServerLimits;
+  /**
+   * `required` (default): every connection presents an X509-SVID. `optional`: a connection
+   * without any client certificate is let through with no peer ID (`peerOf` answers `undefined`,
+   * so the app must authenticate the request itself, e.g. by JWT-SVID); a certificate that is
+   * presented must still verify, or the connection is dropped as before.
+   */
+  readonly clientCertificate?: 'required' | 'optional';
   /** Told about handler failures and transport errors; never given request bodies. */
   readonly onError?: (error: unknown) => void;
 }

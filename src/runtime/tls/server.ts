@@ -87,6 +87,15 @@ interface Origin {
 }
 const origins = new WeakMap<Request, Origin>();
 
+/** The peer of a connection without a client certificate (`clientCertificate: 'optional'`). */
+const ANONYMOUS = '';
+
+/** True when the client presented no certificate at all (as opposed to one that failed). */
+function noCertificate(socket: TLSSocket): boolean {
+  const cert = socket.getPeerCertificate();
+  return cert === null || cert === undefined || Object.keys(cert).length === 0;
+}
+
 /**
  * Creates the mTLS server (docs/architecture.md decisions 1–3, docs/spiffe.md §5, docs/spike-api.md §2, §12).
  * Nothing listens until `listen()`, which waits for the source's first SVID.
@@ -96,6 +105,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
   const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const maxHeaderSize = options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
+  const anonymousOk = options.clientCertificate === 'optional';
 
   let server: http2.Http2SecureServer | undefined;
   let context: X509Context | undefined;
@@ -123,14 +133,16 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     const at = context;
     const refused = sockets.size > limits.maxConnections;
     const verified =
-      at === undefined || socket.authorized !== true || refused
+      at === undefined || refused
         ? Promise.resolve(undefined)
-        : Promise.resolve()
-            .then(() => verifyPeer(peerChainOf(socket), at, authorizer))
-            .then(
-              (id) => id,
-              () => undefined,
-            );
+        : socket.authorized !== true
+          ? Promise.resolve(anonymousOk && noCertificate(socket) ? ANONYMOUS : undefined)
+          : Promise.resolve()
+              .then(() => verifyPeer(peerChainOf(socket), at, authorizer))
+              .then(
+                (id) => id,
+                () => undefined,
+              );
     const connection: Connection = {
       socket,
       verified,
@@ -361,7 +373,9 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
         ...tlsMaterialOf(initial),
         allowHTTP1: true,
         requestCert: true,
-        rejectUnauthorized: true,
+        // `optional`: the handshake also completes without a client certificate (and with a
+        // failing one, which connectionOf then drops); `required`: the TLS stack refuses both.
+        rejectUnauthorized: !anonymousOk,
         minVersion: 'TLSv1.2',
         handshakeTimeout: timeouts.headerMs,
         settings: {
@@ -412,7 +426,10 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       await done;
     },
 
-    peerOf: (request) => origins.get(request)?.peer,
+    peerOf: (request) => {
+      const peer = origins.get(request)?.peer;
+      return peer === ANONYMOUS ? undefined : peer;
+    },
     rawPathOf: (request) => origins.get(request)?.node.url,
     methodOf: (request) => origins.get(request)?.node.method,
 

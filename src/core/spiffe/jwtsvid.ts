@@ -1,9 +1,8 @@
 /**
  * JWT-SVID validation (docs/spiffe.md §6; hostile rows 44–46 of §8), portable: Web APIs and `jose`.
  *
- * Parked here, outside src/, while nothing in production validates JWT-SVIDs: it returns to
- * src/core/spiffe/ together with its first caller (JWT-SVID authentication). Its suite,
- * tests/portable/jwtsvid.suite.ts, keeps it tested under Bun and Deno until then.
+ * Its caller is Nexus's JWT-SVID authentication (src/nexus/jwt-auth.ts). Its suite,
+ * tests/portable/jwtsvid.suite.ts, runs under Bun (tests/jwtsvid.test.ts) and Deno.
  *
  * A JWT-SVID is accepted only when all of this holds:
  *
@@ -33,9 +32,9 @@ import {
   type JWTVerifyGetKey,
   jwtVerify,
 } from 'jose';
-import { fromBase64, utf8 } from '../../src/core/bytes.ts';
-import { isSpikeError, SpikeError } from '../../src/core/errors.ts';
-import { parseSpiffeId } from '../../src/core/spiffe/id.ts';
+import { fromBase64, utf8 } from '../bytes.ts';
+import { isSpikeError, SpikeError } from '../errors.ts';
+import { parseSpiffeId } from './id.ts';
 
 /** The JWS algorithms a JWT-SVID may use (docs/spiffe.md §6); everything else is refused. */
 export const JWT_SVID_ALGORITHMS: readonly string[] = Object.freeze([

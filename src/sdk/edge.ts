@@ -1,0 +1,196 @@
+/**
+ * `spike-ts/edge`: the SPIKE client for runtimes that cannot present a client certificate
+ * (Cloudflare Workers, Deno Deploy, Vercel Edge). Only `fetch` and Web Crypto: no `node:*`
+ * import anywhere below this module. It authenticates with a JWT-SVID bearer token
+ * (docs/spike-api.md §2.1; Nexus must run with `SPIKE_NEXUS_JWT_AUDIENCE`), weaker than mTLS:
+ * a token can be replayed until it expires, so keep them short-lived.
+ *
+ * ```ts
+ * import { createEdgeClient } from 'spike-ts/edge';
+ * const spike = createEdgeClient({ apiUrl: 'https://nexus.example:8553', token: () => env.JWT_SVID });
+ * const { data } = await spike.getSecret('tenants/acme/db');
+ * ```
+ *
+ * Same method names, request bodies, answer readers and error codes as the mTLS client
+ * (./calls.ts, ./wire.ts, ./errors.ts are shared): `api_not_found`, `access_unauthorized`, … as
+ * `SpikeApiError`; an unreachable Nexus is `net_peer_connection`. Retries: `503 state_not_ready`
+ * and network failures of calls that are safe to repeat, with the mTLS client's backoff; every
+ * call takes an `AbortSignal`. The server's certificate is checked by the runtime's `fetch`
+ * against the runtime's trust store (a `fetch` that takes a CA, e.g. Bun's or Deno's
+ * `Deno.createHttpClient`, can be passed as `fetch`).
+ */
+import { httpErrorOf } from '../api/v1/errors.ts';
+import { CONTENT_TYPES, REASON_HEADER } from '../api/v1/http.ts';
+import { PROBE_PATHS } from '../api/v1/routes.ts';
+import { cipherCalls, type NexusCaller, operatorCalls, policyCalls, secretCalls } from './calls.ts';
+import { errorForResponse, SpikeApiError } from './errors.ts';
+import { resolveRetry, retryDelay } from './options.ts';
+import type { RetryOptions, SpikeClient } from './types.ts';
+import { type Json, readObject } from './wire.ts';
+
+/** Options of {@link createEdgeClient}. */
+export interface EdgeClientOptions {
+  /** Nexus, `https://host:port`. */
+  readonly apiUrl: string;
+  /** Returns the current JWT-SVID (audience = Nexus's `SPIKE_NEXUS_JWT_AUDIENCE`). */
+  readonly token: () => string | Promise<string>;
+  /** The `fetch` to use; default the global one. */
+  readonly fetch?: typeof fetch;
+  /** Per try, in milliseconds; default 60 s. */
+  readonly timeoutMs?: number;
+  /** As the mTLS client's (`false` disables retries). */
+  readonly retry?: Partial<RetryOptions> | false;
+}
+
+/** The calls of the mTLS client that need no X.509-SVID of our own. */
+export type SpikeEdgeClient = Omit<SpikeClient, 'whoami' | 'close'>;
+
+const JSON_TYPE = CONTENT_TYPES.json;
+const OCTET_TYPE = CONTENT_TYPES.octet;
+const NOT_READY_STATUS = httpErrorOf('state_not_ready').status;
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Creates the fetch-only client (see the module comment). Makes no request until a call. */
+export function createEdgeClient(options: EdgeClientOptions): SpikeEdgeClient {
+  let url: URL;
+  try {
+    url = new URL(options.apiUrl);
+  } catch {
+    throw new TypeError('apiUrl must be an https:// URL');
+  }
+  if (url.protocol !== 'https:') throw new TypeError('apiUrl must be an https:// URL');
+  if (typeof options.token !== 'function') throw new TypeError('token must be a function');
+  const origin = url.origin;
+  const doFetch = options.fetch ?? ((input, init) => fetch(input, init));
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const retry = resolveRetry(options.retry);
+
+  async function once(
+    path: string,
+    init: { method: string; body?: Uint8Array | string; type?: string },
+    signal: AbortSignal | undefined,
+    token: string,
+  ): Promise<{ status: number; headers: Headers; body: Uint8Array }> {
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const response = await doFetch(`${origin}${path}`, {
+      method: init.method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        accept: `${JSON_TYPE}, ${OCTET_TYPE}`,
+        ...(init.type === undefined ? {} : { 'content-type': init.type }),
+      },
+      ...(init.body === undefined
+        ? {}
+        : { body: typeof init.body === 'string' ? init.body : new Uint8Array(init.body) }),
+      signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
+    });
+    return {
+      status: response.status,
+      headers: response.headers,
+      body: new Uint8Array(await response.arrayBuffer()),
+    };
+  }
+
+  async function send(
+    path: string,
+    init: { method: string; body?: Uint8Array | string; type?: string },
+    repeatable: boolean,
+    signal: AbortSignal | undefined,
+  ) {
+    for (let attempt = 1; ; attempt++) {
+      signal?.throwIfAborted();
+      const last = attempt >= retry.attempts;
+      // The provider's own failure is the caller's to see, never retried as a network error.
+      const token = await options.token();
+      if (typeof token !== 'string' || token === '') {
+        throw new TypeError('token() returned no token');
+      }
+      let answer: Awaited<ReturnType<typeof once>>;
+      try {
+        answer = await once(path, init, signal, token);
+      } catch (error) {
+        if (signal?.aborted) throw signal.reason;
+        const failure = new SpikeApiError(
+          'net_peer_connection',
+          'cannot reach SPIKE Nexus',
+          undefined,
+          {
+            cause: error,
+          },
+        );
+        if (last || !repeatable) throw failure;
+        await sleep(retryDelay(retry, attempt), signal);
+        continue;
+      }
+      if (answer.status === NOT_READY_STATUS && !last) {
+        await sleep(retryDelay(retry, attempt), signal);
+        continue;
+      }
+      return answer;
+    }
+  }
+
+  async function sendOk(
+    path: string,
+    body: Uint8Array | string,
+    type: string,
+    repeatable: boolean,
+    signal?: AbortSignal,
+  ) {
+    const answer = await send(path, { method: 'POST', body, type }, repeatable, signal);
+    if (answer.status !== 200) {
+      throw errorForResponse(
+        answer.status,
+        answer.body,
+        answer.headers.get('content-type') ?? undefined,
+        answer.headers.get(REASON_HEADER) ?? undefined,
+      );
+    }
+    return answer;
+  }
+
+  const caller: NexusCaller = {
+    async call(path, body: Json, repeatable = true, signal) {
+      return readObject(await sendOk(path, JSON.stringify(body), JSON_TYPE, repeatable, signal));
+    },
+    async stream(path, input, signal) {
+      return (await sendOk(path, input, OCTET_TYPE, true, signal)).body;
+    },
+  };
+
+  return {
+    apiUrl: origin,
+    async ready(opts = {}) {
+      const answer = await send(PROBE_PATHS.ready, { method: 'GET' }, true, opts.signal);
+      if (answer.status === 200) return true;
+      if (answer.status === NOT_READY_STATUS) return false;
+      throw errorForResponse(
+        answer.status,
+        answer.body,
+        answer.headers.get('content-type') ?? undefined,
+      );
+    },
+    ...secretCalls(caller),
+    ...policyCalls(caller),
+    ...cipherCalls(caller),
+    ...operatorCalls(caller),
+  };
+}
+
+export { isSpikeError, SpikeError, type SpikeErrorCode } from '../core/errors.ts';
+export { SpikeApiError } from './errors.ts';
+export type { CallOptions, RetryOptions } from './types.ts';
