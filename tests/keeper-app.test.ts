@@ -168,14 +168,27 @@ describe('keeper routing (docs/spike-api.md §3)', () => {
 });
 
 describe('POST /v1/store/contribute', () => {
-  it('nexus and bootstrap may contribute; the body answer is {}', async () => {
+  it('nexus may contribute; bootstrap only fills an empty keeper; IDs match exactly', async () => {
+    expect((await contribute(app, gen1[1], BOOTSTRAP)).status).toBe(200);
     const a = await contribute(app, gen1[0], NEXUS);
     expect(a.status).toBe(200);
     expect(a.body).toEqual({});
     expect(a.headers).toEqual(JSON_HEADERS);
-    expect((await contribute(app, gen1[1], BOOTSTRAP)).status).toBe(200);
-    expect((await contribute(app, gen1[2], NEXUS_INSTANCE)).status).toBe(200);
+    // Once a shard is held, bootstrap cannot push it out (docs/architecture.md "Shard custody").
+    const late = await contribute(app, gen2[1], BOOTSTRAP);
+    expect(late.status).toBe(409);
+    expect(late.body).toEqual({ err: 'state_already_initialized' });
+    expect((await fetchShards(app)).body).toEqual({ shards: [gen1[0]] });
+    // An ID below the nexus path is not Nexus unless SPIKE_KEEPER_ROLE_MATCH=prefix.
+    expect((await contribute(app, gen1[2], NEXUS_INSTANCE)).status).toBe(401);
+    expect((await fetchShards(app, NEXUS_INSTANCE)).status).toBe(401);
     expect((await contribute(app, gen2[0], FEDERATED_NEXUS)).status).toBe(200);
+    const prefixed = createKeeperApp({
+      peerOf: (r) => peers.get(r),
+      trustRoots: { nexus: ['spike.ist'], bootstrap: ['spike.ist'] },
+      roleMatch: 'prefix',
+    });
+    expect((await contribute(prefixed, gen1[2], NEXUS_INSTANCE)).status).toBe(200);
   });
 
   const unauthorised: [string, string | undefined][] = [
@@ -385,7 +398,7 @@ describe('POST /v1/store/shard', () => {
 
   it('returns the held envelope exactly as contributed', async () => {
     await contribute(app, gen1[2]);
-    const res = await fetchShards(app, NEXUS_INSTANCE);
+    const res = await fetchShards(app);
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ shards: [gen1[2]] });
     expect(res.headers).toEqual(JSON_HEADERS);

@@ -183,12 +183,14 @@ describe('keeper process', () => {
     expect(await shard.text()).not.toContain(envelopes[0]!.shard);
   });
 
-  it('bootstrap may contribute but not read', async () => {
+  it('bootstrap may not replace a held shard, nor read', async () => {
+    // The Keeper holds Nexus's shard from the tests above: bootstrap only fills an empty Keeper.
     const put = await bootstrap.request('/v1/store/contribute', {
       method: 'POST',
       body: JSON.stringify(envelopes[0]),
     });
-    expect(put.status).toBe(200);
+    expect(put.status).toBe(409);
+    expect(decode(put.body)).toEqual({ err: 'state_already_initialized' });
     const get = await bootstrap.request('/v1/store/shard', { method: 'POST', body: '{}' });
     expect(get.status).toBe(401);
     expect(decode(get.body)).toEqual({ shards: null, err: 'access_unauthorized' });

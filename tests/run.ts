@@ -2,7 +2,7 @@
  * The test entry point behind `bun run test` (the README's test command) and `bun run test:slow`.
  *
  *   bun tests/run.ts          default suite: bun test (all of tests/ except tests/slow and the
- *                             issue 11 acceptance tests in tests/hardening) + the
+ *                             issue 11 acceptance tests in tests/hardening that still fail) + the
  *                             portable suites under Deno
  *   bun tests/run.ts --slow   slow suites: tests/slow (real processes killed at bad moments,
  *                             SVID rotation across several TTLs)
@@ -67,7 +67,9 @@ if (slow) {
         '--path-ignore-patterns=tests/slow/**',
         '--path-ignore-patterns=tests/interop/**',
         '--path-ignore-patterns=tests/spire/**',
-        '--path-ignore-patterns=tests/hardening/**', // issue 11 acceptance tests, until the fixes land
+        // issue 11 acceptance tests that still fail (the others run in the default suite)
+        '--path-ignore-patterns=tests/hardening/sqlite-lock.test.ts',
+        '--path-ignore-patterns=tests/hardening/restore.test.ts',
       ],
       parseBun,
     ),

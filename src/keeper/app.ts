@@ -27,7 +27,7 @@ import { readBodyCapped } from '../core/http/body.ts';
 import { decodeGoJson, type GoJsonResult, type GoJsonSchema } from '../core/http/go-json.ts';
 import type { Logger } from '../core/log.ts';
 import { parseShardEnvelope, type ShardEnvelope } from '../core/shamir/shards.ts';
-import { hasRole, isWirePeerId } from '../core/spike/roles.ts';
+import { hasRole, isWirePeerId, type RoleMatch } from '../core/spike/roles.ts';
 
 /** Keeper request body cap in bytes (docs/spike-api.md §12 "Limits"). */
 export const KEEPER_MAX_BODY_BYTES = 4096;
@@ -40,6 +40,8 @@ export interface KeeperAppOptions {
   readonly peerOf: (request: Request) => string | undefined;
   /** Trust domains of the roles allowed to call (`SPIKE_TRUST_ROOT_NEXUS`, `..._BOOTSTRAP`). */
   readonly trustRoots: { readonly nexus: readonly string[]; readonly bootstrap: readonly string[] };
+  /** `SPIKE_KEEPER_ROLE_MATCH`: caller IDs match the role paths exactly (default) or by prefix. */
+  readonly roleMatch?: RoleMatch;
   readonly log?: KeeperLogger;
 }
 
@@ -111,24 +113,25 @@ function toEnvelope(held: HeldShard): ShardEnvelope {
 function createAuthoriser(options: KeeperAppOptions, log: KeeperLogger) {
   const nexusRoots = [...options.trustRoots.nexus];
   const bootstrapRoots = [...options.trustRoots.bootstrap];
+  const match = options.roleMatch ?? 'exact';
   return function authorise(
     request: Request,
     route: string,
     roles: readonly ('nexus' | 'bootstrap')[],
-  ): string | undefined {
+  ): { id: string; role: 'nexus' | 'bootstrap' } | undefined {
     const id = options.peerOf(request);
     if (id === undefined || !isWirePeerId(id)) {
       log.warn('request denied: no valid peer ID', { route });
       return undefined;
     }
-    const allowed = roles.some((role) =>
-      hasRole(id, role, role === 'nexus' ? nexusRoots : bootstrapRoots),
+    const role = roles.find((r) =>
+      hasRole(id, r, r === 'nexus' ? nexusRoots : bootstrapRoots, match),
     );
-    if (!allowed) {
+    if (role === undefined) {
       log.warn('request denied', { route, caller: id });
       return undefined;
     }
-    return id;
+    return { id, role };
   };
 }
 
@@ -149,8 +152,18 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
       log.debug('bad request', { route, reason: body.reason });
       return fail('api_bad_request', zeroBody);
     }
-    const caller = authorise(request, route, ['nexus', 'bootstrap']);
-    if (caller === undefined) return fail('access_unauthorized', zeroBody);
+    const who = authorise(request, route, ['nexus', 'bootstrap']);
+    if (who === undefined) return fail('access_unauthorized', zeroBody);
+    const caller = who.id;
+    // Bootstrap only fills an empty Keeper: once a shard is held, only Nexus replaces it
+    // (docs/architecture.md "Shard custody").
+    if (who.role === 'bootstrap' && current !== undefined) {
+      log.info('shard refused: bootstrap contributions only fill an empty keeper', {
+        route,
+        caller,
+      });
+      return fail('state_already_initialized', zeroBody);
+    }
     let envelope: ShardEnvelope;
     try {
       envelope = parseShardEnvelope(body.value);
@@ -191,7 +204,7 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
       log.debug('bad request', { route, reason: body.reason });
       return fail('api_bad_request', zeroBody);
     }
-    const caller = authorise(request, route, ['nexus']);
+    const caller = authorise(request, route, ['nexus'])?.id;
     if (caller === undefined) return fail('access_unauthorized', zeroBody);
     if (current === undefined) {
       log.debug('no shard held', { route, caller });

@@ -6,7 +6,9 @@
  *
  * `SPIFFE_ENDPOINT_SOCKET` is read by the Workload API client itself.
  */
+
 import {
+  choiceVar,
   durationVar,
   type Env,
   type ListenAddress,
@@ -17,6 +19,7 @@ import {
   trustRootVar,
 } from '../core/config.ts';
 import type { LogLevel } from '../core/log.ts';
+import type { RoleMatch } from '../core/spike/roles.ts';
 
 /** The typed Keeper configuration. */
 export interface KeeperConfig {
@@ -32,6 +35,11 @@ export interface KeeperConfig {
     readonly bootstrap: readonly string[];
     readonly keeper: readonly string[];
   };
+  /**
+   * `SPIKE_KEEPER_ROLE_MATCH`: how caller IDs are matched against the nexus and bootstrap role
+   * paths, `exact` (default) or `prefix` (docs/architecture.md "Shard custody").
+   */
+  readonly roleMatch: RoleMatch;
   /** `SPIKE_SPIFFE_SOURCE_TIMEOUT` in milliseconds, default 30s. */
   readonly spiffeSourceTimeoutMs: number;
   /** `SPIKE_HTTP_SERVER_MAX_CONNECTIONS` and `_MAX_CONCURRENT_STREAMS`. */
@@ -58,6 +66,10 @@ export function parseKeeperConfig(env: Env): KeeperConfig {
       bootstrap: trustRootVar(env, 'SPIKE_TRUST_ROOT_BOOTSTRAP'),
       keeper: trustRootVar(env, 'SPIKE_TRUST_ROOT_KEEPER'),
     },
+    roleMatch:
+      choiceVar(env, 'SPIKE_KEEPER_ROLE_MATCH', ['EXACT', 'PREFIX'] as const, 'EXACT') === 'EXACT'
+        ? 'exact'
+        : 'prefix',
     spiffeSourceTimeoutMs: durationVar(env, 'SPIKE_SPIFFE_SOURCE_TIMEOUT', '30s', warnings),
     serverLimits: serverLimitsVar(env),
     warnings,

@@ -58,11 +58,13 @@ async function main(): Promise<void> {
     logSvidRotations(source, log);
 
     const callerAllowed = (id: string) =>
-      hasRole(id, 'nexus', roots.nexus) || hasRole(id, 'bootstrap', roots.bootstrap);
+      hasRole(id, 'nexus', roots.nexus, config.roleMatch) ||
+      hasRole(id, 'bootstrap', roots.bootstrap, config.roleMatch);
     let peerOf: (request: Request) => string | undefined = () => undefined;
     const app = createKeeperApp({
       peerOf: (request) => peerOf(request),
       trustRoots: { nexus: roots.nexus, bootstrap: roots.bootstrap },
+      roleMatch: config.roleMatch,
       log,
     });
     const server = createMtlsServer({

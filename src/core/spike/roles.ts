@@ -98,15 +98,29 @@ function trustDomainName(td: string): string | null {
 }
 
 /**
- * True when `id` has `role` under one of `trustDomains` (docs/spike-api.md §1 "Role match"): the ID
- * equals `spiffe://td<path>` or starts with `spiffe://td<path>/`. An invalid ID, or an invalid
- * trust domain entry, never matches.
+ * How a role's path is matched: `prefix` (the upstream rule, docs/spike-api.md §1 "Role match")
+ * also accepts IDs below the path; `exact` accepts the path itself only (what the Keeper uses by
+ * default for its callers, docs/architecture.md "Shard custody").
  */
-export function hasRole(id: string, role: SpikeRole, trustDomains: readonly string[]): boolean {
+export type RoleMatch = 'exact' | 'prefix';
+
+/**
+ * True when `id` has `role` under one of `trustDomains` (docs/spike-api.md §1 "Role match"): the ID
+ * equals `spiffe://td<path>` or, with `match` `prefix` (the default), starts with
+ * `spiffe://td<path>/`. An invalid ID, or an invalid trust domain entry, never matches.
+ */
+export function hasRole(
+  id: string,
+  role: SpikeRole,
+  trustDomains: readonly string[],
+  match: RoleMatch = 'prefix',
+): boolean {
   const parsed = parsedId(id);
   if (parsed === null) return false;
   const path = ROLE_PATHS[role];
-  if (parsed.path !== path && !parsed.path.startsWith(ROLE_PREFIXES[role])) return false;
+  if (parsed.path !== path && (match === 'exact' || !parsed.path.startsWith(ROLE_PREFIXES[role]))) {
+    return false;
+  }
   for (const td of trustDomains) {
     if (trustDomainName(td) === parsed.trustDomain) return true;
   }
