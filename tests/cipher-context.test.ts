@@ -166,3 +166,41 @@ describe('context over mTLS', () => {
     expect(JSON.parse(new TextDecoder().decode(garbled.body)).err).toBe('api_bad_request');
   });
 });
+
+describe('SDK context option (JSON mode)', () => {
+  let nexus: NexusHarness;
+  beforeAll(async () => {
+    nexus = await startNexusHarness();
+  });
+  afterAll(async () => {
+    await nexus?.stop();
+  });
+
+  it('encryptJson/decryptJson take { context }; another context is api_bad_request', async () => {
+    const { createClient } = await import('../src/sdk/client.ts');
+    const env = nexus.env('pilot');
+    const spike = await createClient({
+      apiUrl: env.SPIKE_NEXUS_API_URL,
+      socket: env.SPIFFE_ENDPOINT_SOCKET,
+    });
+    try {
+      const context = utf8.encode('billing');
+      const sealed = await spike.encryptJson(utf8.encode('card'), { context });
+      expect(sealed.version).toBe(2);
+      expect(utf8.decode(await spike.decryptJson(sealed, { context }))).toBe('card');
+      let code = '';
+      try {
+        await spike.decryptJson(sealed, { context: utf8.encode('payroll') });
+      } catch (e) {
+        code = isSpikeError(e) ? e.code : 'other';
+      }
+      expect(code).toBe('api_bad_request');
+      // An empty context is no context: version 1.
+      expect(
+        (await spike.encryptJson(utf8.encode('x'), { context: new Uint8Array(0) })).version,
+      ).toBe(1);
+    } finally {
+      await spike.close();
+    }
+  });
+});

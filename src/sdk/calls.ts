@@ -206,6 +206,13 @@ export function policyCalls({ call }: NexusCaller): PolicyCalls {
   };
 }
 
+/** The JSON `context` field (§8 "Context"): omitted when absent or empty. */
+function contextField(context: Uint8Array | undefined): Json {
+  if (context === undefined) return {};
+  checkBytes(context, 'context');
+  return context.length === 0 ? {} : { context: toBase64(context) };
+}
+
 type CipherCalls = Pick<SpikeClient, 'encrypt' | 'decrypt' | 'encryptJson' | 'decryptJson'>;
 
 /** The cipher calls (§8). */
@@ -226,6 +233,7 @@ export function cipherCalls({ call, stream }: NexusCaller): CipherCalls {
       const res = await call(TARGET.encrypt, {
         plaintext: toBase64(plaintext),
         ...(opts.algorithm === undefined ? {} : { algorithm: opts.algorithm }),
+        ...contextField(opts.context),
       });
       return {
         version: integer(res.version, 'version'),
@@ -247,6 +255,7 @@ export function cipherCalls({ call, stream }: NexusCaller): CipherCalls {
         nonce: toBase64(input.nonce),
         ciphertext: toBase64(input.ciphertext),
         ...(opts.algorithm === undefined ? {} : { algorithm: opts.algorithm }),
+        ...contextField(opts.context),
       });
       return bytes(res.plaintext, 'plaintext');
     },

@@ -71,6 +71,17 @@ export interface JsonCiphertext {
   readonly ciphertext: Uint8Array;
 }
 
+/** Options of the JSON-mode cipher calls (docs/spike-api.md §8). */
+export interface CipherOptions {
+  /** Ignored by Nexus, sent as given. */
+  readonly algorithm?: string;
+  /**
+   * The context (§8 "Context"): a ciphertext made with one decrypts only with the same one.
+   * Absent or empty = the shared cipher key (upstream's format, version 1).
+   */
+  readonly context?: Uint8Array;
+}
+
 /** A SPIKE Nexus client. Not thread-bound; calls may run concurrently on the one session. */
 export interface SpikeClient {
   /** The Nexus URL this client talks to. */
@@ -119,9 +130,9 @@ export interface SpikeClient {
   /** Stream-mode decryption. @throws `crypto_*` codes for a malformed or forged input */
   decrypt(ciphertext: Uint8Array): Promise<Uint8Array>;
   /** JSON-mode encryption; the result feeds `decryptJson` unchanged. */
-  encryptJson(plaintext: Uint8Array, options?: { algorithm?: string }): Promise<JsonCiphertext>;
+  encryptJson(plaintext: Uint8Array, options?: CipherOptions): Promise<JsonCiphertext>;
   /** JSON-mode decryption. A forged ciphertext answers 500 (`net_peer_connection`) [U]. */
-  decryptJson(input: JsonCiphertext, options?: { algorithm?: string }): Promise<Uint8Array>;
+  decryptJson(input: JsonCiphertext, options?: CipherOptions): Promise<Uint8Array>;
 
   /** The current recovery shards (recover role, §9). */
   recover(): Promise<ShardEnvelope[]>;
