@@ -125,8 +125,10 @@ describe('the error table', () => {
     const nexus = await throwingNexus(() => 'api_bad_request');
     const cases: [Uint8Array<ArrayBuffer>, SpikeErrorCode][] = [
       [new Uint8Array(0), 'crypto_failed_to_read_version'],
-      [Uint8Array.of(2, 0, 0), 'crypto_unsupported_version'],
+      [Uint8Array.of(3, 0, 0), 'crypto_unsupported_version'],
       [Uint8Array.of(1, 0, 0), 'crypto_failed_to_read_nonce'],
+      // A version-2 (context) stream sent without a context (§8 "Context").
+      [new Uint8Array(1 + 12 + 16).fill(2), 'crypto_context_mismatch'],
       [new Uint8Array(1 + 12 + 16).fill(1), 'crypto_decryption_failed'],
     ];
     for (const [body, code] of cases) {

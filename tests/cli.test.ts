@@ -529,6 +529,32 @@ describe('spike policy', () => {
 });
 
 describe('spike cipher', () => {
+  it('--context (JSON mode): only the same context decrypts; refused in stream mode (exit 2)', async () => {
+    const sealed = await spike([
+      'cipher',
+      'encrypt',
+      '--plaintext',
+      'aGVsbG8=',
+      '--context',
+      'tenant-a',
+    ]);
+    expect(sealed.code).toBe(0);
+    const e = JSON.parse(sealed.stdout) as { version: number; nonce: string; ciphertext: string };
+    expect(e.version).toBe(2);
+    const flags = ['--version', '2', '--nonce', e.nonce, '--ciphertext', e.ciphertext];
+    const opened = await spike(['cipher', 'decrypt', ...flags, '--context', 'tenant-a']);
+    expect([opened.code, opened.stdout]).toEqual([0, 'hello']);
+    const wrong = await spike(['cipher', 'decrypt', ...flags, '--context', 'tenant-b']);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('wrong context');
+    const missing = await spike(['cipher', 'decrypt', ...flags]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('decrypt with the same context');
+    const stream = await spike(['cipher', 'encrypt', '--context', 'x'], { stdin: 'hi' });
+    expect(stream.code).toBe(2);
+    expect(stream.stderr).toContain('--context needs JSON mode');
+  });
+
   it('stream mode: stdin to stdout and file to file', async () => {
     const plaintext = new Uint8Array(3000).map((_, i) => (i * 7) & 0xff);
     const sealed = await spike(['cipher', 'encrypt'], { stdin: plaintext });

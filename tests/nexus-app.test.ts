@@ -895,7 +895,7 @@ describe('cipher (§8)', () => {
     tampered[20]! ^= 1;
     const cases: [Uint8Array, string][] = [
       [new Uint8Array(0), 'crypto_failed_to_read_version\n'],
-      [Uint8Array.of(2, 1, 2, 3), 'crypto_unsupported_version\n'],
+      [Uint8Array.of(3, 1, 2, 3), 'crypto_unsupported_version\n'],
       [Uint8Array.of(1, 1, 2, 3), 'crypto_failed_to_read_nonce\n'],
       [tampered, 'decryption failed\n'],
       [sealed.subarray(0, 20), 'decryption failed\n'],

@@ -327,7 +327,7 @@ describe('cipher over mTLS (§8)', () => {
     const wrongVersion = await lite.request('/v1/cipher/decrypt', {
       method: 'POST',
       headers: { 'content-type': 'application/octet-stream' },
-      body: new Uint8Array([2, ...streamed.body.subarray(1)]),
+      body: new Uint8Array([3, ...streamed.body.subarray(1)]),
     });
     expect(new TextDecoder().decode(wrongVersion.body)).toBe('crypto_unsupported_version\n');
 

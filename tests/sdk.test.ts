@@ -200,7 +200,7 @@ describe('SDK against Nexus (memory backend)', () => {
     tampered[tampered.length - 1]! ^= 1;
     expect((await rejection(() => spike.decrypt(tampered))).code).toBe('crypto_decryption_failed');
     const wrongVersion = sealed.slice();
-    wrongVersion[0] = 2;
+    wrongVersion[0] = 3; // 2 is the context format (§8 "Context")
     expect((await rejection(() => spike.decrypt(wrongVersion))).code).toBe(
       'crypto_unsupported_version',
     );

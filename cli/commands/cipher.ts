@@ -70,6 +70,23 @@ function decodeBase64(value: string, flag: string): Uint8Array {
   }
 }
 
+/** The JSON-mode cipher options; `--context` is UTF-8 text, refused in stream mode (exit 2). */
+function cipherOptions(
+  args: { algorithm?: string; context?: string },
+  jsonMode: boolean,
+): { algorithm?: string; context?: Uint8Array } {
+  if (args.context !== undefined && !jsonMode) {
+    fail(
+      'Error: --context needs JSON mode (--plaintext, or --version/--nonce/--ciphertext).',
+      EXIT.usage,
+    );
+  }
+  return {
+    ...(args.algorithm ? { algorithm: args.algorithm } : {}),
+    ...(args.context ? { context: new TextEncoder().encode(args.context) } : {}),
+  };
+}
+
 const encrypt = defineCommand({
   meta: commandMeta(
     ['cipher', 'encrypt'],
@@ -88,14 +105,18 @@ const encrypt = defineCommand({
       valueHint: 'base64',
     },
     algorithm: { type: 'string', description: 'Algorithm hint (JSON mode; ignored by Nexus)' },
+    context: {
+      type: 'string',
+      description: 'Context (JSON mode): only the same context decrypts (docs/spike-api.md §8)',
+      valueHint: 'text',
+    },
   },
   async run({ args }) {
+    const options = cipherOptions(args, args.plaintext !== undefined);
     if (args.plaintext !== undefined) {
       const plaintext = decodeBase64(args.plaintext, 'plaintext');
       const result = await withClient('superuser', (spike) =>
-        api('cipher', () =>
-          spike.encryptJson(plaintext, args.algorithm ? { algorithm: args.algorithm } : {}),
-        ),
+        api('cipher', () => spike.encryptJson(plaintext, options)),
       );
       const json = JSON.stringify({
         version: result.version,
@@ -133,10 +154,16 @@ const decrypt = defineCommand({
       valueHint: 'base64',
     },
     algorithm: { type: 'string', description: 'Algorithm hint (JSON mode; ignored by Nexus)' },
+    context: {
+      type: 'string',
+      description: 'Context (JSON mode): only the same context decrypts (docs/spike-api.md §8)',
+      valueHint: 'text',
+    },
   },
   async run({ args }) {
     const jsonMode =
       args.version !== undefined || args.nonce !== undefined || args.ciphertext !== undefined;
+    const options = cipherOptions(args, jsonMode);
     if (jsonMode) {
       const v = (args.version ?? '').trim();
       if (!/^\d{1,3}$/.test(v) || Number(v) > 255) {
@@ -146,10 +173,7 @@ const decrypt = defineCommand({
       const ciphertext = decodeBase64(args.ciphertext ?? '', 'ciphertext');
       const plaintext = await withClient('superuser', async (spike) => {
         try {
-          return await spike.decryptJson(
-            { version: Number(v), nonce, ciphertext },
-            args.algorithm ? { algorithm: args.algorithm } : {},
-          );
+          return await spike.decryptJson({ version: Number(v), nonce, ciphertext }, options);
         } catch (error) {
           // §8: a ciphertext that fails authentication answers 500 in JSON mode [U].
           if (isSpikeApiError(error) && error.status === 500) {

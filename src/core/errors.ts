@@ -21,6 +21,7 @@ export type SpikeErrorCode =
   | 'crypto_unsupported_version'
   | 'crypto_failed_to_read_nonce'
   | 'crypto_decryption_failed'
+  | 'crypto_context_mismatch'
   | 'net_peer_connection'
   // identity (docs/spiffe.md)
   | 'spiffe_invalid_id'

@@ -24,6 +24,11 @@ export interface DerivedKeys {
   readonly storage: CryptoKey;
   /** AES-256-GCM, encryption as a service (`spike/v1/cipher`). */
   readonly cipher: CryptoKey;
+  /**
+   * The same cipher key bytes as an HKDF key: the base of the per-context keys of
+   * `/v1/cipher/*` (docs/spike-api.md §8 "Context").
+   */
+  readonly cipherContext: CryptoKey;
   /** AES-256-GCM, `/v1/bootstrap/verify` (`spike/v1/bootstrap-verify`). */
   readonly bootstrapVerify: CryptoKey;
   /** Key-check value: 32 lowercase hex characters (`spike/v1/key-check`). */

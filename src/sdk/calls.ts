@@ -236,6 +236,13 @@ export function policyCalls({ call }: NexusCaller): PolicyCalls {
   };
 }
 
+/** The JSON `context` field (§8 "Context"): omitted when absent or empty. */
+function contextField(context: Uint8Array | undefined): Json {
+  if (context === undefined) return {};
+  checkBytes(context, 'context');
+  return context.length === 0 ? {} : { context: toBase64(context) };
+}
+
 type CipherCalls = Pick<SpikeClient, 'encrypt' | 'decrypt' | 'encryptJson' | 'decryptJson'>;
 
 /** The cipher calls (§8). */
@@ -258,6 +265,7 @@ export function cipherCalls({ call, stream }: NexusCaller): CipherCalls {
         {
           plaintext: toBase64(plaintext),
           ...(opts.algorithm === undefined ? {} : { algorithm: opts.algorithm }),
+          ...contextField(opts.context),
         },
         true,
         opts.signal,
@@ -284,6 +292,7 @@ export function cipherCalls({ call, stream }: NexusCaller): CipherCalls {
           nonce: toBase64(input.nonce),
           ciphertext: toBase64(input.ciphertext),
           ...(opts.algorithm === undefined ? {} : { algorithm: opts.algorithm }),
+          ...contextField(opts.context),
         },
         true,
         opts.signal,

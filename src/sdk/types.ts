@@ -79,6 +79,17 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
 }
 
+/** Options of the JSON-mode cipher calls (docs/spike-api.md §8). */
+export interface CipherOptions {
+  /** Ignored by Nexus, sent as given. */
+  readonly algorithm?: string;
+  /**
+   * The context (§8 "Context"): a ciphertext made with one decrypts only with the same one.
+   * Absent or empty = the shared cipher key (upstream's format, version 1).
+   */
+  readonly context?: Uint8Array;
+}
+
 /** A SPIKE Nexus client. Not thread-bound; calls may run concurrently on the one session. */
 export interface SpikeClient {
   /** The Nexus URL this client talks to. */
@@ -136,13 +147,10 @@ export interface SpikeClient {
   /** JSON-mode encryption; the result feeds `decryptJson` unchanged. */
   encryptJson(
     plaintext: Uint8Array,
-    options?: { algorithm?: string } & CallOptions,
+    options?: CipherOptions & CallOptions,
   ): Promise<JsonCiphertext>;
   /** JSON-mode decryption. A forged ciphertext answers 500 (`net_peer_connection`) [U]. */
-  decryptJson(
-    input: JsonCiphertext,
-    options?: { algorithm?: string } & CallOptions,
-  ): Promise<Uint8Array>;
+  decryptJson(input: JsonCiphertext, options?: CipherOptions & CallOptions): Promise<Uint8Array>;
 
   /** The current recovery shards (recover role, §9). */
   recover(options?: CallOptions): Promise<ShardEnvelope[]>;

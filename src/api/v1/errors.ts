@@ -117,6 +117,15 @@ export const ERROR_TABLE: Readonly<Record<SpikeErrorCode, ErrorRow>> = Object.fr
     streamText: 'crypto_failed_to_read_nonce',
     message: 'ciphertext too short to hold a nonce',
   },
+  // A context that does not fit the ciphertext, or a tag failure under a context [Ours, §8
+  // "Context"]: the caller's input is wrong, so 400 in both modes.
+  crypto_context_mismatch: {
+    status: 400,
+    err: 'api_bad_request',
+    client: 'api_bad_request',
+    streamText: 'crypto_context_mismatch',
+    message: 'the cipher context does not fit the ciphertext',
+  },
   // Tag check failed: 500 as upstream in JSON mode; in stream mode a fixed text.
   crypto_decryption_failed: {
     ...INTERNAL,

@@ -60,6 +60,12 @@ export function streamErrorResponse(text: string): Response {
  */
 export const REASON_HEADER = 'spike-error-reason';
 
+/**
+ * The stream-mode cipher context [Ours, docs/spike-api.md §8 "Context"]: standard base64 of the
+ * context bytes; absent or empty = no context. (JSON mode has the `context` field instead.)
+ */
+export const CIPHER_CONTEXT_HEADER = 'spike-cipher-context';
+
 /** Longest reason sent; longer texts are cut. */
 const MAX_REASON = 200;
 

@@ -32,8 +32,15 @@ export const REQUEST = Object.freeze({
   },
   policyId: { id: 'string' },
   policyList: { spiffeidPattern: 'string', pathPattern: 'string' },
-  encrypt: { plaintext: 'bytes', algorithm: 'string' },
-  decrypt: { version: 'uint8', nonce: 'bytes', ciphertext: 'bytes', algorithm: 'string' },
+  // `context` [Ours, §8 "Context"]: absent or empty = no context (upstream's format).
+  encrypt: { plaintext: 'bytes', algorithm: 'string', context: 'bytes' },
+  decrypt: {
+    version: 'uint8',
+    nonce: 'bytes',
+    ciphertext: 'bytes',
+    algorithm: 'string',
+    context: 'bytes',
+  },
   envelope: { version: 'int', index: 'int', generation: 'string', kcv: 'string', shard: 'string' },
   verify: { nonce: 'bytes', ciphertext: 'bytes' },
 } as const satisfies Record<string, GoJsonSchema>);

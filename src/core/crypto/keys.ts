@@ -62,6 +62,28 @@ function deriveAesKey(base: CryptoKey, info: string): Promise<CryptoKey> {
   ]);
 }
 
+/**
+ * The cipher key twice from one HKDF output: as the AES-GCM key of `/v1/cipher/*` (the same key
+ * `deriveAesKey` gives) and as the HKDF base of the per-context keys (docs/spike-api.md §8).
+ */
+async function deriveCipherKeys(base: CryptoKey): Promise<[CryptoKey, CryptoKey]> {
+  const bits = new Uint8Array(
+    await crypto.subtle.deriveBits(
+      hkdfParams(KEY_INFO.cipher.info),
+      base,
+      KEY_INFO.cipher.length * 8,
+    ),
+  );
+  try {
+    return await Promise.all([
+      crypto.subtle.importKey('raw', bits, 'AES-GCM', false, ['encrypt', 'decrypt']),
+      crypto.subtle.importKey('raw', bits, 'HKDF', false, ['deriveKey', 'deriveBits']),
+    ]);
+  } finally {
+    bits.fill(0);
+  }
+}
+
 async function deriveKcv(base: CryptoKey): Promise<string> {
   const bits = await crypto.subtle.deriveBits(
     hkdfParams(KEY_INFO.keyCheck.info),
@@ -80,13 +102,13 @@ async function deriveKcv(base: CryptoKey): Promise<string> {
 export async function deriveKeys(rootKey: Uint8Array): Promise<DerivedKeys> {
   checkRootKey(rootKey);
   const base = await importRoot(rootKey);
-  const [storage, cipher, bootstrapVerify, kcv] = await Promise.all([
+  const [storage, [cipher, cipherContext], bootstrapVerify, kcv] = await Promise.all([
     deriveAesKey(base, KEY_INFO.storage.info),
-    deriveAesKey(base, KEY_INFO.cipher.info),
+    deriveCipherKeys(base),
     deriveAesKey(base, KEY_INFO.bootstrapVerify.info),
     deriveKcv(base),
   ]);
-  return Object.freeze({ storage, cipher, bootstrapVerify, kcv });
+  return Object.freeze({ storage, cipher, cipherContext, bootstrapVerify, kcv });
 }
 
 /**
