@@ -77,6 +77,24 @@ function fatal(message: string): never {
 
 /** The store. `lite` has no database and is served by the memory backend's (unused) tables. */
 async function openNexusStore(config: NexusConfig, log: Logger): Promise<NexusStore> {
+  if (config.backend === 'postgres') {
+    try {
+      const store = await openStore({
+        backend: 'postgres',
+        databaseUrl: config.databaseUrl!,
+        maxVersions: config.maxSecretVersions,
+        skipSchemaCreation: config.dbSkipSchemaCreation,
+      });
+      log.info('database opened', { backend: 'postgres' });
+      return store;
+    } catch (error) {
+      // Never the URL: it may carry a password.
+      throw new SpikeError(
+        'api_internal_error',
+        `cannot open the PostgreSQL database (${describeError(error)})`,
+      );
+    }
+  }
   if (config.backend !== 'sqlite') {
     return openStore({ backend: 'memory', maxVersions: config.maxSecretVersions });
   }
@@ -124,7 +142,7 @@ async function startKeyCustody(
   // `lite` keeps no key-check record, so it boots afresh on every start (see the report).
   let liteKcv: string | undefined;
   const kcvStore: Pick<NexusStore, 'getKcv' | 'setKcv'> =
-    config.backend === 'sqlite'
+    config.backend === 'sqlite' || config.backend === 'postgres'
       ? store
       : {
           getKcv: () => liteKcv,
@@ -143,6 +161,7 @@ async function startKeyCustody(
         keeperTrustRoots: config.trustRoots.keeper,
       }),
     ),
+    bootstrapLock: (fn) => store.withBootstrapLock(fn),
     shares: config.shamirShares,
     threshold: config.shamirThreshold,
     updateIntervalMs: config.keeperUpdateIntervalMs,
@@ -208,6 +227,9 @@ async function main(): Promise<void> {
     const policies = store.policies(keys);
     // One policy engine (one compiled cache, invalidated on write) for both APIs.
     const policyEngine = createPolicyEngine({ store: policies, trustRoots: config.trustRoots });
+    // Replicas over one PostgreSQL database: a policy written at another replica drops this
+    // replica's cache within one poll (src/nexus/store/postgres.ts).
+    store.watchPolicies(() => policyEngine.invalidate());
     const app = createNexusApp({
       secrets: store.secrets(keys),
       policies,

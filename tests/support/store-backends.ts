@@ -41,18 +41,23 @@ let admin: SQL | undefined;
 afterAll(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   if (admin !== undefined) {
-    for (const name of databases.splice(0)) {
-      await admin.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => undefined);
-    }
-    await admin.close().catch(() => undefined);
+    const server = admin;
+    await Promise.all(
+      databases
+        .splice(0)
+        .map((name) =>
+          server.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => undefined),
+        ),
+    );
+    await server.close().catch(() => undefined);
     admin = undefined;
   }
-});
+}, 120_000);
 
 /** A new, empty database on the test server; returns its URL. */
 export async function freshDatabase(): Promise<string> {
   if (TEST_DATABASE_URL === undefined) throw new Error('SPIKE_TEST_DATABASE_URL is not set');
-  admin ??= new SQL(TEST_DATABASE_URL, { max: 2 });
+  admin ??= new SQL(TEST_DATABASE_URL, { max: 4 });
   const name = `spike_t_${process.pid}_${databases.length}_${crypto.randomUUID().slice(0, 8)}`;
   await admin.unsafe(`CREATE DATABASE "${name}"`);
   databases.push(name);
