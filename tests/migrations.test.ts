@@ -242,3 +242,30 @@ describe('schema version', () => {
     await store.close();
   });
 });
+
+describe('PostgreSQL schema (schema/pg)', () => {
+  it('names the same tables and columns as the SQLite schema; its migrations are its journal', async () => {
+    const { getTableConfig: sqliteConfig } = await import('drizzle-orm/sqlite-core');
+    const { getTableConfig: pgConfig } = await import('drizzle-orm/pg-core');
+    const lite = await import('../schema/tables.ts');
+    const pg = await import('../schema/pg/tables.ts');
+    for (const name of ['secrets', 'secretVersions', 'policies', 'storeMeta'] as const) {
+      const a = sqliteConfig(lite[name]);
+      const b = pgConfig(pg[name]);
+      expect(b.name).toBe(a.name);
+      expect(b.columns.map((c) => [c.name, c.notNull, c.primary])).toEqual(
+        a.columns.map((c) => [c.name, c.notNull, c.primary]),
+      );
+    }
+    const { PG_MIGRATIONS } = await import('../schema/pg/migrations/index.ts');
+    const pgJournal = JSON.parse(
+      readFileSync(join(ROOT, 'schema', 'pg', 'migrations', 'meta', '_journal.json'), 'utf8'),
+    ) as { entries: { idx: number; tag: string }[] };
+    expect(PG_MIGRATIONS.map((m) => m.tag)).toEqual(pgJournal.entries.map((e) => e.tag));
+    for (const m of PG_MIGRATIONS) {
+      expect(m.sql).toBe(
+        readFileSync(join(ROOT, 'schema', 'pg', 'migrations', `${m.tag}.sql`), 'utf8'),
+      );
+    }
+  });
+});

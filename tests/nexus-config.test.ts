@@ -115,10 +115,31 @@ describe('parseNexusConfig', () => {
 
   it('an unknown backend means sqlite, with a warning', () => {
     const c = parseNexusConfig(
-      env({ SPIKE_NEXUS_BACKEND_STORE: 'postgres', SPIKE_NEXUS_KEEPER_PEERS: PEERS }),
+      env({ SPIKE_NEXUS_BACKEND_STORE: 'mysql', SPIKE_NEXUS_KEEPER_PEERS: PEERS }),
     );
     expect(c.backend).toBe('sqlite');
     expect(c.warnings.join('\n')).toContain('SPIKE_NEXUS_BACKEND_STORE');
+  });
+
+  it('postgres needs SPIKE_NEXUS_DATABASE_URL, a postgres:// URL, and keeps it', () => {
+    const base = { SPIKE_NEXUS_BACKEND_STORE: 'postgres', SPIKE_NEXUS_KEEPER_PEERS: PEERS };
+    for (const bad of [undefined, '', 'not a url', 'http://db:5432/x', 'postgres:///nohost']) {
+      let caught: unknown;
+      try {
+        parseNexusConfig(
+          env(bad === undefined ? base : { ...base, SPIKE_NEXUS_DATABASE_URL: bad }),
+        );
+      } catch (e) {
+        caught = e;
+      }
+      expect((caught as { code?: string } | undefined)?.code).toBe('config_invalid');
+      expect(String((caught as Error).message)).toContain('SPIKE_NEXUS_DATABASE_URL');
+    }
+    const url = 'postgres://spike:pw@db.internal:5432/spike?sslmode=verify-full';
+    const c = parseNexusConfig(env({ ...base, SPIKE_NEXUS_DATABASE_URL: url }));
+    expect(c.backend).toBe('postgres');
+    expect(c.databaseUrl).toBe(url);
+    expect(c.dataDir).toBeUndefined();
   });
 
   it('invalid or non-positive durations fall back to the default, with a warning', () => {

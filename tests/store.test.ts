@@ -25,7 +25,8 @@ import {
   createStaticRootKeyProvider,
   MutableRootKeyProvider,
 } from '../src/nexus/root-key/providers.ts';
-import { type NexusStore, openStore, type StoreKind } from '../src/nexus/store/index.ts';
+import { type NexusStore, openStore } from '../src/nexus/store/index.ts';
+import { type BackendCase, openAt, STORE_BACKENDS } from './support/store-backends.ts';
 
 const tempDirs: string[] = [];
 function tempDir(): string {
@@ -60,8 +61,8 @@ function rawQuery<T>(file: string, query: string, ...params: (string | number)[]
 
 const START = Date.UTC(2026, 0, 1, 12, 0, 0);
 
-function backendSuite(kind: StoreKind): void {
-  describe(`store on ${kind}`, () => {
+function backendSuite({ kind, skip, location }: BackendCase): void {
+  describe.skipIf(skip)(`store on ${kind}`, () => {
     let now = START;
     const tick = (ms = 1000) => {
       now += ms;
@@ -82,12 +83,7 @@ function backendSuite(kind: StoreKind): void {
           );
 
     beforeAll(async () => {
-      store = await openStore({
-        backend: kind,
-        dataDir: kind === 'sqlite' ? tempDir() : undefined,
-        maxVersions: 3,
-        clock: () => now,
-      });
+      store = await openAt(await location(), { maxVersions: 3, clock: () => now });
       const keys = await createStaticRootKeyProvider();
       secrets = store.secrets(keys);
       policies = store.policies(keys);
@@ -536,12 +532,12 @@ function backendSuite(kind: StoreKind): void {
     });
 
     describe('key-check record', () => {
-      it('is empty until set, then returns what was stored; bad formats are refused', () => {
+      it('is empty until set, then returns what was stored; bad formats are refused', async () => {
         expect(store.getKcv()).toBeUndefined();
         const kcv = 'a'.repeat(32);
-        store.setKcv(kcv);
+        await store.setKcv(kcv);
         expect(store.getKcv()).toBe(kcv);
-        store.setKcv('0123456789abcdef0123456789abcdef');
+        await store.setKcv('0123456789abcdef0123456789abcdef');
         expect(store.getKcv()).toBe('0123456789abcdef0123456789abcdef');
         expect(() => store.setKcv('A'.repeat(32))).toThrow(TypeError);
         expect(() => store.setKcv('abc')).toThrow(TypeError);
@@ -550,8 +546,7 @@ function backendSuite(kind: StoreKind): void {
 
     describe('concurrency', () => {
       it('8 concurrent writers × 500 puts to one path lose nothing', async () => {
-        const dataDir = kind === 'sqlite' ? tempDir() : undefined;
-        const s2 = await openStore({ backend: kind, dataDir });
+        const s2 = await openAt(await location());
         const sec = s2.secrets(await createStaticRootKeyProvider());
         const path = 'contended/path';
         const acked = new Map<number, string>();
@@ -599,8 +594,7 @@ function backendSuite(kind: StoreKind): void {
   });
 }
 
-backendSuite('memory');
-backendSuite('sqlite');
+for (const backend of STORE_BACKENDS) backendSuite(backend);
 
 describe('SQLite durability and files', () => {
   it('acknowledged puts are on disk: a copy of db + wal taken while open has them; so does a reopen', async () => {

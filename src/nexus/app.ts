@@ -55,7 +55,7 @@ import type { NexusRoute } from './routes/route.ts';
 import { SECRET_ROUTES } from './routes/secrets.ts';
 
 /** Storage backends of `SPIKE_NEXUS_BACKEND_STORE` (docs/spike-api.md §10). */
-export type NexusBackend = 'sqlite' | 'memory' | 'lite';
+export type NexusBackend = 'sqlite' | 'memory' | 'lite' | 'postgres';
 
 /** The break-glass operations, provided by the key-custody lifecycle (docs/spike-api.md §9). */
 export interface NexusOperator {

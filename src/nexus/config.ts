@@ -50,8 +50,10 @@ export interface NexusConfig {
   readonly tls: ListenAddress;
   /** `SPIKE_NEXUS_HEALTH_PORT`: plain-HTTP `/health` and `/ready` (§12); unset = off. */
   readonly health?: ListenAddress;
-  /** `SPIKE_NEXUS_BACKEND_STORE`: `sqlite` (default), `memory` or `lite`. */
+  /** `SPIKE_NEXUS_BACKEND_STORE`: `sqlite` (default), `memory`, `lite` or `postgres`. */
   readonly backend: NexusBackend;
+  /** `SPIKE_NEXUS_DATABASE_URL` (libpq URL, TLS options passed through); only for postgres. */
+  readonly databaseUrl?: string;
   /** The data directory, created (./data-dir.ts); only for the sqlite backend. */
   readonly dataDir?: string;
   /** `SPIKE_NEXUS_MAX_SECRET_VERSIONS`, default 10. */
@@ -142,7 +144,7 @@ export function parseKeeperPeers(value: string | undefined): string[] {
 function backendOf(env: Env, warnings: string[]): NexusBackend {
   const value = readVar(env, 'SPIKE_NEXUS_BACKEND_STORE')?.toLowerCase();
   if (value === undefined || value === 'sqlite') return 'sqlite';
-  if (value === 'memory' || value === 'lite') return value;
+  if (value === 'memory' || value === 'lite' || value === 'postgres') return value;
   warnings.push('SPIKE_NEXUS_BACKEND_STORE: unknown backend; using sqlite');
   return 'sqlite';
 }
@@ -208,6 +210,23 @@ export function parseNexusConfig(env: Env): NexusConfig {
       );
     }
   }
+  let databaseUrl: string | undefined;
+  if (backend === 'postgres') {
+    databaseUrl = readVar(env, 'SPIKE_NEXUS_DATABASE_URL');
+    let ok = false;
+    try {
+      const url = new URL(databaseUrl ?? '');
+      ok = (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && url.hostname !== '';
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      throw configInvalid(
+        'SPIKE_NEXUS_DATABASE_URL',
+        'required with SPIKE_NEXUS_BACKEND_STORE=postgres: a postgres://user:password@host:port/db URL',
+      );
+    }
+  }
   const auditFile = readVar(env, 'SPIKE_NEXUS_AUDIT_FILE');
   const spiffeEndpointSocket = readVar(env, 'SPIFFE_ENDPOINT_SOCKET');
   const jwtAudience = readVar(env, 'SPIKE_NEXUS_JWT_AUDIENCE');
@@ -224,6 +243,7 @@ export function parseNexusConfig(env: Env): NexusConfig {
     ...(health === undefined ? {} : { health }),
     backend,
     ...(dataDir === undefined ? {} : { dataDir }),
+    ...(databaseUrl === undefined ? {} : { databaseUrl }),
     maxSecretVersions: integerVar(env, 'SPIKE_NEXUS_MAX_SECRET_VERSIONS', 10, 1, 1_000_000),
     dbJournalMode: choiceVar(env, 'SPIKE_NEXUS_DB_JOURNAL_MODE', JOURNAL_MODES, 'WAL'),
     dbBusyTimeoutMs: integerVar(env, 'SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS', 5000, 1, 2 ** 31 - 1),

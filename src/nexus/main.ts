@@ -41,6 +41,7 @@ import { createX509Source } from '../runtime/workload/client.ts';
 import { type NexusConfig, parseNexusConfig } from './config.ts';
 import type { JwtAuth } from './jwt-auth.ts';
 import type { KeyLifecycle } from './root-key/lifecycle.ts';
+import { routeRequests } from './route-requests.ts';
 import type { NexusStore } from './store/index.ts';
 import type { VaultApp } from './vault/app.ts';
 import { readVaultEnv } from './vault/config.ts';
@@ -103,6 +104,24 @@ async function openNexusStore(
   config: NexusConfig,
   log: Logger,
 ): Promise<NexusStore> {
+  if (config.backend === 'postgres') {
+    try {
+      const store = await openStore({
+        backend: 'postgres',
+        databaseUrl: config.databaseUrl!,
+        maxVersions: config.maxSecretVersions,
+        skipSchemaCreation: config.dbSkipSchemaCreation,
+      });
+      log.info('database opened', { backend: 'postgres' });
+      return store;
+    } catch (error) {
+      // Never the URL: it may carry a password.
+      throw new SpikeError(
+        'api_internal_error',
+        `cannot open the PostgreSQL database (${describeError(error)})`,
+      );
+    }
+  }
   if (config.backend !== 'sqlite') {
     return openStore({ backend: 'memory', maxVersions: config.maxSecretVersions });
   }
@@ -156,7 +175,7 @@ async function startKeyCustody(
   // `lite` keeps no key-check record, so it boots afresh on every start (see the report).
   let liteKcv: string | undefined;
   const kcvStore: Pick<NexusStore, 'getKcv' | 'setKcv'> =
-    config.backend === 'sqlite'
+    config.backend === 'sqlite' || config.backend === 'postgres'
       ? store
       : {
           getKcv: () => liteKcv,
@@ -175,6 +194,7 @@ async function startKeyCustody(
         keeperTrustRoots: config.trustRoots.keeper,
       }),
     ),
+    bootstrapLock: (fn) => store.withBootstrapLock(fn),
     shares: config.shamirShares,
     threshold: config.shamirThreshold,
     updateIntervalMs: config.keeperUpdateIntervalMs,
@@ -241,29 +261,6 @@ async function startJwtAuth(
     'SPIKE_NEXUS_JWT_AUDIENCE is set: JWT-SVID bearer tokens are accepted without a client certificate',
   );
   return { auth, close: () => bundles.close() };
-}
-
-/** The transport's handler: the Vault API for its paths, else the SPIKE API. */
-function routeRequests(parts: {
-  readonly app: { handle(request: Request): Promise<Response> };
-  readonly vault: VaultApp | undefined;
-  readonly peerOf: (request: Request) => string | undefined;
-  readonly methodOf: (request: Request) => string | undefined;
-  readonly mtlsPeerOf: (request: Request) => string | undefined;
-  readonly jwtAuth: JwtAuth | undefined;
-}): (request: Request) => Promise<Response> {
-  const { app, vault, peerOf, methodOf, mtlsPeerOf, jwtAuth } = parts;
-  const route = (request: Request): Promise<Response> => {
-    if (vault?.matches(pathOf(request))) {
-      return vault.handle(request, peerOf(request), methodOf(request));
-    }
-    return app.handle(request);
-  };
-  if (jwtAuth === undefined) return route;
-  return async (request) => {
-    if (mtlsPeerOf(request) === undefined) await jwtAuth.authenticate(request);
-    return route(request);
-  };
 }
 
 /** Listens on the mTLS port and, when configured, the plain health port; logs where. */
@@ -372,6 +369,9 @@ async function main(): Promise<void> {
     const policies = store.policies(keys);
     // One policy engine (one compiled cache, invalidated on write) for both APIs.
     const policyEngine = createPolicyEngine({ store: policies, trustRoots: config.trustRoots });
+    // Replicas over one PostgreSQL database: a policy written at another replica drops this
+    // replica's cache within one poll (src/nexus/store/postgres.ts).
+    store.watchPolicies(() => policyEngine.invalidate());
     const app = createNexusApp({
       secrets: store.secrets(keys),
       policies,
@@ -428,12 +428,3 @@ async function main(): Promise<void> {
 }
 
 await main();
-
-/** The path of a request URL (the transport always builds an absolute one). */
-function pathOf(request: Request): string {
-  const url = request.url;
-  const start = url.indexOf('/', url.indexOf('//') + 2);
-  if (start === -1) return '/';
-  const end = url.indexOf('?', start);
-  return end === -1 ? url.slice(start) : url.slice(start, end);
-}

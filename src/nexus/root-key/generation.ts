@@ -45,7 +45,7 @@ export async function firstBoot(ctx: LifecycleContext): Promise<void> {
     }
     await ctx.exclusive(async () => {
       if (ctx.stopped || keys.ready || ctx.current !== set) return; // restore won, or stopping
-      ctx.store.setKcv(set.kcv);
+      await ctx.store.setKcv(set.kcv);
       await keys.install(rootKey);
       becomeReady(ctx, 'first-boot', set);
     });

@@ -38,7 +38,7 @@ export function acquire(
       throw new SpikeError('crypto_cipher_verification_failed', 'key does not match the store');
     }
     const set = toShareSet(await splitRootKey(rootKey, ctx.n, ctx.t, kcv));
-    if (stored === undefined) ctx.store.setKcv(kcv);
+    if (stored === undefined) await ctx.store.setKcv(kcv);
     await ctx.keys.install(rootKey);
     distribute(ctx, set);
     becomeReady(ctx, source, set);

@@ -51,6 +51,12 @@ export interface KeyLifecycleOptions {
   /** Backoff between rounds of asking Keepers for shards (default 250 ms → 2 s). */
   readonly retry?: BackoffOptions;
   readonly log: LifecycleLogger;
+  /**
+   * Replicas sharing one database (NexusStore.withBootstrapLock): the "first boot or recovery"
+   * decision and first boot itself run inside it, so exactly one replica generates the key and
+   * the others find its key-check value and recover from the Keepers. Default: no lock.
+   */
+  readonly bootstrapLock?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 export interface KeyLifecycle {
@@ -104,8 +110,14 @@ export function createKeyLifecycle(options: KeyLifecycleOptions): KeyLifecycle {
 
     start() {
       if (ctx.phase !== 'idle') return;
-      const storedKcv = ctx.store.getKcv();
-      const run = storedKcv === undefined ? firstBoot(ctx) : recoverFromKeepers(ctx, storedKcv);
+      const locked = options.bootstrapLock ?? ((fn) => fn());
+      const run = locked(async () => {
+        const storedKcv = ctx.store.getKcv();
+        if (storedKcv === undefined) await firstBoot(ctx);
+        return storedKcv;
+      }).then((storedKcv) =>
+        storedKcv === undefined ? undefined : recoverFromKeepers(ctx, storedKcv),
+      );
       run.catch((error: unknown) => {
         if (ctx.stopped) return;
         ctx.log.error('key lifecycle failed', { error: codeOf(error) });

@@ -5,8 +5,8 @@
  * A backend stores rows and makes writes atomic; it knows nothing about encryption or the docs/spike-api.md §6
  * rules (src/core/kv/semantics.ts decides those). Data it holds is already sealed: `data`
  * columns are envelopes (docs/spike-api.md §9). The SQLite backend (sqlite.ts) and the in-memory one
- * (memory.ts) implement it; a PostgreSQL backend would too, with `SELECT … FOR UPDATE` in
- * `updateSecret` where SQLite uses an in-process per-path lock plus `BEGIN IMMEDIATE`.
+ * (memory.ts) implement it, and so does the PostgreSQL one (postgres.ts), with `SELECT … FOR UPDATE`
+ * in `updateSecret` where SQLite uses an in-process per-path lock plus `BEGIN IMMEDIATE`.
  *
  * Failures of the underlying database surface as `SpikeError('api_internal_error',
  * 'storage failure')` with no values in message or cause (errors.ts).
@@ -132,7 +132,7 @@ export interface PolicyRow {
 }
 
 export interface StoreBackend {
-  readonly kind: 'sqlite' | 'memory';
+  readonly kind: 'sqlite' | 'memory' | 'postgres';
 
   /**
    * Reads a path's record and, when `pick` returns a version number, that version's data, as
@@ -167,13 +167,16 @@ export interface StoreBackend {
 
   /** The stored key-check value (docs/spike-api.md §9), or `undefined` before the first key. */
   getKcv(): string | undefined;
-  /** Stores the key-check value durably (plaintext by design). */
-  setKcv(kcv: string): void;
+  /**
+   * Stores the key-check value (plaintext by design); durable on return, or when the returned
+   * promise resolves (PostgreSQL).
+   */
+  setKcv(kcv: string): void | Promise<void>;
 
   /** A plaintext store setting (e.g. the Vault mount configuration), `undefined` when unset. */
   getSetting(key: string): string | undefined;
-  /** Stores a plaintext store setting durably. Never pass anything secret. */
-  setSetting(key: string, value: string): void;
+  /** Stores a plaintext store setting, durable as `setKcv`. Never pass anything secret. */
+  setSetting(key: string, value: string): void | Promise<void>;
 
   /** Releases the database; later calls fail. */
   close(): Promise<void>;

@@ -22,6 +22,7 @@ import { DATABASE_FILE } from '../data-dir.ts';
 import type { StoreBackend } from './backend.ts';
 import { createMemoryBackend } from './memory.ts';
 import { createPolicyStore } from './policies.ts';
+import { openPostgresBackend, type PostgresBackend } from './postgres.ts';
 import { createSecrets } from './secrets.ts';
 import { type JournalMode, openSqliteBackend } from './sqlite.ts';
 import { createMountConfigStore, createVaultKv, type VaultKv } from './vault-kv.ts';
@@ -32,7 +33,7 @@ export type { KvMetadata, KvRead, VaultKv } from './vault-kv.ts';
 export { DATABASE_FILE };
 
 /** Backends that have a store (`lite` has none: it serves only the cipher routes). */
-export type StoreKind = 'sqlite' | 'memory';
+export type StoreKind = 'sqlite' | 'memory' | 'postgres';
 
 export interface OpenStoreOptions {
   readonly backend: StoreKind;
@@ -46,8 +47,10 @@ export interface OpenStoreOptions {
   readonly journalMode?: JournalMode;
   /** SQLite only: `SPIKE_NEXUS_DB_BUSY_TIMEOUT_MS` (default 5000). */
   readonly busyTimeoutMs?: number;
-  /** SQLite only: `SPIKE_NEXUS_DB_SKIP_SCHEMA_CREATION` (check the schema, do not migrate). */
+  /** SQLite and PostgreSQL: `SPIKE_NEXUS_DB_SKIP_SCHEMA_CREATION` (check, do not migrate). */
   readonly skipSchemaCreation?: boolean;
+  /** PostgreSQL only: `SPIKE_NEXUS_DATABASE_URL`; required for `postgres`. */
+  readonly databaseUrl?: string;
 }
 
 export interface NexusStore {
@@ -63,7 +66,17 @@ export interface NexusStore {
   /** The stored key-check value (§9), `undefined` before the first key. Plaintext by design. */
   getKcv(): string | undefined;
   /** Records the key-check value (32 lowercase hex characters) durably. */
-  setKcv(kcv: string): void;
+  setKcv(kcv: string): void | Promise<void>;
+  /**
+   * Runs `fn` so that no other replica sharing the database runs its own `fn` at the same time,
+   * with the key-check value re-read first (PostgreSQL: an advisory lock; else just runs `fn`).
+   */
+  withBootstrapLock<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Calls `onChange` when another replica may have changed a policy (PostgreSQL; a no-op for the
+   * single-process backends). Returns the function that stops watching.
+   */
+  watchPolicies(onChange: () => void): () => void;
   /** Closes the database. */
   close(): Promise<void>;
 }
@@ -78,8 +91,20 @@ export async function openStore(options: OpenStoreOptions): Promise<NexusStore> 
   }
   const clock = options.clock ?? Date.now;
   let backend: StoreBackend;
+  let shared: PostgresBackend | undefined;
   let file: string | undefined;
-  if (options.backend === 'sqlite') {
+  if (options.backend === 'postgres') {
+    if (options.databaseUrl === undefined) {
+      throw new TypeError('the postgres backend needs a databaseUrl');
+    }
+    shared = await openPostgresBackend({
+      url: options.databaseUrl,
+      ...(options.skipSchemaCreation === undefined
+        ? {}
+        : { skipSchemaCreation: options.skipSchemaCreation }),
+    });
+    backend = shared;
+  } else if (options.backend === 'sqlite') {
     if (options.dataDir === undefined) throw new TypeError('the sqlite backend needs a dataDir');
     file = join(options.dataDir, DATABASE_FILE);
     backend = openSqliteBackend({
@@ -105,8 +130,10 @@ export async function openStore(options: OpenStoreOptions): Promise<NexusStore> 
     getKcv: () => backend.getKcv(),
     setKcv(kcv) {
       if (!KCV_FORMAT.test(kcv)) throw new TypeError('kcv must be 32 lowercase hex characters');
-      backend.setKcv(kcv);
+      return backend.setKcv(kcv);
     },
+    withBootstrapLock: (fn) => (shared === undefined ? fn() : shared.withBootstrapLock(fn)),
+    watchPolicies: (onChange) => shared?.watchPolicies(onChange) ?? (() => {}),
     close: () => backend.close(),
   };
 }

@@ -42,7 +42,8 @@ export function appliedMigrations(db: Database): { version: number; tag: string 
     .all();
 }
 
-function checkLineage(
+/** Refuses a database whose recorded migrations are not a prefix of `migrations` (`config_invalid`). */
+export function checkLineage(
   applied: readonly { version: number; tag: string }[],
   migrations: readonly Migration[],
 ): void {

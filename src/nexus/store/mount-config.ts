@@ -12,7 +12,8 @@ export const MOUNT_CONFIG_SETTING = 'vault_mount_config';
 /** The mount configuration, read once from the store and written through. */
 export interface MountConfigStore {
   get(): MountConfig;
-  set(config: MountConfig): void;
+  /** Durable when the promise resolves (at once for SQLite and memory). */
+  set(config: MountConfig): Promise<void>;
 }
 
 function parseMountConfig(text: string | undefined): MountConfig {
@@ -40,9 +41,10 @@ export function createMountConfigStore(
       cached ??= parseMountConfig(backend.getSetting(MOUNT_CONFIG_SETTING));
       return cached;
     },
-    set(config) {
-      backend.setSetting(MOUNT_CONFIG_SETTING, JSON.stringify(config));
+    async set(config) {
+      const written = backend.setSetting(MOUNT_CONFIG_SETTING, JSON.stringify(config));
       cached = { ...config };
+      await written;
     },
   };
 }

@@ -54,7 +54,7 @@ export interface KvMetadataInput {
 /** The Vault KV v2 operations of §3 over the shared store. */
 export interface VaultKv {
   config(): MountConfig;
-  configure(input: Partial<MountConfig>): void;
+  configure(input: Partial<MountConfig>): Promise<void>;
   /** `version` 0 = latest. `undefined`: no key; `version` undefined: no such version. */
   read(path: string, version: number): Promise<KvRead | undefined>;
   write(path: string, data: Record<string, unknown>, cas?: number): Promise<KvWriteResult>;

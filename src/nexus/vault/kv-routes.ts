@@ -100,7 +100,7 @@ export async function serveConfig(deps: KvRouteDeps, ctx: VaultCtx, list: boolea
       max_versions: c.maxVersions,
     });
   }
-  deps.kv.configure(settingsOf(await body(deps, ctx)));
+  await deps.kv.configure(settingsOf(await body(deps, ctx)));
   return noContent();
 }
 
