@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { formatRecoveryLine, type ShardEnvelope } from '../src/core/shamir/shards.ts';
 import { type PrivateDirResolution, resolvePrivateDir } from '../src/runtime/private-dir.ts';
 
-export const RECOVERY_DIR_ENV = 'SPIKE_PILOT_RECOVERY_DIR';
+const RECOVERY_DIR_ENV = 'SPIKE_PILOT_RECOVERY_DIR';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -39,7 +39,7 @@ export function resolveRecoveryDir(env: Env): RecoveryDir {
 }
 
 /** True for the names `operator recover` cleans up (`spike.recovery*.txt`). */
-export function isRecoveryFileName(name: string): boolean {
+function isRecoveryFileName(name: string): boolean {
   return name.startsWith('spike.recovery') && name.endsWith('.txt');
 }
 

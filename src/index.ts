@@ -18,6 +18,7 @@ export { createX509Source, type X509SourceOptions } from './runtime/workload/cli
 export { fetchJwtSvid } from './runtime/workload/fetch.ts';
 export {
   type CallOptions,
+  type CipherOptions,
   type ClientIdentity,
   type ClientOptions,
   createClient,

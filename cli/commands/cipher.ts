@@ -193,7 +193,7 @@ const decrypt = defineCommand({
   },
 });
 
-export const cipherCommand = defineCommand({
+const cipherCommand = defineCommand({
   meta: commandMeta(['cipher'], 'Encrypt and decrypt data with SPIKE Nexus (superuser role)', [
     'spike cipher encrypt -i secret.txt -o secret.enc',
     'spike cipher decrypt -i secret.enc',

@@ -121,7 +121,7 @@ const restore = defineCommand({
   },
 });
 
-export const operatorCommand = defineCommand({
+const operatorCommand = defineCommand({
   meta: commandMeta(
     ['operator'],
     'Break-glass operations on the root key (recover/restore roles)',

@@ -307,7 +307,7 @@ const del = defineCommand({
   },
 });
 
-export const policyCommand = defineCommand({
+const policyCommand = defineCommand({
   meta: commandMeta(['policy'], 'Manage access policies (superuser role)', [
     'spike policy list',
     'spike policy apply --file policy.yaml',

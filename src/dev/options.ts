@@ -54,7 +54,7 @@ options:
   -h, --help                 this text`;
 
 /** An extra workload identity of `--workload <name>=<id>`. */
-export interface DevWorkload {
+interface DevWorkload {
   readonly name: string;
   readonly id: string;
 }
@@ -74,7 +74,7 @@ export interface Options {
 }
 
 /** A bad option or value, with a one-line reason. */
-export class UsageError extends Error {}
+class UsageError extends Error {}
 
 function parsePort(value: string, what: string): number {
   const n = /^[0-9]{1,5}$/.test(value.trim()) ? Number(value) : Number.NaN;

@@ -30,7 +30,7 @@ import { parseShardEnvelope, type ShardEnvelope } from '../core/shamir/shards.ts
 import { hasRole, isWirePeerId, type RoleMatch } from '../core/spike/roles.ts';
 
 /** Keeper request body cap in bytes (docs/spike-api.md §12 "Limits"). */
-export const KEEPER_MAX_BODY_BYTES = 4096;
+const KEEPER_MAX_BODY_BYTES = 4096;
 
 /** What the Keeper needs of a logger (src/core/log.ts); fields never hold secret material. */
 export type KeeperLogger = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;

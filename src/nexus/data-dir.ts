@@ -19,11 +19,8 @@
 import {
   checkPrivateDir,
   type PrivateDirResolution,
-  RESTRICTED_DIRS,
   resolvePrivateDir,
 } from '../runtime/private-dir.ts';
-
-export { RESTRICTED_DIRS };
 
 /** Database file name inside the data directory. */
 export const DATABASE_FILE = 'spike.db';

@@ -18,7 +18,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { SpikeError } from '../core/errors.ts';
 
 /** System directories that never hold SPIKE data (docs/spike-api.md §10). */
-export const RESTRICTED_DIRS: readonly string[] = [
+const RESTRICTED_DIRS: readonly string[] = [
   '/etc',
   '/sys',
   '/proc',

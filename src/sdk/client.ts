@@ -51,10 +51,10 @@ import { type Json, readObject } from './wire.ts';
 export {
   DEFAULT_NEXUS_API_URL,
   DEFAULT_RETRY,
-  NEXUS_API_URL_ENV,
 } from './options.ts';
 export type {
   CallOptions,
+  CipherOptions,
   ClientIdentity,
   ClientOptions,
   JsonCiphertext,

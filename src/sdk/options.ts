@@ -8,7 +8,7 @@ import { SpikeError } from '../core/errors.ts';
 import type { ClientOptions, RetryOptions } from './types.ts';
 
 /** Environment variable naming Nexus (docs/spike-api.md §10). */
-export const NEXUS_API_URL_ENV = 'SPIKE_NEXUS_API_URL';
+const NEXUS_API_URL_ENV = 'SPIKE_NEXUS_API_URL';
 /** Nexus's address when `SPIKE_NEXUS_API_URL` is unset (docs/spike-api.md §10). */
 export const DEFAULT_NEXUS_API_URL = 'https://localhost:8553';
 const CLIENT_TIMEOUT_ENV = 'SPIKE_HTTP_CLIENT_TIMEOUT';

@@ -10,7 +10,7 @@ import { expect } from 'bun:test';
 import type { Cluster, NexusClient } from '../support/cluster.ts';
 
 /** The trust domain of every test cluster. */
-export const TD = 'spike.ist';
+const TD = 'spike.ist';
 
 /** Identities the attack tests add to the development issuer (name → SPIFFE ID). */
 export const ATTACKERS = {
@@ -84,7 +84,7 @@ export function show(answer: WireAnswer): string {
 }
 
 /** Lowercase hex of `bytes` random bytes. */
-export function randomHex(bytes: number): string {
+function randomHex(bytes: number): string {
   return Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString('hex');
 }
 

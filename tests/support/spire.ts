@@ -41,8 +41,6 @@ import { join } from 'node:path';
 import { type Subprocess, spawn } from 'bun';
 import { freePort, plainStatus } from './process.ts';
 
-export { plainStatus };
-
 /** The SPIRE release `.ci/install-spire` pins (keep the two in step). */
 const SPIRE_VERSION = '1.13.3';
 export const TRUST_DOMAIN = 'spike.ist';

@@ -66,7 +66,7 @@ export async function freshDatabase(): Promise<string> {
   return url.toString();
 }
 
-export function freshDataDir(): string {
+function freshDataDir(): string {
   const d = mkdtempSync(join(tmpdir(), 'spike-store-'));
   dirs.push(d);
   return d;
@@ -85,9 +85,6 @@ export const STORE_BACKENDS: readonly BackendCase[] = [
     location: async () => ({ backend: 'postgres', databaseUrl: await freshDatabase() }),
   },
 ];
-
-/** The backends whose data outlives a store object (reopen, two stores over one location). */
-export const PERSISTENT_BACKENDS = STORE_BACKENDS.filter((b) => b.kind !== 'memory');
 
 /** Opens a store at `location` with the extra options of a test. */
 export function openAt(

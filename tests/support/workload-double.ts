@@ -46,12 +46,12 @@ export interface X509SvidReply {
 }
 
 /** Raw protobuf bytes sent as the message body (grpc-js still frames them). */
-export interface RawReply {
+interface RawReply {
   raw: Uint8Array;
 }
 
 /** What a stream answers first. */
-export interface StreamScript {
+interface StreamScript {
   /** End at once with this status; Trailers-Only unless `afterHeaders`. */
   status?: { code: number; message?: string; afterHeaders?: boolean };
   /** Never answer (the stream stays open). */
@@ -61,7 +61,7 @@ export interface StreamScript {
 }
 
 /** Server-streaming RPCs the double serves with a "current response". */
-export type StreamMethod = 'FetchX509SVID' | 'FetchX509Bundles' | 'FetchJWTBundles';
+type StreamMethod = 'FetchX509SVID' | 'FetchX509Bundles' | 'FetchJWTBundles';
 
 export interface WorkloadDouble {
   /** `unix:///tmp/.../api.sock`. */
@@ -348,7 +348,7 @@ export async function startWorkloadDouble(
 // Raw h2c mode
 
 /** What happened to one raw stream. */
-export interface RawStreamRecord {
+interface RawStreamRecord {
   readonly headers: http2.IncomingHttpHeaders;
   /** The RST_STREAM code once closed (`NGHTTP2_CANCEL` = 8 when the client reset it). */
   rstCode?: number;

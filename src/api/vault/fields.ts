@@ -12,7 +12,7 @@ import { utf8ByteLength } from '../../core/policy/validate.ts';
 import { VAULT_ERRORS } from './errors.ts';
 
 /** Vault's `custom_metadata` limits (§4.5). */
-export const CUSTOM_METADATA_LIMITS = Object.freeze({ keys: 64, keyBytes: 128, valueBytes: 512 });
+const CUSTOM_METADATA_LIMITS = Object.freeze({ keys: 64, keyBytes: 128, valueBytes: 512 });
 
 const MAX_DURATION_SECONDS = 100 * 365 * 24 * 3600;
 

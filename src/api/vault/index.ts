@@ -7,7 +7,6 @@ export {
   formatGoDurationSeconds,
   formatVaultTime,
   parseGoBool,
-  type VaultEnvelope,
   vaultEnvelope,
   vaultErrorBody,
 } from './envelope.ts';
@@ -22,7 +21,6 @@ export {
   type VaultErrorKind,
 } from './errors.ts';
 export {
-  CUSTOM_METADATA_LIMITS,
   parseVaultDuration,
   validateCustomMetadata,
 } from './fields.ts';
@@ -33,6 +31,5 @@ export {
   type KvOperation,
   listChildren,
   parseVaultPath,
-  RESERVED_MOUNTS,
   type VaultPath,
 } from './paths.ts';

@@ -11,7 +11,7 @@
 export const DEFAULT_VAULT_MOUNT = 'secret';
 
 /** Mount names that would shadow a SPIKE route or a Vault system path (§1). */
-export const RESERVED_MOUNTS: readonly string[] = Object.freeze([
+const RESERVED_MOUNTS: readonly string[] = Object.freeze([
   'store',
   'acl',
   'cipher',

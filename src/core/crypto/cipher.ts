@@ -36,7 +36,7 @@ export const CIPHER_CONTEXT_VERSION = 0x02;
 /** Longest context accepted, in bytes (§8 "Context"). */
 export const MAX_CONTEXT_BYTES = 1024;
 /** HKDF `info` prefix of a context key; the context bytes follow it (§8 "Context"). */
-export const CONTEXT_INFO_PREFIX = 'spike/v1/cipher-context/';
+const CONTEXT_INFO_PREFIX = 'spike/v1/cipher-context/';
 
 /** The key a call uses: the cipher key alone, or a context key and its context. */
 export type CipherKey = CryptoKey | ContextKey;
@@ -55,7 +55,7 @@ export interface CipherParts {
 }
 
 /** The messages of `crypto_context_mismatch`: they name the rule, never the context. */
-export const CONTEXT_MESSAGES = Object.freeze({
+const CONTEXT_MESSAGES = Object.freeze({
   required: 'ciphertext is bound to a context: decrypt with the same context',
   unexpected: 'ciphertext has no context: decrypt without one',
   failed: 'decryption failed under this context (wrong context or altered ciphertext)',

@@ -44,7 +44,7 @@ export const VALIDATION_PATTERNS = Object.freeze({
 });
 
 /** Byte limits of docs/spike-api.md §5. */
-export const LIMITS = Object.freeze({
+const LIMITS = Object.freeze({
   secretPathBytes: 500,
   nameBytes: 250,
   pathPatternBytes: 500,

@@ -19,9 +19,9 @@ import { computeKcv, ROOT_KEY_LENGTH } from '../crypto/keys.ts';
 import { SpikeError } from '../errors.ts';
 
 /** Shard envelope format version (docs/spike-api.md §9). */
-export const SHARD_ENVELOPE_VERSION = 1;
+const SHARD_ENVELOPE_VERSION = 1;
 /** Highest share count and index GF(256) allows (docs/spike-api.md §9: 2 ≤ t ≤ n ≤ 255). */
-export const MAX_SHARES = 255;
+const MAX_SHARES = 255;
 
 /**
  * One share on the wire, in recovery files and in Nexus memory (docs/spike-api.md §9 table

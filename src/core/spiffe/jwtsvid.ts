@@ -37,7 +37,7 @@ import { isSpikeError, SpikeError } from '../errors.ts';
 import { parseSpiffeId } from './id.ts';
 
 /** The JWS algorithms a JWT-SVID may use (docs/spiffe.md §6); everything else is refused. */
-export const JWT_SVID_ALGORITHMS: readonly string[] = Object.freeze([
+const JWT_SVID_ALGORITHMS: readonly string[] = Object.freeze([
   'RS256',
   'RS384',
   'RS512',
@@ -50,9 +50,9 @@ export const JWT_SVID_ALGORITHMS: readonly string[] = Object.freeze([
 ]);
 
 /** Default leeway for `exp`, `nbf` and `iat`, in seconds (docs/spiffe.md §6). */
-export const DEFAULT_JWT_CLOCK_TOLERANCE_SECONDS = 30;
+const DEFAULT_JWT_CLOCK_TOLERANCE_SECONDS = 30;
 /** Largest accepted leeway, in seconds (docs/spiffe.md §6: 30–60 s). */
-export const MAX_JWT_CLOCK_TOLERANCE_SECONDS = 60;
+const MAX_JWT_CLOCK_TOLERANCE_SECONDS = 60;
 
 /**
  * The JWT authorities of one trust domain: public verification keys, each with a `kid`, without

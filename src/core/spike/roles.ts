@@ -48,7 +48,7 @@ const ROLE_PREFIXES = Object.freeze(
 );
 
 /** The trust domain used when a trust-root variable is unset or empty (docs/spike-api.md §1). */
-export const DEFAULT_TRUST_ROOT = 'spike.ist';
+const DEFAULT_TRUST_ROOT = 'spike.ist';
 
 /** Parse results remembered per string; past this a memo starts over (bounded RAM). */
 const MAX_MEMOISED = 4096;

@@ -87,7 +87,7 @@ export interface SecretRecord {
 }
 
 /** The head fields a write sets; absent Vault-only fields are left as stored. */
-export interface SecretHeadWrite extends SecretHeadVaultWrite {
+interface SecretHeadWrite extends SecretHeadVaultWrite {
   readonly createdAt: number;
   readonly updatedAt: number;
   readonly latestVersion: number;

@@ -9,7 +9,7 @@
 import { isSpikeError, SpikeError } from '../../core/errors.ts';
 
 /** The fixed message of every wrapped storage error. */
-export const STORAGE_FAILURE = 'storage failure';
+const STORAGE_FAILURE = 'storage failure';
 
 function driverCode(error: unknown): string | undefined {
   let e: unknown = error;

@@ -7,7 +7,7 @@ import type { StoreBackend } from './backend.ts';
 import { DEFAULT_MOUNT_CONFIG, type MountConfig } from './kv2-rules.ts';
 
 /** The store setting that holds the mount configuration (plaintext JSON). */
-export const MOUNT_CONFIG_SETTING = 'vault_mount_config';
+const MOUNT_CONFIG_SETTING = 'vault_mount_config';
 
 /** The mount configuration, read once from the store and written through. */
 export interface MountConfigStore {

@@ -10,11 +10,9 @@ import { PG_MIGRATIONS } from '../../../schema/pg/migrations/index.ts';
 import { SpikeError } from '../../core/errors.ts';
 import { checkLineage, type Migration } from './migrate.ts';
 
-export { PG_MIGRATIONS };
-
 /** Advisory lock keys `(LOCK_CLASS, n)` of this schema (two-int form; 'SPIK'). */
 export const LOCK_CLASS = 0x5350494b;
-export const MIGRATE_LOCK = 1;
+const MIGRATE_LOCK = 1;
 export const BOOTSTRAP_LOCK = 2;
 
 const BOOKKEEPING = `CREATE TABLE IF NOT EXISTS schema_version (

@@ -33,15 +33,12 @@ import {
   writeVersion,
 } from './vault-kv-data.ts';
 
-export { createMountConfigStore, type MountConfigStore } from './mount-config.ts';
+export { createMountConfigStore } from './mount-config.ts';
 export type {
   KvMetadata,
-  KvPatchResult,
   KvRead,
   KvVersion,
-  KvWriteResult,
 } from './vault-kv-data.ts';
-export { mergePatch } from './vault-kv-data.ts';
 
 /** Fields of a metadata write; in a patch a `null` custom_metadata value removes that key. */
 export interface KvMetadataInput {

@@ -14,7 +14,7 @@ import type { KvMetadataInput } from '../store/vault-kv.ts';
 export type JsonObject = Record<string, unknown>;
 
 /** Thrown (as the message of an `api_bad_request`) when the body passes the cap: 413. */
-export const BODY_TOO_LARGE = 'request body too large';
+const BODY_TOO_LARGE = 'request body too large';
 
 /** Deepest nesting accepted in a body: deeper documents are refused before anything uses them. */
 const MAX_DEPTH = 64;

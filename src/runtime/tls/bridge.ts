@@ -18,7 +18,7 @@ import type http2 from 'node:http2';
 import type { HttpError } from '../../api/v1/errors.ts';
 
 /** Largest declared body collected before the handler runs (the streamed high-water mark). */
-export const SMALL_BODY_BYTES = 64 * 1024;
+const SMALL_BODY_BYTES = 64 * 1024;
 
 /** The compatibility request of `node:http2` (HTTP/2 or, with `allowHTTP1`, HTTP/1.1). */
 export type NodeRequest = http2.Http2ServerRequest;

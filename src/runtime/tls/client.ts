@@ -36,7 +36,7 @@ export interface MtlsClientOptions {
   readonly maxResponseBytes?: number;
 }
 
-export interface MtlsRequestInit {
+interface MtlsRequestInit {
   readonly method?: string;
   readonly headers?: Record<string, string>;
   readonly body?: Uint8Array | string;

@@ -56,7 +56,7 @@ export const ENDPOINT_ENV = 'SPIFFE_ENDPOINT_SOCKET';
  * SPIRE Agent's default socket: `unix://<tmpdir>/spire-agent/public/api.sock` (docs/spiffe.md §2).
  * Deployments normally configure their own path.
  */
-export function defaultEndpointAddress(): string {
+function defaultEndpointAddress(): string {
   return formatUnixAddress(path.join(os.tmpdir(), 'spire-agent', 'public', 'api.sock'));
 }
 
@@ -108,7 +108,7 @@ export function statusFromSocketError(error: unknown): GrpcStatus {
  * CANCEL → CANCELLED; ENHANCE_YOUR_CALM → RESOURCE_EXHAUSTED; INADEQUATE_SECURITY →
  * PERMISSION_DENIED.
  */
-export function statusFromRstCode(rstCode: number): GrpcStatus {
+function statusFromRstCode(rstCode: number): GrpcStatus {
   const c = http2.constants;
   const message = `stream reset by the server (HTTP/2 error ${rstCode})`;
   switch (rstCode) {

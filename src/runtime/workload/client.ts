@@ -53,7 +53,6 @@ export {
   ENDPOINT_ENV,
   resolveEndpointAddress,
   statusFromSocketError,
-  type WorkloadClientOptions,
   type WorkloadLogger,
 } from './call.ts';
 
