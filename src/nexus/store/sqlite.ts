@@ -5,9 +5,12 @@
  * Durability (invariant 3): WAL journal with `synchronous=FULL`, so a commit is fsynced to the
  * WAL before the write that caused it is acknowledged. Atomicity (docs/spike-api.md §6): a write of a
  * path holds an in-process per-path lock while it reads, encrypts and writes, and applies its
- * changes in one `BEGIN IMMEDIATE` transaction that first re-checks the path's revision (a
- * changed revision means another writer won: the write is re-planned). bun:sqlite is
- * synchronous, so a transaction never interleaves with other statements on the connection.
+ * changes in a savepoint of the group's `BEGIN IMMEDIATE` transaction (./group-commit.ts: the
+ * writes of one tick share one transaction and one fsync) that first re-checks the path's
+ * revision (a changed revision means another writer won: the write is re-planned). bun:sqlite
+ * is synchronous, so a transaction never interleaves with other statements on the connection.
+ * After start-up the connection never waits on another process's lock (`busy_timeout=0`, async
+ * retries, then `state_not_ready`: docs/architecture.md "Group commit and a busy database").
  *
  * Reads (§6 Get) are one `SELECT`: the head row and every version's state, `UNION ALL`ed, plus the
  * data of the version a read of the current version resolves to (the highest version never
