@@ -14,6 +14,8 @@
  *             the Go generator over HTTP/2 and HTTP/1.1, the Bun ones by the Bun generator too
  *   nexus     Nexus secret get on SQLite (caller a workload allowed by 1 policy; Go h2, Go h1,
  *             Bun h2), the same with 1,000 policies stored, and a durable secret put (superuser)
+ *   store     the store's cost as it grows (tests/bench/store-scale.ts, its own process): get,
+ *             list and RSS with 100 and 100,000 secrets of 10 versions, 1,000 policies in a row
  *   life      the lifecycle and executable figures (tests/bench/lifecycle.ts, executables.ts)
  *
  * Tools beside it: tests/bench/ab.ts (interleaved A/B of checkouts' bench servers, CPU per
@@ -40,7 +42,7 @@ const option = (name: string, fallback: string) => {
 };
 const seconds = Number(option('--seconds', '5')) || 5;
 const rounds = Math.max(1, Number(option('--rounds', '3')) || 3);
-const phases = new Set(option('--phases', 'echo,nexus,life').split(','));
+const phases = new Set(option('--phases', 'echo,nexus,store,life').split(','));
 const GO_H2 = { conns: 4, streams: 16 };
 const GO_H1_CLIENTS = 64;
 const SESSIONS = 4;
@@ -387,6 +389,23 @@ if (phases.has('nexus')) {
   console.log(
     `cost of 1,000 policies on get = ${(((get - get1k) / get) * 100).toFixed(1)} % (Bun h2; target < 10 %)`,
   );
+}
+
+if (phases.has('store')) {
+  console.log('');
+  const scale = Bun.spawn([process.execPath, join(import.meta.dir, 'store-scale.ts')], {
+    stdout: 'pipe',
+    stderr: 'inherit',
+  });
+  const text = await new Response(scale.stdout).text();
+  await scale.exited;
+  const lines = text.trim().split('\n');
+  for (const line of lines.slice(0, -1)) console.log(line);
+  try {
+    extra.store = JSON.parse(lines.at(-1) ?? 'null');
+  } catch {
+    console.log('store phase: no figures');
+  }
 }
 
 if (phases.has('life')) {

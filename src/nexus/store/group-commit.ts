@@ -58,6 +58,7 @@ export class GroupCommit {
   #scheduled = false;
   #retry = 0;
   #wantsAfterCommit = false;
+  #planning = 0;
 
   constructor(db: Database, options: GroupCommitOptions) {
     this.#begin = db.prepare('BEGIN IMMEDIATE');
@@ -86,6 +87,15 @@ export class GroupCommit {
     });
   }
 
+  /** Marks a write that will queue here once planned (see `#schedule`); call `planned` after. */
+  planning(): void {
+    this.#planning++;
+  }
+
+  planned(): void {
+    this.#planning--;
+  }
+
   /** Statements to finalize when the connection closes. */
   statements(): Statement[] {
     return [
@@ -105,7 +115,10 @@ export class GroupCommit {
       this.#scheduled = false;
       this.#flush();
     };
-    if (delayMs === 0) setImmediate(flush);
+    // Another write still planning (encrypting) will queue soon: wait for the end of the tick to
+    // take it along. Nothing on its way (a lone write): flush at once, without a tick's delay.
+    if (delayMs === 0 && this.#planning > 0) setImmediate(flush);
+    else if (delayMs === 0) queueMicrotask(flush);
     else setTimeout(flush, delayMs);
   }
 

@@ -36,6 +36,7 @@ import {
   type SecretPlan,
   type SecretRead,
   type SecretRecord,
+  type SecretUpdate,
   type SecretWrite,
   type StoreBackend,
   setsVaultHead,
@@ -329,10 +330,18 @@ class SqliteBackend implements StoreBackend {
   updateSecret<T>(path: string, plan: SecretPlan<T>): Promise<T> {
     return this.#lock.run(path, async () => {
       for (let attempt = 1; ; attempt++) {
-        const record = await this.#read(() => this.#loadRecord(path));
-        const { write, result } = await plan(record);
+        let expected = 0;
+        let update: SecretUpdate<T>;
+        this.#group.planning();
+        try {
+          const record = await this.#read(() => this.#loadRecord(path));
+          expected = record?.head.revision ?? 0;
+          update = await plan(record);
+        } finally {
+          this.#group.planned();
+        }
+        const { write, result } = update;
         if (write === null) return result;
-        const expected = record?.head.revision ?? 0;
         const applied = await this.#group.run(
           () => this.#apply(path, expected, write),
           erases(write),
