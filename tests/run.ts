@@ -68,7 +68,6 @@ if (slow) {
         '--path-ignore-patterns=tests/interop/**',
         '--path-ignore-patterns=tests/spire/**',
         // issue 11 acceptance tests that still fail (the others run in the default suite)
-        '--path-ignore-patterns=tests/hardening/sqlite-lock.test.ts',
         '--path-ignore-patterns=tests/hardening/restore.test.ts',
       ],
       parseBun,

@@ -19,7 +19,6 @@
  * The root key and its shares never reach a log line, the audit trail or the disk: only the
  * key-check value is stored (docs/spike-api.md §9).
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
 import { SpikeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { PolicyEngine } from '../core/policy/engine.ts';
@@ -38,6 +37,7 @@ import {
 } from '../runtime/startup.ts';
 import type { MtlsServer } from '../runtime/tls/server.ts';
 import { createX509Source } from '../runtime/workload/client.ts';
+import { type AuditSink, openAuditSink } from './audit-sink.ts';
 import { type NexusConfig, parseNexusConfig } from './config.ts';
 import type { JwtAuth } from './jwt-auth.ts';
 import type { KeyLifecycle } from './root-key/lifecycle.ts';
@@ -70,28 +70,6 @@ function loadServing() {
   }));
 }
 type Serving = Awaited<ReturnType<typeof loadServing>>;
-
-/** The audit sink (docs/spike-api.md §12): stderr, or lines appended to a file (mode 0600). */
-function openAudit(file: string | undefined): { write: (line: string) => void; close: () => void } {
-  if (file === undefined) {
-    return { write: (line) => process.stderr.write(`${line}\n`), close: () => {} };
-  }
-  let fd: number;
-  try {
-    fd = openSync(file, 'a', 0o600);
-  } catch (error) {
-    throw new SpikeError(
-      'config_invalid',
-      `cannot open SPIKE_NEXUS_AUDIT_FILE (${describeError(error)})`,
-    );
-  }
-  return {
-    write: (line) => {
-      writeSync(fd, `${line}\n`);
-    },
-    close: () => closeSync(fd),
-  };
-}
 
 function fatal(message: string): never {
   process.stderr.write(`spike nexus: ${message}\n`);
@@ -316,7 +294,7 @@ async function main(): Promise<void> {
   let server: MtlsServer | undefined;
   let healthServer: HealthServer | undefined;
   let lifecycle: KeyLifecycle | undefined;
-  let audit: ReturnType<typeof openAudit> | undefined;
+  let audit: AuditSink | undefined;
   let jwtBundles: { close(): Promise<void> } | undefined;
 
   const closeAll = async () => {
@@ -334,7 +312,7 @@ async function main(): Promise<void> {
   };
 
   try {
-    audit = openAudit(config.auditFile);
+    audit = openAuditSink(config.auditFile);
     source = createX509Source({
       ...(config.spiffeEndpointSocket === undefined
         ? {}

@@ -17,6 +17,8 @@
  *             (caller a workload allowed by the policy; Go h2, Go h1, Bun h2), and durable puts
  *             through both (superuser, Bun h2); then the SPIKE get with 1,000 policies stored
  *   style     the HTTP-style comparison (tests/bench/http-style.ts, in-process, no sockets)
+ *   store     the store's cost as it grows (tests/bench/store-scale.ts, its own process): get,
+ *             list and RSS with 100 and 100,000 secrets of 10 versions, 1,000 policies in a row
  *   life      the lifecycle and executable figures (tests/bench/lifecycle.ts, executables.ts)
  *
  * Tools beside it: tests/bench/ab.ts (interleaved A/B of checkouts' bench servers, CPU per
@@ -43,7 +45,7 @@ const option = (name: string, fallback: string) => {
 };
 const seconds = Number(option('--seconds', '5')) || 5;
 const rounds = Math.max(1, Number(option('--rounds', '3')) || 3);
-const phases = new Set(option('--phases', 'echo,nexus,style,life').split(','));
+const phases = new Set(option('--phases', 'echo,nexus,store,style,life').split(','));
 const GO_H2 = { conns: 4, streams: 16 };
 const GO_H1_CLIENTS = 64;
 
@@ -377,6 +379,23 @@ if (phases.has('style')) {
   const text = await new Response(proc.stdout).text();
   if ((await proc.exited) !== 0) throw new Error('tests/bench/http-style.ts failed');
   console.log(`\nHTTP style, secret get in-process (tests/bench/http-style.ts): ${text.trimEnd()}`);
+}
+
+if (phases.has('store')) {
+  console.log('');
+  const scale = Bun.spawn([process.execPath, join(import.meta.dir, 'store-scale.ts')], {
+    stdout: 'pipe',
+    stderr: 'inherit',
+  });
+  const text = await new Response(scale.stdout).text();
+  await scale.exited;
+  const lines = text.trim().split('\n');
+  for (const line of lines.slice(0, -1)) console.log(line);
+  try {
+    extra.store = JSON.parse(lines.at(-1) ?? 'null');
+  } catch {
+    console.log('store phase: no figures');
+  }
 }
 
 if (phases.has('life')) {

@@ -36,6 +36,11 @@ export function isTextPlain(contentType: string | null | undefined): boolean {
 const JSON_HEADERS = new Headers({ ...NO_STORE_HEADERS, 'Content-Type': CONTENT_TYPES.json });
 const OCTET_HEADERS = new Headers({ ...NO_STORE_HEADERS, 'Content-Type': CONTENT_TYPES.octet });
 const TEXT_HEADERS = new Headers({ ...NO_STORE_HEADERS, 'Content-Type': CONTENT_TYPES.text });
+const RETRY_HEADERS = new Headers({
+  ...NO_STORE_HEADERS,
+  'Content-Type': CONTENT_TYPES.json,
+  'Retry-After': '1',
+});
 
 /** A JSON answer. */
 export function jsonResponse(status: number, body: unknown): Response {
@@ -89,6 +94,10 @@ export function errorResponse(
 ): ErrorAnswer {
   const { status, err } = httpErrorOf(code);
   const body = JSON.stringify({ ...zero, err });
+  if (status === 503) {
+    // Not ready yet (no root key, or a database another process holds): come back shortly.
+    return { response: new Response(body, { status, headers: RETRY_HEADERS }), err };
+  }
   if (status !== 400 || reason === undefined || reason === '') {
     return { response: new Response(body, { status, headers: JSON_HEADERS }), err };
   }

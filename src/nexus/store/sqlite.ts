@@ -5,9 +5,12 @@
  * Durability (invariant 3): WAL journal with `synchronous=FULL`, so a commit is fsynced to the
  * WAL before the write that caused it is acknowledged. Atomicity (docs/spike-api.md §6): a write of a
  * path holds an in-process per-path lock while it reads, encrypts and writes, and applies its
- * changes in one `BEGIN IMMEDIATE` transaction that first re-checks the path's revision (a
- * changed revision means another writer won: the write is re-planned). bun:sqlite is
- * synchronous, so a transaction never interleaves with other statements on the connection.
+ * changes in a savepoint of the group's `BEGIN IMMEDIATE` transaction (./group-commit.ts: the
+ * writes of one tick share one transaction and one fsync) that first re-checks the path's
+ * revision (a changed revision means another writer won: the write is re-planned). bun:sqlite
+ * is synchronous, so a transaction never interleaves with other statements on the connection.
+ * After start-up the connection never waits on another process's lock (`busy_timeout=0`, async
+ * retries, then `state_not_ready`: docs/architecture.md "Group commit and a busy database").
  *
  * Reads (§6 Get) are one `SELECT`: the head row and every version's state, `UNION ALL`ed, plus the
  * data of the version a read of the current version resolves to (the highest version never
@@ -33,11 +36,13 @@ import {
   type SecretPlan,
   type SecretRead,
   type SecretRecord,
+  type SecretUpdate,
   type SecretWrite,
   type StoreBackend,
   setsVaultHead,
 } from './backend.ts';
-import { guard } from './errors.ts';
+import { guard, storageFailure } from './errors.ts';
+import { busyError, GroupCommit, isBusy } from './group-commit.ts';
 import { KeyedLock } from './lock.ts';
 import { applyMigrations, checkSchema } from './migrate.ts';
 import { HEAD_ROW, prepareQueries } from './queries.ts';
@@ -59,6 +64,8 @@ export interface SqliteBackendOptions {
 /** How many times a write is re-planned after losing a revision check before it gives up. */
 const MAX_ATTEMPTS = 5;
 const KCV_KEY = 'kcv';
+/** The longest a request waits for another process's write lock before `state_not_ready` (ms). */
+const MAX_BUSY_WAIT_MS = 1000;
 
 function createPrivateFile(file: string): void {
   closeSync(openSync(file, 'a', 0o600));
@@ -100,7 +107,7 @@ export function openSqliteBackend(options: SqliteBackendOptions): StoreBackend {
       throw error;
     }
   });
-  return guard(() => new SqliteBackend(client));
+  return guard(() => new SqliteBackend(client, Math.trunc(options.busyTimeoutMs ?? 5000)));
 }
 
 /** The Vault head fields as bound parameters (booleans as 0/1, as the column stores them). */
@@ -183,10 +190,17 @@ class SqliteBackend implements StoreBackend {
   #closed = false;
   readonly #q: ReturnType<typeof prepareQueries>;
   readonly #readTx;
-  readonly #applyTx;
+  readonly #group: GroupCommit;
+  readonly #busyTimeoutMs: number;
+  readonly #busyBudgetMs: number;
 
-  constructor(client: Database) {
+  constructor(client: Database, busyTimeoutMs: number) {
     this.#client = client;
+    this.#busyTimeoutMs = busyTimeoutMs;
+    const busyBudgetMs = Math.min(busyTimeoutMs, MAX_BUSY_WAIT_MS);
+    this.#busyBudgetMs = busyBudgetMs;
+    // From here on the connection never waits on a lock (./group-commit.ts).
+    client.run('PRAGMA busy_timeout = 0');
     this.#q = prepareQueries(drizzle({ client }));
 
     this.#readTx = client.transaction(
@@ -200,50 +214,89 @@ class SqliteBackend implements StoreBackend {
       },
     );
 
-    this.#applyTx = client.transaction((path: string, expected: number, write: SecretWrite) => {
-      const q = this.#q;
-      const row = q.revision.get({ path });
-      if ((row?.revision ?? 0) !== expected) return false;
-      if (write.head === null) {
-        q.deleteAllVersions.run({ path });
-        q.deleteHead.run({ path });
-        return true;
-      }
-      const { createdAt, updatedAt, latestVersion } = write.head;
-      if (row === undefined) {
-        q.insertHead.run({
-          path,
-          createdAt,
-          updatedAt,
-          latestVersion,
-          ...vaultParams(mergeVaultHead(EMPTY_VAULT_HEAD, write.head)),
-        });
-      } else {
-        q.updateHead.run({ path, createdAt, updatedAt, latestVersion });
-        if (setsVaultHead(write.head)) {
-          const stored = q.head.get({ path });
-          if (stored !== undefined) {
-            q.updateVaultHead.run({ path, ...vaultParams(mergeVaultHead(stored, write.head)) });
-          }
+    this.#group = new GroupCommit(client, {
+      busyBudgetMs,
+      // Outside WAL mode the pragma does nothing; the data is then overwritten in place.
+      afterCommit: () => client.run('PRAGMA wal_checkpoint(TRUNCATE)'),
+    });
+  }
+
+  /**
+   * The statements of one write of a path, run inside the group's transaction (./group-commit.ts);
+   * false when the path's revision is not `expected` (another writer won).
+   */
+  #apply(path: string, expected: number, write: SecretWrite): boolean {
+    const q = this.#q;
+    const row = q.revision.get({ path });
+    if ((row?.revision ?? 0) !== expected) return false;
+    if (write.head === null) {
+      q.deleteAllVersions.run({ path });
+      q.deleteHead.run({ path });
+      return true;
+    }
+    const { createdAt, updatedAt, latestVersion } = write.head;
+    if (row === undefined) {
+      q.insertHead.run({
+        path,
+        createdAt,
+        updatedAt,
+        latestVersion,
+        ...vaultParams(mergeVaultHead(EMPTY_VAULT_HEAD, write.head)),
+      });
+    } else {
+      q.updateHead.run({ path, createdAt, updatedAt, latestVersion });
+      if (setsVaultHead(write.head)) {
+        const stored = q.head.get({ path });
+        if (stored !== undefined) {
+          q.updateVaultHead.run({ path, ...vaultParams(mergeVaultHead(stored, write.head)) });
         }
       }
-      for (const { state, data } of write.insert ?? []) {
-        q.insertVersion.run({
-          path,
-          version: state.version,
-          data,
-          createdAt: state.createdAt,
-          deletedAt: state.deletedAt,
-          destroyed: state.destroyed ? 1 : 0,
-        });
+    }
+    for (const { state, data } of write.insert ?? []) {
+      q.insertVersion.run({
+        path,
+        version: state.version,
+        data,
+        createdAt: state.createdAt,
+        deletedAt: state.deletedAt,
+        destroyed: state.destroyed ? 1 : 0,
+      });
+    }
+    for (const state of write.update ?? []) {
+      const params = { path, version: state.version, deletedAt: state.deletedAt };
+      if (state.destroyed) q.destroyVersion.run(params);
+      else q.updateVersion.run(params);
+    }
+    for (const version of write.remove ?? []) q.deleteVersion.run({ path, version });
+    return true;
+  }
+
+  /**
+   * A read on the request path: the connection never waits on a lock (busy_timeout=0), so a read
+   * that meets `SQLITE_BUSY` (rare in WAL mode) is retried after a short sleep, within the budget.
+   */
+  async #read<T>(fn: () => T): Promise<T> {
+    const started = performance.now();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return fn();
+      } catch (error) {
+        if (!isBusy(error)) throw storageFailure(error);
+        if (performance.now() - started >= this.#busyBudgetMs) throw busyError();
       }
-      for (const state of write.update ?? []) {
-        const params = { path, version: state.version, deletedAt: state.deletedAt };
-        if (state.destroyed) q.destroyVersion.run(params);
-        else q.updateVersion.run(params);
+      await Bun.sleep(Math.min(2 ** attempt, 50));
+    }
+  }
+
+  /** A synchronous setter (start-up only): waits on a lock up to the configured busy timeout. */
+  #waiting<T>(fn: () => T): T {
+    return guard(() => {
+      this.#client.run(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
+      try {
+        return fn();
+      } finally {
+        this.#client.run('PRAGMA busy_timeout = 0');
       }
-      for (const version of write.remove ?? []) q.deleteVersion.run({ path, version });
-      return true;
     });
   }
 
@@ -258,36 +311,42 @@ class SqliteBackend implements StoreBackend {
     path: string,
     pick?: (record: SecretRecord) => number | undefined,
   ): Promise<SecretRead | undefined> {
-    return guard(() => {
-      const rows = this.#q.read.values({ path }) as unknown as readonly ReadRow[];
-      const read = readAheadOf(path, rows);
-      if (read === undefined) return undefined;
-      const { record } = read;
-      const version = pick?.(record);
-      if (version === undefined) return { record, data: undefined };
-      if (version === read.version) return { record, data: read.data };
-      if (!record.versions.some((v) => v.version === version)) return { record, data: undefined };
-      // Another version than the read-ahead one: read everything again in one transaction.
-      return this.#readTx.deferred(path, pick);
-    });
+    const rows = await this.#read(() => this.#q.read.values({ path }) as unknown as ReadRow[]);
+    const read = readAheadOf(path, rows);
+    if (read === undefined) return undefined;
+    const { record } = read;
+    const version = pick?.(record);
+    if (version === undefined) return { record, data: undefined };
+    if (version === read.version) return { record, data: read.data };
+    if (!record.versions.some((v) => v.version === version)) return { record, data: undefined };
+    // Another version than the read-ahead one: read everything again in one transaction.
+    return this.#read(() => this.#readTx.deferred(path, pick));
   }
 
   async listSecretPaths(): Promise<string[]> {
-    return guard(() => this.#q.paths.all().map((r) => r.path));
+    return this.#read(() => this.#q.paths.values().map((r) => r[0] as string));
   }
 
   updateSecret<T>(path: string, plan: SecretPlan<T>): Promise<T> {
     return this.#lock.run(path, async () => {
       for (let attempt = 1; ; attempt++) {
-        const record = guard(() => this.#loadRecord(path));
-        const { write, result } = await plan(record);
-        if (write === null) return result;
-        const expected = record?.head.revision ?? 0;
-        if (guard(() => this.#applyTx.immediate(path, expected, write))) {
-          // Outside WAL mode the pragma does nothing; the data is then overwritten in place.
-          if (erases(write)) guard(() => this.#client.run('PRAGMA wal_checkpoint(TRUNCATE)'));
-          return result;
+        let expected = 0;
+        let update: SecretUpdate<T>;
+        this.#group.planning();
+        try {
+          const record = await this.#read(() => this.#loadRecord(path));
+          expected = record?.head.revision ?? 0;
+          update = await plan(record);
+        } finally {
+          this.#group.planned();
         }
+        const { write, result } = update;
+        if (write === null) return result;
+        const applied = await this.#group.run(
+          () => this.#apply(path, expected, write),
+          erases(write),
+        );
+        if (applied) return result;
         if (attempt >= MAX_ATTEMPTS) {
           throw new SpikeError('api_internal_error', 'storage conflict');
         }
@@ -296,7 +355,7 @@ class SqliteBackend implements StoreBackend {
   }
 
   async upsertPolicy(name: string, data: Uint8Array, now: number) {
-    return guard(() => {
+    return this.#group.run(() => {
       const row = this.#q.upsertPolicy.get({ name, data, now });
       if (row === undefined) throw new Error('upsert returned nothing');
       return row;
@@ -304,33 +363,33 @@ class SqliteBackend implements StoreBackend {
   }
 
   async readPolicy(name: string): Promise<PolicyRow | undefined> {
-    return guard(() => this.#q.policy.get({ name }));
+    return this.#read(() => this.#q.policy.get({ name }));
   }
 
   async listPolicies(): Promise<PolicyRow[]> {
-    return guard(() => this.#q.policies.all());
+    return this.#read(() => this.#q.policies.all());
   }
 
   async deletePolicy(name: string): Promise<boolean> {
-    return guard(() => this.#q.deletePolicy.all({ name }).length > 0);
+    return this.#group.run(() => this.#q.deletePolicy.all({ name }).length > 0);
   }
 
   getKcv(): string | undefined {
-    return guard(() => this.#q.getMeta.get({ key: KCV_KEY })?.value);
+    return this.#waiting(() => this.#q.getMeta.get({ key: KCV_KEY })?.value);
   }
 
   setKcv(kcv: string): void {
-    guard(() => this.#q.setMeta.run({ key: KCV_KEY, value: kcv }));
+    this.#waiting(() => this.#q.setMeta.run({ key: KCV_KEY, value: kcv }));
   }
 
   getSetting(key: string): string | undefined {
     if (key === KCV_KEY) throw new RangeError('the kcv has its own accessors');
-    return guard(() => this.#q.getMeta.get({ key })?.value);
+    return this.#waiting(() => this.#q.getMeta.get({ key })?.value);
   }
 
   setSetting(key: string, value: string): void {
     if (key === KCV_KEY) throw new RangeError('the kcv has its own accessors');
-    guard(() => this.#q.setMeta.run({ key, value }));
+    this.#waiting(() => this.#q.setMeta.run({ key, value }));
   }
 
   async close(): Promise<void> {
@@ -342,6 +401,7 @@ class SqliteBackend implements StoreBackend {
       for (const query of Object.values(this.#q)) {
         (query as unknown as { stmt?: { finalize(): void } }).stmt?.finalize();
       }
+      for (const statement of this.#group.statements()) statement.finalize();
       this.#client.close(true);
     });
   }

@@ -1,6 +1,6 @@
 /**
  * Issue 11, finding 4 (a locked SQLite file), black-box: a real Nexus process with the sqlite
- * backend (and real Keepers), and another process (tests/hardening/fixtures/hold-sqlite-lock.ts,
+ * backend (and real Keepers), and another process (tests/fixtures/hold-sqlite-lock.ts,
  * `BEGIN IMMEDIATE` through bun:sqlite, as a backup job or an operator's `sqlite3` would) holding
  * the write lock of Nexus's `spike.db` for about 6 s.
  *
@@ -12,8 +12,6 @@
 import { afterAll, beforeAll, describe, it, setDefaultTimeout } from 'bun:test';
 import { join } from 'node:path';
 import { type Subprocess, spawn } from 'bun';
-import { type Cluster, type NexusClient, startCluster } from '../support/cluster.ts';
-import { cleanEnv } from '../support/process.ts';
 import {
   call,
   eventually,
@@ -22,7 +20,9 @@ import {
   show,
   type WireAnswer,
   waitKeepersFilled,
-} from './support.ts';
+} from './hardening/support.ts';
+import { type Cluster, type NexusClient, startCluster } from './support/cluster.ts';
+import { cleanEnv } from './support/process.ts';
 
 setDefaultTimeout(180_000);
 
