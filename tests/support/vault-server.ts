@@ -128,7 +128,10 @@ export async function startVaultServer(
       authorizer: authorizeAny(),
       handler: (request) => {
         const pathname = new URL(request.url).pathname;
-        if (vault.matches(pathname)) return vault.handle(request, server.peerOf(request));
+        if (vault.matches(pathname)) {
+          // As src/nexus/main.ts does: the method as received (a Request turns LIST into GET).
+          return vault.handle(request, server.peerOf(request), server.methodOf(request));
+        }
         return nexus.handle(request);
       },
     });
@@ -143,6 +146,7 @@ export async function startVaultServer(
       maxCipherBytes: 65536,
       audit: (line) => audit.push(line),
       peerOf: (request) => server.peerOf(request),
+      rawPathOf: (request) => server.rawPathOf(request),
       policyEngine: engine,
     });
     const { port } = await server.listen(0, '127.0.0.1');
