@@ -44,7 +44,7 @@ import { createMtlsClient, type MtlsClient, type MtlsResponse } from '../runtime
 import { createX509Source } from '../runtime/workload/client.ts';
 import { cipherCalls, type NexusCaller, operatorCalls, policyCalls, secretCalls } from './calls.ts';
 import { errorForResponse, isSpikeApiError, SpikeApiError } from './errors.ts';
-import { resolveApiUrl, resolveRetry, resolveTimeout, retryDelay } from './options.ts';
+import { resolveApiUrl, resolveRetry, resolveTimeout, retryDelay, sleep } from './options.ts';
 import type { ClientOptions, RetryOptions, SpikeClient } from './types.ts';
 import { type Json, readObject } from './wire.ts';
 
@@ -82,25 +82,6 @@ const CONNECT_ERRNOS = new Set([
   'EAI_AGAIN',
   'EADDRNOTAVAIL',
 ]);
-
-/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 function neverSent(error: unknown): boolean {
   const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;

@@ -24,7 +24,7 @@ import { CONTENT_TYPES, REASON_HEADER } from '../api/v1/http.ts';
 import { PROBE_PATHS } from '../api/v1/routes.ts';
 import { cipherCalls, type NexusCaller, operatorCalls, policyCalls, secretCalls } from './calls.ts';
 import { errorForResponse, SpikeApiError } from './errors.ts';
-import { resolveRetry, retryDelay } from './options.ts';
+import { resolveRetry, retryDelay, sleep } from './options.ts';
 import type { RetryOptions, SpikeClient } from './types.ts';
 import { type Json, readObject } from './wire.ts';
 
@@ -48,21 +48,6 @@ export type SpikeEdgeClient = Omit<SpikeClient, 'whoami' | 'close'>;
 const JSON_TYPE = CONTENT_TYPES.json;
 const OCTET_TYPE = CONTENT_TYPES.octet;
 const NOT_READY_STATUS = httpErrorOf('state_not_ready').status;
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** Creates the fetch-only client (see the module comment). Makes no request until a call. */
 export function createEdgeClient(options: EdgeClientOptions): SpikeEdgeClient {
