@@ -7,8 +7,8 @@
  * Programmer mistakes throw built-in `TypeError` / `RangeError` instead (docs/style.md rule 8).
  */
 
-export type SpikeErrorCode =
-  // wire codes (docs/spike-api.md §3, §8, §9)
+/** The `err` codes that travel on the wire (docs/spike-api.md §3, §8, §9). */
+export type WireErrorCode =
   | 'api_bad_request'
   | 'access_unauthorized'
   | 'api_not_found'
@@ -16,7 +16,10 @@ export type SpikeErrorCode =
   | 'state_not_ready'
   | 'state_already_initialized'
   | 'server_busy'
-  | 'crypto_cipher_verification_failed'
+  | 'crypto_cipher_verification_failed';
+
+export type SpikeErrorCode =
+  | WireErrorCode
   | 'crypto_failed_to_read_version'
   | 'crypto_unsupported_version'
   | 'crypto_failed_to_read_nonce'

@@ -16,18 +16,9 @@
  *
  * Portable: no runtime APIs.
  */
-import type { SpikeErrorCode } from '../../core/errors.ts';
+import type { SpikeErrorCode, WireErrorCode } from '../../core/errors.ts';
 
-/** The `err` codes that travel on the wire. */
-export type WireErrorCode =
-  | 'api_bad_request'
-  | 'access_unauthorized'
-  | 'api_not_found'
-  | 'api_internal_error'
-  | 'state_not_ready'
-  | 'state_already_initialized'
-  | 'server_busy'
-  | 'crypto_cipher_verification_failed';
+export type { WireErrorCode };
 
 /** A status and the `err` value sent with it. */
 export interface HttpError {
