@@ -15,7 +15,7 @@ export type { RestoreStatus, ShardEnvelope } from './core/shamir/shards.ts';
 export { isSpiffeId, parseSpiffeId, type SpiffeId } from './core/spiffe/id.ts';
 export type { X509Context, X509Source, X509Svid } from './core/spiffe/types.ts';
 export { createX509Source, type X509SourceOptions } from './runtime/workload/client.ts';
-export { fetchJwtSvid } from './runtime/workload/fetch.ts';
+export { fetchJwtBundles, fetchJwtSvid, fetchX509Bundles } from './runtime/workload/fetch.ts';
 export {
   type CallOptions,
   type CipherOptions,
