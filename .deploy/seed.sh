@@ -13,7 +13,7 @@ done
 
 spike policy apply --name demo-workload-read \
   --spiffeid-pattern '^spiffe://spike\.ist/workload/demo$' \
-  --path-pattern '^secrets/demo/' \
+  --path-pattern '^secrets/demo/.*$' \
   --permissions read
 
 password=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')

@@ -144,7 +144,10 @@ describe('every command refuses what it does not understand (exit 2, usage line)
 
   it('a misspelt option, with a hint', async () => {
     const cases = rows.flatMap((r) =>
-      r.longs.filter((l) => l.length >= 4).map((long) => ({ r, long })),
+      r.longs
+        // `--allow-unanchored` swaps two equal letters: no misspelling.
+        .filter((l) => l.length >= 4 && misspell(l) !== l)
+        .map((long) => ({ r, long })),
     );
     expect(cases.length).toBeGreaterThan(20);
     const runs = await pool(cases, 4, ({ r, long }) =>

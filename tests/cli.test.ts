@@ -489,7 +489,7 @@ describe('spike policy', () => {
       'policy',
       'apply',
       '--name=broken',
-      '--path-pattern=(',
+      '--path-pattern=^($',
       '--spiffeid-pattern=^spiffe://spike\\.ist/x$',
       '--permissions=read',
     ]);

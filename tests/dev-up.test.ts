@@ -396,7 +396,7 @@ describe('bun run dev: files for standard TLS clients and extra workloads', () =
         '--spiffeid-pattern',
         '^spiffe://spike\\.ist/apps/billing$',
         '--path-pattern',
-        '^apps/billing/',
+        '^apps/billing/.*$',
         '--permissions',
         'read',
       ],

@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { defineCommand } from 'citty';
 import YAML from 'yaml';
+import { type PatternField, unanchoredFields } from '../../src/core/policy/anchored.ts';
 import { isValidName, PERMISSIONS } from '../../src/core/policy/validate.ts';
 import type { Permission, Policy, PolicyInput } from '../../src/sdk/client.ts';
 import { commandMeta } from '../help.ts';
@@ -33,6 +34,35 @@ const FLAG_ARGS = {
     valueHint: 'list',
   },
 } as const;
+
+const ALLOW_UNANCHORED = {
+  'allow-unanchored': {
+    type: 'boolean',
+    description: 'Accept a pattern without ^…$ (it also matches longer paths and IDs)',
+  },
+} as const;
+
+const FLAG_OF: Record<PatternField, string> = {
+  pathPattern: '--path-pattern',
+  spiffeidPattern: '--spiffeid-pattern',
+};
+
+/**
+ * Refuses (exit 2) a policy whose pattern is not anchored (docs/spike-api.md §7 "Anchoring")
+ * unless `--allow-unanchored`; `fromFile` names the file's keys instead of the flags.
+ */
+function requireAnchored(policy: PolicyInput, allow: boolean | undefined, fromFile: boolean): void {
+  if (allow === true) return;
+  const fields = unanchoredFields(policy);
+  if (fields.length === 0) return;
+  const names = fields.map((f) => (fromFile ? `'${f}'` : FLAG_OF[f])).join(' and ');
+  fail(
+    `Error: ${names} ${fields.length > 1 ? 'are' : 'is'} not anchored: a pattern without ^…$ ` +
+      'also matches other values (^secrets/demo grants secrets/demo2). ' +
+      "Anchor it, e.g. '^secrets/demo/.*$', or pass --allow-unanchored.",
+    EXIT.usage,
+  );
+}
 
 interface PolicyFlags {
   name?: string;
@@ -129,9 +159,10 @@ const create = defineCommand({
     "spike policy create --name=db-access --path-pattern='^tenants/acme/db/.*$' \\",
     "  --spiffeid-pattern='^spiffe://example\\.org/app/billing$' --permissions=read,list",
   ]),
-  args: FLAG_ARGS,
+  args: { ...FLAG_ARGS, ...ALLOW_UNANCHORED },
   async run({ args }) {
     const policy = policyFromFlags(args);
+    requireAnchored(policy, args['allow-unanchored'], false);
     await withClient('superuser', async (spike) => {
       const existing = await api('policy', () => spike.listPolicies());
       if (existing.some((p) => p.name === policy.name)) {
@@ -161,6 +192,7 @@ const apply = defineCommand({
   args: {
     file: { type: 'string', description: 'YAML file holding the policy', valueHint: 'file' },
     ...FLAG_ARGS,
+    ...ALLOW_UNANCHORED,
   },
   async run({ args }) {
     const flagged = Object.keys(FLAG_ARGS).some(
@@ -170,6 +202,7 @@ const apply = defineCommand({
       fail('Error: Use either --file or the policy flags, not both.', EXIT.usage);
     }
     const policy = args.file !== undefined ? policyFromFile(args.file) : policyFromFlags(args);
+    requireAnchored(policy, args['allow-unanchored'], args.file !== undefined);
     await withClient('superuser', (spike) => api('policy', () => spike.putPolicy(policy)));
     writeOut(`Policy '${policy.name}' applied successfully`);
   },

@@ -98,7 +98,7 @@ export function printNextSteps(
   say(`  ${cli} secret get secrets/db/creds`);
   say(
     `  ${cli} policy create --name demo-read --spiffeid-pattern '${idPattern}' \\\n` +
-      `      --path-pattern '^secrets/db/' --permissions read`,
+      `      --path-pattern '^secrets/db/.*$' --permissions read`,
   );
   say();
   say(`  # the example workload (${workloadId}) reads it with the TypeScript SDK:`);

@@ -123,6 +123,8 @@ export const PolicyGetResponse = Type.Object({
   updatedAt: Time,
   err: Err,
 });
+/** Policy put: `{}`, plus `warning` when a pattern is not anchored (§7 "Anchoring") [Ours]. */
+export const PolicyPutResponse = Type.Object({ warning: Type.Optional(Type.String()), err: Err });
 export const PolicyListResponse = Type.Object({
   policies: Nullable(Type.Array(Type.Object({ id: Type.String(), name: Type.String() }))),
   err: Err,

@@ -6,6 +6,7 @@ import { jsonResponse } from '../../api/v1/http.ts';
 import { NEXUS_ROUTES } from '../../api/v1/routes.ts';
 import { REQUEST } from '../../api/v1/schemas.ts';
 import { formatGoTime } from '../../core/log.ts';
+import { anchoringWarning } from '../../core/policy/anchored.ts';
 import { ACL_PATH } from '../../core/policy/engine.ts';
 import { validateName, validatePolicyInput } from '../../core/policy/validate.ts';
 import type { Policy } from '../../core/ports.ts';
@@ -40,7 +41,9 @@ export const POLICY_ROUTES: readonly NexusRoute[] = [
       });
       ctx.setResource(input.name);
       await ctx.engine.upsert(input);
-      return jsonResponse(200, {});
+      // Stored as asked; an unanchored pattern only earns a warning (§7 "Anchoring").
+      const warning = anchoringWarning(input);
+      return jsonResponse(200, warning === undefined ? {} : { warning });
     },
   }),
   defineRoute({
