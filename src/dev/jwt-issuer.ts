@@ -19,7 +19,7 @@ import {
 } from './workload-proto.ts';
 
 /** JWT-SVID lifetime in seconds (SPIRE's default is 5 min). */
-export const DEV_JWT_TTL_SECONDS = 300;
+const DEV_JWT_TTL_SECONDS = 300;
 
 /** The development issuer's JWT authority. */
 export interface JwtAuthority {
@@ -103,7 +103,7 @@ async function answer(
   stream: http2.ServerHttp2Stream,
   body: Uint8Array,
 ): Promise<void> {
-  let audience: string[];
+  let audience: readonly string[];
   let spiffeId: string;
   try {
     ({ audience, spiffeId } = decodeJwtSvidRequest(body));
