@@ -7,12 +7,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { decodeProtectedHeader } from 'jose';
 import { isSpikeError } from '../src/core/errors.ts';
+import { parseJwtBundles, validateJwtSvid } from '../src/core/spiffe/jwtsvid.ts';
 import type { X509Context } from '../src/core/spiffe/types.ts';
 import { validateOwnX509Svid } from '../src/core/spiffe/x509svid.ts';
 import { type DevIssuer, startDevIssuer } from '../src/dev/issuer.ts';
 import { createX509Source } from '../src/runtime/workload/client.ts';
-import { fetchX509Bundles } from '../src/runtime/workload/fetch.ts';
+import { fetchJwtBundles, fetchJwtSvid, fetchX509Bundles } from '../src/runtime/workload/fetch.ts';
 import {
   createGrpcJsWorkloadClient,
   type GrpcJsX509SvidResponse,
@@ -152,13 +154,54 @@ describe('development identity issuer', () => {
         issuer.rootCertificate,
       );
 
-      const jwt = await new Promise<grpc.ServiceError | null>((resolve) => {
-        client.FetchJWTSVID({ audience: ['x'] }, header(), (e) => resolve(e));
+      const jwt = await new Promise<{ svids: { spiffeId: string; svid: string }[] }>(
+        (resolve, reject) => {
+          client.FetchJWTSVID({ audience: ['x'] }, header(), (e, v) =>
+            e ? reject(e) : resolve(v as { svids: { spiffeId: string; svid: string }[] }),
+          );
+        },
+      );
+      expect(jwt.svids.map((s) => s.spiffeId)).toEqual([issuer.ids.pilot!]);
+      const bundles2 = parseJwtBundles(
+        await fetchJwtBundles({ address: issuer.addressFor('workload') }),
+      );
+      const validated2 = await validateJwtSvid(jwt.svids[0]!.svid, bundles2, { audience: 'x' });
+      expect(validated2.id).toBe(issuer.ids.pilot!);
+      expect(validated2.expiry.getTime() - Date.now()).toBeLessThanOrEqual(300_000);
+
+      const noAudience = await new Promise<grpc.ServiceError | null>((resolve) => {
+        client.FetchJWTSVID({ audience: [] }, header(), (e) => resolve(e));
       });
-      expect(jwt?.code).toBe(grpc.status.UNIMPLEMENTED);
+      expect(noAudience?.code).toBe(grpc.status.INVALID_ARGUMENT);
     } finally {
       client.close();
     }
+  });
+
+  it('signs JWT-SVIDs with fetchJwtSvid and streams their JWKS with FetchJWTBundles', async () => {
+    const address = issuer.addressFor('billing');
+    const [svid] = await fetchJwtSvid({ address, audience: ['spike-nexus', 'other'] });
+    expect(svid?.spiffeId).toBe('spiffe://spike.ist/apps/billing');
+    const header = decodeProtectedHeader(svid!.svid);
+    expect(header.alg).toBe('ES256');
+    expect(header.typ).toBe('JWT');
+    expect(typeof header.kid).toBe('string');
+    const bundles = parseJwtBundles(await fetchJwtBundles({ address }));
+    expect([...bundles.keys()]).toEqual(['spike.ist']);
+    expect(bundles.get('spike.ist')!.keys.map((k) => k.kid)).toEqual([header.kid]);
+    const ok = await validateJwtSvid(svid!.svid, bundles, { audience: 'spike-nexus' });
+    expect(ok.audience).toEqual(['spike-nexus', 'other']);
+    await expect(validateJwtSvid(svid!.svid, bundles, { audience: 'vault' })).rejects.toThrow(
+      'expected audience',
+    );
+    // Asking for another workload's identity is refused, as SPIRE does.
+    const denied = await fetchJwtSvid({
+      address,
+      audience: ['spike-nexus'],
+      spiffeId: issuer.ids.workload!,
+    }).catch((e: unknown) => e);
+    expect(isSpikeError(denied)).toBe(true);
+    expect(String(denied)).toContain('PERMISSION_DENIED');
   });
 
   it('serves FetchX509Bundles to our client too', async () => {

@@ -16,6 +16,8 @@ import { join } from 'node:path';
 import type { Subprocess } from 'bun';
 import { type Options, parseOptions, socketDirFor } from '../src/dev/up.ts';
 import { createX509Source } from '../src/runtime/workload/client.ts';
+import { fetchJwtSvid } from '../src/runtime/workload/fetch.ts';
+import { createEdgeClient } from '../src/sdk/edge.ts';
 import { cleanEnv, freePort, ROOT, runCli, runCommand, waitUntil } from './support/process.ts';
 
 const UP = 'src/dev/up.ts';
@@ -125,6 +127,14 @@ describe('bun run dev: --workload and --svid-ttl', () => {
     expect(options(['--workload', 'x=spiffe://spike.ist/spike/nexus-fan']).workloads).toHaveLength(
       1,
     );
+  });
+
+  it('passes --jwt-audience on, and refuses an empty one', () => {
+    expect(options([]).jwtAudience).toBeUndefined();
+    expect(options(['--jwt-audience', 'spike-nexus']).jwtAudience).toBe('spike-nexus');
+    expect(options(['--jwt-audience=edge']).jwtAudience).toBe('edge');
+    expect(usageError(['--jwt-audience'])).toBe('--jwt-audience needs a value');
+    expect(usageError(['--jwt-audience', '  '])).toBe('--jwt-audience needs a value');
   });
 
   it('refuses a bad --svid-ttl', () => {
@@ -272,6 +282,8 @@ describe('bun run dev: files for standard TLS clients and extra workloads', () =
         '20s',
         '--workload',
         `billing=${BILLING_ID}`,
+        '--jwt-audience',
+        'spike-nexus',
       ],
       { cwd: ROOT, env: cleanEnv(), stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' },
     );
@@ -434,6 +446,18 @@ describe('bun run dev: files for standard TLS clients and extra workloads', () =
       ),
     ).toBe('ERR_TLS_CERT_ALTNAME_INVALID');
     expect(await failure(request(exports.VAULT_ADDR, { ca }, route, get))).not.toBe('status 200');
+
+    // --jwt-audience: the same workload, with a JWT-SVID from its socket and no certificate.
+    const [svid] = await fetchJwtSvid({ address: billing.socket, audience: ['spike-nexus'] });
+    const caPem = readFileSync(ca, 'utf8');
+    const edge = createEdgeClient({
+      apiUrl: exports.VAULT_ADDR,
+      token: () => svid!.svid,
+      fetch: ((input: RequestInfo | URL, init?: RequestInit) =>
+        fetch(input, { ...init, tls: { ca: caPem } } as RequestInit)) as typeof fetch,
+      retry: false,
+    });
+    expect((await edge.getSecret('apps/billing/db')).data).toEqual({ password: 'hunter2' });
   });
 
   it('renews the certificate files when the SVID rotates (20 s TTL: every 10 s)', async () => {

@@ -7,7 +7,8 @@
  * component (`nexus.sock`, `keeper-1.sock` …, `pilot.sock`, `recover.sock`, `restore.sock`,
  * `workload.sock`, plus any extra workloads), each speaking h2c gRPC exactly as a SPIRE Agent
  * does: `FetchX509SVID` streams that component's X.509-SVID, `FetchX509Bundles` the trust bundle,
- * and the other Workload API RPCs answer Unimplemented. The caller's identity is the socket it
+ * `FetchJWTSVID` signs a JWT-SVID and `FetchJWTBundles` streams the JWKS (./jwt-issuer.ts), and
+ * `ValidateJWTSVID` answers Unimplemented. The caller's identity is the socket it
  * connects to, so **the socket directory is the only access control**: it is created with mode
  * 0700, and anyone who can open a socket in it gets that component's identity.
  *
@@ -28,6 +29,7 @@ import { formatSpiffeId, isMemberOf, parseSpiffeId, parseTrustDomain } from '../
 import { formatUnixAddress } from '../core/workload/address.ts';
 import { encodeGrpcFrame } from '../core/workload/framing.ts';
 import { GrpcCode } from '../core/workload/status.ts';
+import { createJwtAuthority, type JwtAuthority, serveJwtSvid } from './jwt-issuer.ts';
 import { type Authority, createRootAuthority, issueX509Svid, type MintedLeaf } from './mint.ts';
 import {
   encodeGrpcMessage,
@@ -198,6 +200,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
   const bundlesFrame = encodeGrpcFrame(
     encodeX509BundlesResponse({ crl: [], bundles: new Map([[trustDomainId, root.certificate]]) }),
   );
+  const jwt = await createJwtAuthority(trustDomain);
   let stopped = false;
 
   const respond = (svid: MintedLeaf, id: string) => svidFrame(root, svid, id);
@@ -247,7 +250,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
   const started: Component[] = [];
   try {
     for (const c of components) {
-      await listenComponent(c, bundlesFrame);
+      await listenComponent(c, bundlesFrame, jwt);
       started.push(c);
       scheduleRotation(c);
     }
@@ -341,11 +344,12 @@ function checkSocketPaths(absDir: string, entries: readonly [string, string][]):
 function handleStream(
   c: Component,
   bundlesFrame: Uint8Array,
+  jwt: JwtAuthority,
   stream: http2.ServerHttp2Stream,
   h: http2.IncomingHttpHeaders,
 ): void {
   stream.on('error', () => {});
-  stream.resume(); // the requests are empty (or ignored); drain them
+  stream.resume(); // the stream requests are empty; FetchJWTSVID reads its own
   const method = h[':path'] ?? '';
   const contentType = String(h['content-type'] ?? '');
   if (h[':method'] !== 'POST' || !/^application\/grpc(?:$|[+;])/.test(contentType)) {
@@ -383,17 +387,27 @@ function handleStream(
     case '/SpiffeWorkloadAPI/FetchX509Bundles':
       open(c.bundleStreams, bundlesFrame);
       return;
+    case '/SpiffeWorkloadAPI/FetchJWTBundles':
+      open(c.bundleStreams, jwt.bundlesFrame);
+      return;
+    case '/SpiffeWorkloadAPI/FetchJWTSVID':
+      serveJwtSvid(jwt, c.id, stream);
+      return;
     default:
       trailersOnly(
         stream,
         GrpcCode.UNIMPLEMENTED,
-        'the development issuer serves FetchX509SVID and FetchX509Bundles only',
+        `the development issuer does not serve ${method}`,
       );
   }
 }
 
 /** Creates and starts the HTTP/2 server on `c`'s socket. */
-async function listenComponent(c: Component, bundlesFrame: Uint8Array): Promise<void> {
+async function listenComponent(
+  c: Component,
+  bundlesFrame: Uint8Array,
+  jwt: JwtAuthority,
+): Promise<void> {
   await removeStaleSocket(c.socketPath);
   const server = http2.createServer();
   server.on('session', (session) => {
@@ -402,7 +416,7 @@ async function listenComponent(c: Component, bundlesFrame: Uint8Array): Promise<
     session.on('error', () => {});
   });
   server.on('stream', (stream, headers) =>
-    handleStream(c, bundlesFrame, stream as http2.ServerHttp2Stream, headers),
+    handleStream(c, bundlesFrame, jwt, stream as http2.ServerHttp2Stream, headers),
   );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

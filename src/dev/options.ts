@@ -1,6 +1,6 @@
 /**
  * The options and environment of `bun run dev` (src/dev/up.ts): ports, state directory, extra
- * `--workload` identities, SVID lifetime and flags; a bad one throws `UsageError` (exit 2).
+ * `--workload` identities, SVID lifetime, JWT audience and flags; a bad one throws `UsageError` (exit 2).
  */
 import { join, resolve } from 'node:path';
 import { PROJECT_ROOT } from '../build.ts';
@@ -45,6 +45,8 @@ options:
                              --workload billing=spiffe://spike.ist/apps/billing
   --svid-ttl <duration>      X.509-SVID lifetime, rotated at half of it (default 1h, 10s-24h;
                              env SPIKE_DEV_SVID_TTL)
+  --jwt-audience <aud>       also accept JWT-SVID bearer tokens for <aud> (sets
+                             SPIKE_NEXUS_JWT_AUDIENCE; tokens from FetchJWTSVID on a socket)
   --reset                    delete the state directory first (data, recovery files, logs)
   --compiled                 run dist/nexus, dist/keeper and dist/spike (built if missing;
                              \`bun run build\` refreshes them)
@@ -67,6 +69,8 @@ export interface Options {
   /** `--workload`, in the order given. */
   readonly workloads: readonly DevWorkload[];
   readonly svidTtlSeconds: number;
+  /** `--jwt-audience`: Nexus's `SPIKE_NEXUS_JWT_AUDIENCE`; `undefined` = mTLS only. */
+  readonly jwtAudience?: string;
   readonly reset: boolean;
   readonly compiled: boolean;
   readonly keepKeepers: boolean;
@@ -175,6 +179,7 @@ export function parseOptions(
     ? parseSvidTtl(env.SPIKE_DEV_SVID_TTL, 'SPIKE_DEV_SVID_TTL')
     : DEFAULT_SVID_TTL_SECONDS;
   const workloads: DevWorkload[] = [];
+  let jwtAudience: string | undefined;
   let reset = false;
   let compiled = false;
   let keepKeepers = false;
@@ -207,6 +212,9 @@ export function parseOptions(
       case '--svid-ttl':
         svidTtlSeconds = parseSvidTtl(value(), '--svid-ttl');
         break;
+      case '--jwt-audience':
+        jwtAudience = value().trim();
+        break;
       case '--reset':
         reset = true;
         break;
@@ -223,6 +231,7 @@ export function parseOptions(
         throw new UsageError(`unknown option ${raw}`);
     }
   }
+  if (jwtAudience === '') throw new UsageError('--jwt-audience needs a value');
   if (keeperPorts.includes(nexusPort)) {
     throw new UsageError('the Nexus port and the Keeper ports must differ');
   }
@@ -232,6 +241,7 @@ export function parseOptions(
     keeperPorts,
     workloads,
     svidTtlSeconds,
+    ...(jwtAudience === undefined ? {} : { jwtAudience }),
     reset,
     compiled,
     keepKeepers,

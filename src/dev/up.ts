@@ -45,7 +45,8 @@
  *
  * Options: `--reset` (delete the directory first), `--compiled` (run dist/ executables, building
  * them if missing), `--keep-keepers` (leave the Keepers running on exit), `--stop` (stop processes
- * left running by a previous run and exit), `--dir <dir>`, `--workload`, `--svid-ttl`, `--help`.
+ * left running by a previous run and exit), `--dir <dir>`, `--workload`, `--svid-ttl`,
+ * `--jwt-audience <aud>` (Nexus also accepts JWT-SVIDs for `<aud>`, signed by the issuer), `--help`.
  * A bad option is a usage error (exit 2) before anything starts.
  */
 import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
@@ -254,6 +255,7 @@ function startNexus(ctx: RunContext): Child {
     SPIKE_NEXUS_SHAMIR_THRESHOLD: String(THRESHOLD),
     SPIKE_NEXUS_AUDIT_FILE: join(ctx.logDir, 'nexus-audit.log'),
     SPIKE_NEXUS_VAULT_API: 'true',
+    ...(options.jwtAudience === undefined ? {} : { SPIKE_NEXUS_JWT_AUDIENCE: options.jwtAudience }),
   });
   note(
     ctx.hadData

@@ -1,11 +1,17 @@
 /**
- * The server side of the X.509 Workload API messages (docs/spiffe.md §1.2) and of the
+ * The server side of the X.509 and JWT Workload API messages (docs/spiffe.md §1.2) and of the
  * `grpc-message` header, for the development issuer (./issuer.ts), which serves them. Clients
  * decode them with src/core/workload/proto.ts and src/core/workload/status.ts.
  */
 import { utf8 } from '../core/bytes.ts';
-import type { X509BundlesResponse, X509SvidResponse } from '../core/workload/proto.ts';
-import { ProtoWriter } from '../core/workload/protobuf.ts';
+import type {
+  JwtBundlesResponse,
+  JwtSvidRequest,
+  JwtSvidResponse,
+  X509BundlesResponse,
+  X509SvidResponse,
+} from '../core/workload/proto.ts';
+import { ProtoWriter, walkFields } from '../core/workload/protobuf.ts';
 
 /** Encodes an `X509SVIDResponse` (used by the development issuer). */
 export function encodeX509SvidResponse(message: X509SvidResponse): Uint8Array {
@@ -42,4 +48,40 @@ export function encodeGrpcMessage(message: string): string {
     else out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
+}
+
+/** Encodes a `JWTSVIDResponse` (used by the development issuer). */
+export function encodeJwtSvidResponse(message: JwtSvidResponse): Uint8Array {
+  const w = new ProtoWriter();
+  for (const s of message.svids) {
+    const svid = new ProtoWriter()
+      .string(1, s.spiffeId)
+      .string(2, s.svid)
+      .string(3, s.hint)
+      .finish();
+    w.len(1, svid, true);
+  }
+  return w.finish();
+}
+
+/** Encodes a `JWTBundlesResponse` (used by the development issuer). */
+export function encodeJwtBundlesResponse(message: JwtBundlesResponse): Uint8Array {
+  return new ProtoWriter().map(1, message.bundles).finish();
+}
+
+/**
+ * Decodes a `JWTSVIDRequest` (used by the development issuer).
+ *
+ * @throws SpikeError `workload_api_error` for malformed protobuf.
+ */
+export function decodeJwtSvidRequest(buf: Uint8Array): JwtSvidRequest {
+  const audience: string[] = [];
+  let spiffeId = '';
+  walkFields(buf, (field, r) => {
+    if (field === 1) audience.push(r.string());
+    else if (field === 2) spiffeId = r.string();
+    else return false;
+    return true;
+  });
+  return { audience, spiffeId };
 }
