@@ -220,7 +220,7 @@ describe('SPIKE under a real SPIRE Server and Agent', () => {
         '--spiffeid-pattern',
         `^spiffe://spike\\.ist/workload/${id}$`,
         '--path-pattern',
-        '^apps/e2e/',
+        '^apps/e2e/.*$',
         '--permissions',
         'read',
       ]);

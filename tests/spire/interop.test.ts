@@ -132,7 +132,7 @@ describe('upstream Go SDK spike-sdk-go v0.19.9 against our Nexus', () => {
       '--spiffeid-pattern',
       '^spiffe://spike\\.ist/workload/interop$',
       '--path-pattern',
-      '.*',
+      '^.*$',
       '--permissions',
       'super',
     ]);
