@@ -32,9 +32,9 @@ import { GrpcCode } from '../core/workload/status.ts';
 import { createJwtAuthority, type JwtAuthority, serveJwtSvid } from './jwt-issuer.ts';
 import { type Authority, createRootAuthority, issueX509Svid, type MintedLeaf } from './mint.ts';
 import {
-  encodeGrpcMessage,
   encodeX509BundlesResponse,
   encodeX509SvidResponse,
+  trailersOnly,
 } from './workload-proto.ts';
 
 /** Options of `startDevIssuer`. */
@@ -154,19 +154,6 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
   if (!st.isSocket()) throw configError(`${name} exists and is not a socket`);
   if (await socketIsLive(socketPath)) throw configError(`${name} is in use by another process`);
   fs.unlinkSync(socketPath);
-}
-
-function trailersOnly(stream: http2.ServerHttp2Stream, code: number, message: string): void {
-  if (stream.headersSent || stream.closed) return;
-  stream.respond(
-    {
-      ':status': 200,
-      'content-type': 'application/grpc',
-      'grpc-status': String(code),
-      'grpc-message': encodeGrpcMessage(message),
-    },
-    { endStream: true },
-  );
 }
 
 /**

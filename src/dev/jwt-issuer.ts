@@ -13,9 +13,9 @@ import { encodeGrpcFrame, MessageDecoder } from '../core/workload/framing.ts';
 import { GrpcCode } from '../core/workload/status.ts';
 import {
   decodeJwtSvidRequest,
-  encodeGrpcMessage,
   encodeJwtBundlesResponse,
   encodeJwtSvidResponse,
+  trailersOnly,
 } from './workload-proto.ts';
 
 /** JWT-SVID lifetime in seconds (SPIRE's default is 5 min). */
@@ -55,19 +55,6 @@ export async function createJwtAuthority(trustDomain: string): Promise<JwtAuthor
   };
 }
 
-function fail(stream: http2.ServerHttp2Stream, code: number, message: string): void {
-  if (stream.headersSent || stream.closed) return;
-  stream.respond(
-    {
-      ':status': 200,
-      'content-type': 'application/grpc',
-      'grpc-status': String(code),
-      'grpc-message': encodeGrpcMessage(message),
-    },
-    { endStream: true },
-  );
-}
-
 /**
  * Serves one unary `FetchJWTSVID` call on the socket of `id`: reads the `JWTSVIDRequest`, refuses
  * an empty audience (InvalidArgument) and a `spiffe_id` other than the caller's (PermissionDenied),
@@ -86,7 +73,7 @@ export function serveJwtSvid(
     const result = decoder.push(new Uint8Array(chunk));
     if (result.error !== undefined) {
       failed = true;
-      fail(stream, result.error.code, result.error.message);
+      trailersOnly(stream, result.error.code, result.error.message);
       return;
     }
     request ??= result.messages[0];
@@ -108,15 +95,15 @@ async function answer(
   try {
     ({ audience, spiffeId } = decodeJwtSvidRequest(body));
   } catch {
-    fail(stream, GrpcCode.INVALID_ARGUMENT, 'malformed JWTSVIDRequest');
+    trailersOnly(stream, GrpcCode.INVALID_ARGUMENT, 'malformed JWTSVIDRequest');
     return;
   }
   if (audience.length === 0 || audience.some((a) => a.length === 0)) {
-    fail(stream, GrpcCode.INVALID_ARGUMENT, 'audience must be specified');
+    trailersOnly(stream, GrpcCode.INVALID_ARGUMENT, 'audience must be specified');
     return;
   }
   if (spiffeId !== '' && spiffeId !== id) {
-    fail(stream, GrpcCode.PERMISSION_DENIED, 'no identity issued');
+    trailersOnly(stream, GrpcCode.PERMISSION_DENIED, 'no identity issued');
     return;
   }
   const svid = await authority.sign(id, audience);

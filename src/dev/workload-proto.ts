@@ -3,6 +3,7 @@
  * `grpc-message` header, for the development issuer (./issuer.ts), which serves them. Clients
  * decode them with src/core/workload/proto.ts and src/core/workload/status.ts.
  */
+import type { ServerHttp2Stream } from 'node:http2';
 import { utf8 } from '../core/bytes.ts';
 import type {
   JwtBundlesResponse,
@@ -84,4 +85,18 @@ export function decodeJwtSvidRequest(buf: Uint8Array): JwtSvidRequest {
     return true;
   });
   return { audience, spiffeId };
+}
+
+/** Ends a stream with a trailers-only gRPC answer (status `code`), unless it already answered. */
+export function trailersOnly(stream: ServerHttp2Stream, code: number, message: string): void {
+  if (stream.headersSent || stream.closed) return;
+  stream.respond(
+    {
+      ':status': 200,
+      'content-type': 'application/grpc',
+      'grpc-status': String(code),
+      'grpc-message': encodeGrpcMessage(message),
+    },
+    { endStream: true },
+  );
 }
