@@ -24,6 +24,7 @@ export {
   createClient,
   DEFAULT_NEXUS_API_URL,
   DEFAULT_RETRY,
+  type ImportSummary,
   type JsonCiphertext,
   type Permission,
   type Policy,

@@ -21,6 +21,7 @@ import { fail, writeOut } from '../output.ts';
 import { readHidden, readStdin } from '../prompt.ts';
 import { resolveRecoveryDir, writeRecoveryFiles } from '../recovery.ts';
 import { api, withClient } from '../session.ts';
+import { BACKUP_COMMANDS } from './backup.ts';
 
 const MAX_SHARD_INPUT = 4096;
 
@@ -124,10 +125,14 @@ const restore = defineCommand({
 const operatorCommand = defineCommand({
   meta: commandMeta(
     ['operator'],
-    'Break-glass operations on the root key (recover/restore roles)',
-    ['spike operator recover', 'spike operator restore < spike.recovery.1.txt'],
+    'Break-glass operations on the root key (recover/restore roles); backup (superuser)',
+    [
+      'spike operator recover',
+      'spike operator restore < spike.recovery.1.txt',
+      'spike operator export --out spike.age --recipient age1…',
+    ],
   ),
-  subCommands: { recover, restore },
+  subCommands: { recover, restore, ...BACKUP_COMMANDS },
 });
 
 export default operatorCommand;

@@ -48,6 +48,7 @@ import {
   RequestContext,
   type RequestState,
 } from './pipeline.ts';
+import { BACKUP_ROUTES, type NexusBackup } from './routes/backup.ts';
 import { CIPHER_ROUTES } from './routes/cipher.ts';
 import { OPERATOR_ROUTES } from './routes/operator.ts';
 import { POLICY_ROUTES } from './routes/policies.ts';
@@ -122,6 +123,8 @@ export interface NexusAppDeps {
   readonly rawPathOf?: (request: Request) => string | undefined;
   /** APIs served under path prefixes (see `NexusMount`); checked in order. */
   readonly mounts?: readonly NexusMount[];
+  /** Export, import and snapshot (docs/backup.md); absent: those routes answer 400. */
+  readonly backup?: NexusBackup;
 }
 
 /** The app `createNexusApp` returns; `handle(request)` serves one request. */
@@ -134,6 +137,7 @@ const ALL_ROUTES: readonly NexusRoute[] = [
   ...POLICY_ROUTES,
   ...CIPHER_ROUTES,
   ...OPERATOR_ROUTES,
+  ...BACKUP_ROUTES,
 ];
 const ROUTE_TABLE: ReadonlyMap<string, NexusRoute> = new Map(
   ALL_ROUTES.map((route) => [`${route.spec.path}?${route.spec.action}`, route]),

@@ -42,6 +42,7 @@ import { type NexusConfig, parseNexusConfig } from './config.ts';
 import type { JwtAuth } from './jwt-auth.ts';
 import type { KeyLifecycle } from './root-key/lifecycle.ts';
 import { routeRequests } from './route-requests.ts';
+import type { NexusBackup } from './routes/backup.ts';
 import type { NexusStore } from './store/index.ts';
 import type { VaultApp } from './vault/app.ts';
 import { readVaultEnv } from './vault/config.ts';
@@ -241,6 +242,11 @@ async function startJwtAuth(
   return { auth, close: () => bundles.close() };
 }
 
+/** Export, import and snapshot of the store (docs/backup.md). */
+function backupOf(store: NexusStore, keys: RootKeyProvider): NexusBackup {
+  return { ...store.backup(keys), snapshot: () => store.snapshot() };
+}
+
 /** Listens on the mTLS port and, when configured, the plain health port; logs where. */
 async function listenAll(
   mtls: MtlsServer,
@@ -363,6 +369,7 @@ async function main(): Promise<void> {
       peerOf: (request) => peerOf(request),
       rawPathOf: (request) => rawPathOf(request),
       ...(lifecycle === undefined ? {} : { operator: lifecycle.operator }),
+      ...(config.backend === 'lite' ? {} : { backup: backupOf(store, keys) }),
       logger: log,
     });
     const vault = await vaultAppOf(config, store, keys, policyEngine, auditSink, log);

@@ -29,10 +29,17 @@ export interface NexusCaller {
   call(target: string, body: Json, repeatable?: boolean, signal?: AbortSignal): Promise<Json>;
   /** A stream-mode call (`application/octet-stream`): bytes in, the 200 body out. */
   stream(target: string, input: Uint8Array, signal?: AbortSignal): Promise<Uint8Array>;
+  /** A JSON body (given as text or bytes) in, the raw 200 body out, of any size (backup). */
+  exchange(
+    target: string,
+    body: string | Uint8Array,
+    repeatable: boolean,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array>;
 }
 
 /** The request target of each Nexus route. */
-const TARGET: Readonly<Record<keyof typeof NEXUS_ROUTES, string>> = (() => {
+export const TARGET: Readonly<Record<keyof typeof NEXUS_ROUTES, string>> = (() => {
   const out = {} as Record<keyof typeof NEXUS_ROUTES, string>;
   for (const name of Object.keys(NEXUS_ROUTES) as (keyof typeof NEXUS_ROUTES)[]) {
     out[name] = routeTarget(NEXUS_ROUTES[name]);

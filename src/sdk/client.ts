@@ -42,6 +42,7 @@ import { authorizeMatching } from '../core/spiffe/authorizer.ts';
 import { hasRole, parseTrustRoots } from '../core/spike/roles.ts';
 import { createMtlsClient, type MtlsClient, type MtlsResponse } from '../runtime/tls/client.ts';
 import { createX509Source } from '../runtime/workload/client.ts';
+import { backupCalls } from './backup-calls.ts';
 import { cipherCalls, type NexusCaller, operatorCalls, policyCalls, secretCalls } from './calls.ts';
 import { errorForResponse, isSpikeApiError, SpikeApiError } from './errors.ts';
 import { resolveApiUrl, resolveRetry, resolveTimeout, retryDelay, sleep } from './options.ts';
@@ -57,6 +58,7 @@ export type {
   CipherOptions,
   ClientIdentity,
   ClientOptions,
+  ImportSummary,
   JsonCiphertext,
   Permission,
   Policy,
@@ -69,6 +71,8 @@ export type {
 } from './types.ts';
 
 const JSON_TYPE = CONTENT_TYPES.json;
+/** The response cap of export and snapshot answers (the default cap is 16 MiB). */
+const BULK_RESPONSE_BYTES = 2 ** 31 - 1;
 const OCTET_TYPE = CONTENT_TYPES.octet;
 /** The status of `state_not_ready`: Nexus refused before doing anything (retried). */
 const NOT_READY_STATUS = httpErrorOf('state_not_ready').status;
@@ -186,7 +190,7 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     throw error;
   }
 
-  const transport: MtlsClient = createMtlsClient({
+  const transportOptions = {
     source,
     baseUrl: apiUrl,
     timeoutMs,
@@ -194,7 +198,8 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
       (id) => hasRole(id.toString(), 'nexus', nexusDomains),
       `a SPIKE Nexus ID (/spike/nexus) in ${nexusDomains.join(', ')}`,
     ),
-  });
+  };
+  const transport: MtlsClient = createMtlsClient(transportOptions);
 
   const send = (
     path: string,
@@ -235,7 +240,23 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     return (await sendOk(path, input, OCTET_TYPE, true, signal)).body;
   }
 
-  const caller: NexusCaller = { call, stream };
+  // Export and snapshot answers outgrow the default response cap: they get their own connection
+  // with a larger one, opened on first use.
+  let bulk: MtlsClient | undefined;
+  async function exchange(
+    path: string,
+    body: string | Uint8Array,
+    repeatable: boolean,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array> {
+    bulk ??= createMtlsClient({ ...transportOptions, maxResponseBytes: BULK_RESPONSE_BYTES });
+    const outgoing = { path, body, contentType: JSON_TYPE, repeatable, signal };
+    const response = await sendWithRetry(bulk, retry, outgoing);
+    if (response.status !== 200) throw answerError(response);
+    return response.body;
+  }
+
+  const caller: NexusCaller = { call, stream, exchange };
 
   return {
     apiUrl,
@@ -273,9 +294,11 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     ...policyCalls(caller),
     ...cipherCalls(caller),
     ...operatorCalls(caller),
+    ...backupCalls(caller),
 
     async close() {
       await transport.close();
+      await bulk?.close();
       if (owned) await source.close();
     },
   };

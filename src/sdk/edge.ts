@@ -22,6 +22,7 @@
 import { httpErrorOf } from '../api/v1/errors.ts';
 import { CONTENT_TYPES, REASON_HEADER } from '../api/v1/http.ts';
 import { PROBE_PATHS } from '../api/v1/routes.ts';
+import { backupCalls } from './backup-calls.ts';
 import { cipherCalls, type NexusCaller, operatorCalls, policyCalls, secretCalls } from './calls.ts';
 import { errorForResponse, SpikeApiError } from './errors.ts';
 import { resolveRetry, retryDelay, sleep } from './options.ts';
@@ -155,6 +156,9 @@ export function createEdgeClient(options: EdgeClientOptions): SpikeEdgeClient {
     async stream(path, input, signal) {
       return (await sendOk(path, input, OCTET_TYPE, true, signal)).body;
     },
+    async exchange(path, body, repeatable, signal) {
+      return (await sendOk(path, body, JSON_TYPE, repeatable, signal)).body;
+    },
   };
 
   return {
@@ -173,6 +177,7 @@ export function createEdgeClient(options: EdgeClientOptions): SpikeEdgeClient {
     ...policyCalls(caller),
     ...cipherCalls(caller),
     ...operatorCalls(caller),
+    ...backupCalls(caller),
   };
 }
 

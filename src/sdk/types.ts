@@ -160,6 +160,32 @@ export interface SpikeClient {
    */
   restore(shard: ShardEnvelope | string, options?: CallOptions): Promise<RestoreStatus>;
 
+  /**
+   * The whole store (every path, version and policy) as one age file, encrypted by Nexus to an
+   * age recipient or under a passphrase (superuser; docs/backup.md §2).
+   */
+  exportStore(
+    to: { readonly recipient: string } | { readonly passphrase: string },
+    options?: CallOptions,
+  ): Promise<Uint8Array>;
+  /**
+   * Loads a decrypted export document (superuser; docs/backup.md §3). Without `replace`, a store
+   * that holds anything is refused (`api_bad_request`).
+   */
+  importStore(
+    document: Uint8Array,
+    options?: { readonly replace?: boolean } & CallOptions,
+  ): Promise<ImportSummary>;
+  /** An online image of the SQLite database (superuser; docs/backup.md §4). */
+  snapshot(options?: CallOptions): Promise<Uint8Array>;
+
   /** Closes the session and, if the client opened it, the Workload API source. */
   close(): Promise<void>;
+}
+
+/** What an import wrote (docs/backup.md §3). */
+export interface ImportSummary {
+  readonly secrets: number;
+  readonly versions: number;
+  readonly policies: number;
 }

@@ -14,6 +14,7 @@ import {
   DecryptResponse,
   EmptyResponse,
   EncryptResponse,
+  ImportResponse,
   MetadataResponse,
   PolicyGetResponse,
   PolicyListResponse,
@@ -41,6 +42,9 @@ export const NEXUS_PATHS = Object.freeze({
   recover: '/v1/operator/recover',
   restore: '/v1/operator/restore',
   verify: '/v1/bootstrap/verify',
+  exportStore: '/v1/operator/export',
+  importStore: '/v1/operator/import',
+  snapshot: '/v1/operator/snapshot',
 } as const);
 
 /** The `POST` paths of a Keeper (§9 "Keeper routes"). */
@@ -120,6 +124,18 @@ export const NEXUS_ROUTES = Object.freeze({
   recover: route(P.recover, '', 'recover', 'none', ZERO.shards, ShardsResponse, true),
   restore: route(P.restore, '', 'restore', 'envelope', ZERO.restore, RestoreResponse, true),
   verify: route(P.verify, '', 'verify', 'verify', ZERO.verify, VerifyResponse, true),
+  // Backup [Ours] (docs/backup.md §2–4): 200 answers of export and snapshot are bytes.
+  exportStore: route(P.exportStore, '', 'export', 'exportStore', ZERO.empty, EmptyResponse),
+  importStore: route(P.importStore, '', 'import', 'none', ZERO.importStore, ImportResponse),
+  importReplace: route(
+    P.importStore,
+    'replace',
+    'import_replace',
+    'none',
+    ZERO.importStore,
+    ImportResponse,
+  ),
+  snapshot: route(P.snapshot, '', 'snapshot', 'none', ZERO.empty, EmptyResponse),
 });
 
 /** Every Keeper route (§9 "Keeper routes"). */

@@ -43,6 +43,8 @@ export const REQUEST = Object.freeze({
   },
   envelope: { version: 'int', index: 'int', generation: 'string', kcv: 'string', shard: 'string' },
   verify: { nonce: 'bytes', ciphertext: 'bytes' },
+  // [Ours] docs/backup.md §2: exactly one of the two.
+  exportStore: { recipient: 'string', passphrase: 'string' },
 } as const satisfies Record<string, GoJsonSchema>);
 
 /** The name of a request struct. */
@@ -157,6 +159,13 @@ export const RestoreResponse = Type.Object({
   err: Err,
 });
 export const VerifyResponse = Type.Object({ hash: Type.String(), err: Err });
+/** Import [Ours] (docs/backup.md §3): what was written. */
+export const ImportResponse = Type.Object({
+  secrets: Type.Integer(),
+  versions: Type.Integer(),
+  policies: Type.Integer(),
+  err: Err,
+});
 
 /** A response body without its `err` field. */
 type Body<T extends TSchema> = Omit<Static<T>, 'err'>;
@@ -190,6 +199,7 @@ export const ZERO = Object.freeze({
   restore: { collected: 0, remaining: 0, restored: false } satisfies Body<typeof RestoreResponse>,
   shards: { shards: null } satisfies Body<typeof ShardsResponse>,
   verify: { hash: '' } satisfies Body<typeof VerifyResponse>,
+  importStore: { secrets: 0, versions: 0, policies: 0 } satisfies Body<typeof ImportResponse>,
 });
 
 /** A zero-valued body. */

@@ -16,18 +16,22 @@
  * it is. Storage faults surface as `api_internal_error` "storage failure" with no values attached.
  */
 import { join } from 'node:path';
+import { SpikeError } from '../../core/errors.ts';
 import { DEFAULT_MAX_VERSIONS } from '../../core/kv/semantics.ts';
 import type { EpochClock, PolicyStore, RootKeyProvider, Secrets } from '../../core/ports.ts';
 import { DATABASE_FILE } from '../data-dir.ts';
 import type { StoreBackend } from './backend.ts';
+import { createStoreBackup, type StoreBackup } from './backup.ts';
 import { createMemoryBackend } from './memory.ts';
 import { createPolicyStore } from './policies.ts';
 import { openPostgresBackend, type PostgresBackend } from './postgres.ts';
 import { createSecrets } from './secrets.ts';
+import { snapshotSqliteFile } from './snapshot.ts';
 import { type JournalMode, openSqliteBackend } from './sqlite.ts';
 import { createMountConfigStore, createVaultKv, type VaultKv } from './vault-kv.ts';
 
 export type { StoreBackend } from './backend.ts';
+export type { ImportMode, ImportSummary, StoreBackup } from './backup.ts';
 export type { JournalMode } from './sqlite.ts';
 export type { KvMetadata, KvRead, VaultKv } from './vault-kv.ts';
 export { DATABASE_FILE };
@@ -63,6 +67,13 @@ export interface NexusStore {
   vault(keys: Pick<RootKeyProvider, 'keys'>): VaultKv;
   /** Policies (§7) sealed under `keys`' storage key. */
   policies(keys: Pick<RootKeyProvider, 'keys'>): PolicyStore;
+  /** Export and import of everything (docs/backup.md), in plaintext under `keys`. */
+  backup(keys: Pick<RootKeyProvider, 'keys'>): StoreBackup;
+  /**
+   * A consistent image of the SQLite database, taken online (docs/backup.md "Snapshots").
+   * Throws `api_bad_request` on the other backends (PostgreSQL: pg_dump).
+   */
+  snapshot(): Uint8Array;
   /** The stored key-check value (§9), `undefined` before the first key. Plaintext by design. */
   getKcv(): string | undefined;
   /** Records the key-check value (32 lowercase hex characters) durably. */
@@ -82,6 +93,16 @@ export interface NexusStore {
 }
 
 const KCV_FORMAT = /^[0-9a-f]{32}$/;
+
+/** Why a backend other than SQLite takes no snapshot (docs/backup.md). */
+function snapshotRefusal(kind: StoreKind): SpikeError {
+  return new SpikeError(
+    'api_bad_request',
+    kind === 'postgres'
+      ? 'snapshots are taken of the SQLite backend only: back up PostgreSQL with pg_dump (docs/backup.md "PostgreSQL")'
+      : `the ${kind} backend has no database file to snapshot: use spike operator export`,
+  );
+}
 
 /** Opens the store named by `options.backend` (SQLite: creating and migrating the database). */
 export async function openStore(options: OpenStoreOptions): Promise<NexusStore> {
@@ -127,6 +148,11 @@ export async function openStore(options: OpenStoreOptions): Promise<NexusStore> 
     secrets: (keys) => createSecrets(backend, keys, { maxVersions, clock, mount: mount.get }),
     vault: (keys) => createVaultKv(backend, keys, { maxVersions, clock, mount }),
     policies: (keys) => createPolicyStore(backend, keys, clock),
+    backup: (keys) => createStoreBackup(backend, keys, mount, clock),
+    snapshot() {
+      if (file === undefined) throw snapshotRefusal(options.backend);
+      return snapshotSqliteFile(file);
+    },
     getKcv: () => backend.getKcv(),
     setKcv(kcv) {
       if (!KCV_FORMAT.test(kcv)) throw new TypeError('kcv must be 32 lowercase hex characters');
