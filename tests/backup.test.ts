@@ -23,6 +23,7 @@ import {
   SECRET_VALUE,
   SUPERUSER_ID,
   seedStore,
+  seedVault,
   spikeAs,
 } from './support/backup.ts';
 import { type Cluster, type NexusClient, scanFiles, startCluster } from './support/cluster.ts';
@@ -42,12 +43,13 @@ let firstExport: Uint8Array;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'spike-backup-'));
   [source, target] = await Promise.all([
-    startCluster({ keepers: 2, threshold: 2 }),
+    startCluster({ keepers: 2, threshold: 2, nexusEnv: { SPIKE_NEXUS_VAULT_API: 'true' } }),
     startCluster({ keepers: 2, threshold: 2, nexusEnv: { SPIKE_NEXUS_BACKEND_STORE: 'memory' } }),
   ]);
   await Promise.all([source.waitReady(60_000), target.waitReady(60_000)]);
   pilot = await source.client('pilot');
   await seedStore(pilot);
+  await seedVault(pilot);
   identity = await generateX25519Identity();
   recipient = await identityToRecipient(identity);
   identityFile = join(dir, 'backup-key.txt');
@@ -108,7 +110,14 @@ describe('export → import → export, sqlite to memory (real processes, CLI)',
       'app/api',
       'app/db',
       'ops/one',
+      'vault/app',
     ]);
+    // Vault KV v2 state: key metadata, the exact JSON text of a version, the mount.
+    const vault = doc.secrets[3];
+    expect(vault).toMatchObject({ maxVersions: 7, casRequired: true, latestVersion: 2 });
+    expect(JSON.parse(vault.customMetadata)).toEqual({ owner: 'team-a', 'cost-center': '42' });
+    expect(vault.versions[0].data).toBe('{"n":1.5,"list":[1,"a"]}');
+    expect(doc.mount).toMatchObject({ maxVersions: 20 });
     const db = doc.secrets[1];
     expect(db.latestVersion).toBe(5);
     expect(db.currentVersion).toBe(5);
@@ -137,7 +146,7 @@ describe('export → import → export, sqlite to memory (real processes, CLI)',
       identityFile,
     ]);
     expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
-    expect(run.stdout).toBe('Imported 3 secrets (7 versions) and 2 policies.\n');
+    expect(run.stdout).toBe('Imported 4 secrets (9 versions) and 2 policies.\n');
 
     const out = join(dir, 'b.age');
     const again = await spikeAs(target, 'pilot', [
@@ -167,11 +176,11 @@ describe('export → import → export, sqlite to memory (real processes, CLI)',
     const refused = await spikeAs(target, 'pilot', args);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('Error: Invalid request.');
-    expect(refused.stderr).toContain('Reason: the store is not empty (3 secrets, 2 policies)');
+    expect(refused.stderr).toContain('Reason: the store is not empty (4 secrets, 2 policies)');
     const forced = await spikeAs(target, 'pilot', [...args, '--force']);
     expect({ code: forced.code, stdout: forced.stdout }).toEqual({
       code: 0,
-      stdout: 'Imported 3 secrets (7 versions) and 2 policies.\n',
+      stdout: 'Imported 4 secrets (9 versions) and 2 policies.\n',
     });
   });
 

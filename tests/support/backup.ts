@@ -61,6 +61,31 @@ export async function seedStore(client: NexusClient): Promise<string[]> {
   return ['app/api', 'app/db', 'ops/one'];
 }
 
+/**
+ * Seeds, through the Vault KV v2 API (the source Nexus runs with `SPIKE_NEXUS_VAULT_API=true`):
+ * `vault/app` with two versions, key metadata (`max_versions`, `cas_required`,
+ * `custom_metadata`), and a mount configuration.
+ */
+export async function seedVault(client: NexusClient): Promise<void> {
+  const send = async (path: string, body: unknown) => {
+    const answer = await client.mtls.request(path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect({ path, status: answer.status }).toMatchObject({ status: expect.any(Number) });
+    expect(answer.status === 200 || answer.status === 204).toBe(true);
+  };
+  await send('/v1/secret/config', { max_versions: 20, delete_version_after: '0s' });
+  await send('/v1/secret/data/vault/app', { data: { n: 1.5, list: [1, 'a'] } });
+  await send('/v1/secret/data/vault/app', { data: { k: 'v2' } });
+  await send('/v1/secret/metadata/vault/app', {
+    max_versions: 7,
+    cas_required: true,
+    custom_metadata: { owner: 'team-a', 'cost-center': '42' },
+  });
+}
+
 /** Runs the CLI with the Workload API identity `role` of `cluster`. */
 export function spikeAs(
   cluster: Cluster,
