@@ -161,6 +161,29 @@ async function sendWithRetry(
 }
 
 /**
+ * The backup calls' transport: export and snapshot answers outgrow the default response cap, so
+ * they get their own connection with a larger one, opened on first use.
+ */
+function createBulkExchange(
+  options: Parameters<typeof createMtlsClient>[0],
+  retry: RetryOptions,
+): Pick<NexusCaller, 'exchange'> & { close(): Promise<void> } {
+  let bulk: MtlsClient | undefined;
+  return {
+    async exchange(path, body, repeatable, signal) {
+      bulk ??= createMtlsClient({ ...options, maxResponseBytes: BULK_RESPONSE_BYTES });
+      const outgoing = { path, body, contentType: JSON_TYPE, repeatable, signal };
+      const response = await sendWithRetry(bulk, retry, outgoing);
+      if (response.status !== 200) throw answerError(response);
+      return response.body;
+    },
+    close: async () => {
+      await bulk?.close();
+    },
+  };
+}
+
+/**
  * Creates a client (see the module header). Waits for the first X.509-SVID, so identity problems
  * surface here rather than on the first call; no connection to Nexus is made until a call.
  *
@@ -240,23 +263,8 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     return (await sendOk(path, input, OCTET_TYPE, true, signal)).body;
   }
 
-  // Export and snapshot answers outgrow the default response cap: they get their own connection
-  // with a larger one, opened on first use.
-  let bulk: MtlsClient | undefined;
-  async function exchange(
-    path: string,
-    body: string | Uint8Array,
-    repeatable: boolean,
-    signal?: AbortSignal,
-  ): Promise<Uint8Array> {
-    bulk ??= createMtlsClient({ ...transportOptions, maxResponseBytes: BULK_RESPONSE_BYTES });
-    const outgoing = { path, body, contentType: JSON_TYPE, repeatable, signal };
-    const response = await sendWithRetry(bulk, retry, outgoing);
-    if (response.status !== 200) throw answerError(response);
-    return response.body;
-  }
-
-  const caller: NexusCaller = { call, stream, exchange };
+  const bulk = createBulkExchange(transportOptions, retry);
+  const caller: NexusCaller = { call, stream, exchange: bulk.exchange };
 
   return {
     apiUrl,
@@ -298,7 +306,7 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
 
     async close() {
       await transport.close();
-      await bulk?.close();
+      await bulk.close();
       if (owned) await source.close();
     },
   };
