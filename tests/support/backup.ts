@@ -9,6 +9,9 @@ import { Decrypter } from 'age-encryption';
 import type { Cluster, NexusClient } from './cluster.ts';
 import { type CommandResult, cleanEnv, runCli } from './process.ts';
 
+// biome-ignore lint/suspicious/noExplicitAny: tests read and compare the document's fields
+type ExportDoc = any;
+
 /** A value that must never appear in an export file or a log in clear. */
 export const SECRET_VALUE = 'pl41ntext-canary-0f-the-backup-suite';
 
@@ -104,11 +107,10 @@ export function spikeAs(
 }
 
 /** The export document inside an age file, decrypted with `identity` or `passphrase`. */
-// biome-ignore lint/suspicious/noExplicitAny: tests read and compare the document's fields
 export async function decryptExport(
   file: Uint8Array,
   key: { identity?: string; passphrase?: string },
-): Promise<any> {
+): Promise<ExportDoc> {
   const decrypter = new Decrypter();
   if (key.identity !== undefined) decrypter.addIdentity(key.identity);
   if (key.passphrase !== undefined) decrypter.addPassphrase(key.passphrase);
@@ -116,8 +118,7 @@ export async function decryptExport(
 }
 
 /** The document without what differs between two exports of the same data. */
-// biome-ignore lint/suspicious/noExplicitAny: see decryptExport
-export function comparable(document: any): unknown {
+export function comparable(document: ExportDoc): unknown {
   const { exportedAt: _at, backend: _backend, ...rest } = document;
   return rest;
 }
