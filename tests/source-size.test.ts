@@ -27,14 +27,6 @@ const KNOWN_LONG_FUNCTIONS: ReadonlyMap<string, string> = new Map([
     'the FetchJWTBundles stream as one closure (new in the JWT-SVID change); to be split like call.ts',
   ],
   [
-    'src/runtime/tls/server.ts:createMtlsServer',
-    'the transport as one closure over its connections; to be split with the bridge rework (issue 12)',
-  ],
-  [
-    'src/runtime/tls/client.ts:createMtlsClient',
-    'the mTLS client as one closure over its session pool; to be split with the bridge rework',
-  ],
-  [
     'src/sdk/edge.ts:createEdgeClient',
     'the edge client: one method table over the shared calls; to move into calls.ts beside the mTLS one',
   ],

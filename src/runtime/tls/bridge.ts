@@ -1,29 +1,29 @@
 /**
- * The Node-to-Web bridge of the mTLS server (server.ts): a `node:http2` compatibility request
- * (HTTP/2 stream or HTTP/1.1 request) becomes a Web `Request`, and the handler's `Response` is
- * written back. This is the hot path of every SPIKE server (issue 12: it once halved
- * throughput), so it does the least per request:
+ * The Node-to-Web bridge of the mTLS server (server.ts): the body of an exchange (exchange.ts:
+ * an HTTP/2 stream or an HTTP/1.1 request) goes to the handler's `Request` (request.ts), and the
+ * handler's `Response` is written back. This is the hot path of every SPIKE server (issue 12: it
+ * once halved throughput), so it does the least per request:
  *
  * - A body with a declared `Content-Length` of at most `SMALL_BODY_BYTES` is collected into one
  *   byte array and handed over as such (no `ReadableStream`, no per-chunk pump). That is no more
  *   than a streamed body buffers anyway (its high-water mark is the same 64 KiB). Any other body
  *   (larger, or of unknown length) is streamed with backpressure, so callers can cap it.
- * - Request headers go to the `Request` constructor as one list of pairs (pseudo-headers
- *   dropped); nothing else is copied.
- * - A response body is read as bytes and written with one `end(bytes)` and its Content-Length:
- *   one DATA frame with END_STREAM, one flush. Pumping it through a `ReadableStream` reader
- *   instead cost ~40 µs of CPU per request (tests/bench/ab.ts), most of the bridge's overhead.
+ * - A response body is read as bytes and written with its Content-Length in one go: on HTTP/2
+ *   one HEADERS and one DATA frame with END_STREAM, straight on the stream. Pumping it through a
+ *   `ReadableStream` reader instead cost ~40 µs of CPU per request (tests/bench/ab.ts).
+ * - Except a streamed response: one that says so with `Content-Type: text/event-stream`
+ *   (Server-Sent Events) or `Transfer-Encoding: chunked` (what Elysia sets on the stream and
+ *   generator responses it builds). Its head goes out at once, then every chunk the body yields
+ *   is written and flushed as it comes (HTTP/2 DATA frames, HTTP/1.1 chunked encoding), with
+ *   backpressure, until the body ends or the client goes away (the body is then cancelled). Any
+ *   other body, streamed or not, is collected before it is sent.
  */
-import type http2 from 'node:http2';
 import type { HttpError } from '../../api/v1/errors.ts';
+import { concatBytes } from '../../core/bytes.ts';
+import type { Exchange, NodeHeaders } from './exchange.ts';
 
 /** Largest declared body collected before the handler runs (the streamed high-water mark). */
 const SMALL_BODY_BYTES = 64 * 1024;
-
-/** The compatibility request of `node:http2` (HTTP/2 or, with `allowHTTP1`, HTTP/1.1). */
-export type NodeRequest = http2.Http2ServerRequest;
-/** The compatibility response of `node:http2`. */
-export type NodeResponse = http2.Http2ServerResponse;
 
 /** What a request body is handed over as: nothing, collected bytes, or a stream. */
 export type WebBody = Uint8Array | ReadableStream<Uint8Array> | null;
@@ -40,31 +40,20 @@ const HOP_BY_HOP = new Set([
 
 const EMPTY = new Uint8Array(0);
 
-/** A request's header fields, read in one pass over `rawHeaders`. */
-export interface RequestHead {
-  /** Every field but the pseudo-headers, as the `Request` constructor takes them. */
-  readonly pairs: [string, string][];
-  /** HTTP/2's header list size (RFC 9113 §6.5.2) as an estimate: name + value + 16 a field. */
-  readonly size: number;
-  /** The `Content-Length` value, if any. */
-  readonly contentLength: string | undefined;
+/** HTTP/2's header list size (RFC 9113 §6.5.2) as an estimate: name + value + 32 a field. */
+export function headerListSize(raw: readonly string[]): number {
+  let size = 0;
+  for (let i = 0; i < raw.length; i++) size += raw[i]!.length + 16;
+  return size;
 }
 
-/** Reads the header fields of a request once (see `RequestHead`). */
-export function readHead(req: NodeRequest): RequestHead {
-  const raw = req.rawHeaders;
-  const pairs: [string, string][] = [];
-  let size = 0;
-  let contentLength: string | undefined;
+/** The `Content-Length` value in a flat header list, if any. */
+export function contentLengthOf(raw: readonly string[]): string | undefined {
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!;
-    const value = raw[i + 1]!;
-    size += name.length + value.length + 32;
-    if (name.charCodeAt(0) === 58 /* : */) continue;
-    if (name.length === 14 && name.toLowerCase() === 'content-length') contentLength = value;
-    pairs.push([name, value]);
+    if (name.length === 14 && name.toLowerCase() === 'content-length') return raw[i + 1];
   }
-  return { pairs, size, contentLength };
+  return undefined;
 }
 
 /**
@@ -86,20 +75,21 @@ export function smallBodyLength(declared: string | undefined): number | undefine
  * call `overflow` instead. A request that aborts calls neither (its response closes).
  */
 export function collectBody(
-  req: NodeRequest,
+  x: Exchange,
   length: number,
   done: (body: Uint8Array) => void,
   overflow: () => void,
 ): void {
-  if (length === 0) {
+  if (length === 0 || x.complete) {
     done(EMPTY);
     return;
   }
+  const source = x.body;
   let first: Uint8Array | undefined;
   let chunks: Uint8Array[] | undefined;
   let size = 0;
   let over = false;
-  req.on('data', (chunk: Uint8Array) => {
+  source.on('data', (chunk: Uint8Array) => {
     if (over) return;
     size += chunk.byteLength;
     if (size > length) {
@@ -114,19 +104,11 @@ export function collectBody(
     if (chunks === undefined) chunks = [first];
     chunks.push(chunk);
   });
-  req.once('end', () => {
+  source.once('end', () => {
+    x.complete = true;
     if (over) return;
-    if (chunks === undefined) {
-      done(first === undefined ? EMPTY : bytesOf(first));
-      return;
-    }
-    const body = new Uint8Array(size);
-    let offset = 0;
-    for (const c of chunks) {
-      body.set(c, offset);
-      offset += c.byteLength;
-    }
-    done(body);
+    if (chunks === undefined) done(first === undefined ? EMPTY : bytesOf(first));
+    else done(concatBytes(...chunks));
   });
 }
 
@@ -134,48 +116,20 @@ function bytesOf(chunk: Uint8Array): Uint8Array {
   return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
-/**
- * Node request → Web `Request`; `undefined` when it cannot be represented (a path that is not
- * origin-form, a header the Fetch standard refuses).
- */
-export function toWebRequest(
-  req: NodeRequest,
-  headers: [string, string][],
-  signal: AbortSignal,
-  body: WebBody,
-): Request | undefined {
-  const path = req.url;
-  if (typeof path !== 'string' || path.charCodeAt(0) !== 47 /* / */) return;
-  try {
-    // A fixed origin: the client's Host / :authority is not ours to trust, and routers that find
-    // the path by character position (Elysia) would be misled by a short host. String
-    // concatenation, not `new URL(path, base)`: a path like `//evil/x` stays a path.
-    const init: RequestInit & { duplex?: 'half' } = {
-      method: req.method,
-      headers,
-      signal,
-      body: body as BodyInit | null,
-    };
-    // Required by the Fetch standard for stream bodies.
-    if (body instanceof ReadableStream) init.duplex = 'half';
-    return new Request(`https://localhost${path}`, init);
-  } catch {
-    return;
-  }
-}
-
 /** The request body as a byte stream with backpressure: nothing is buffered beyond ~64 KiB. */
-export function streamBody(req: NodeRequest): ReadableStream<Uint8Array> {
+export function streamBody(x: Exchange): ReadableStream<Uint8Array> {
+  const source = x.body;
   let done = false;
   return new ReadableStream<Uint8Array>(
     {
       start(controller) {
-        req.on('data', (chunk: Uint8Array) => {
+        source.on('data', (chunk: Uint8Array) => {
           if (done) return;
           controller.enqueue(bytesOf(chunk));
-          if ((controller.desiredSize ?? 0) <= 0) req.pause();
+          if ((controller.desiredSize ?? 0) <= 0) source.pause();
         });
-        req.once('end', () => {
+        source.once('end', () => {
+          x.complete = true;
           if (done) return;
           done = true;
           controller.close();
@@ -185,63 +139,97 @@ export function streamBody(req: NodeRequest): ReadableStream<Uint8Array> {
           done = true;
           controller.error(new Error('request body aborted'));
         };
-        req.once('error', fail);
-        req.once('aborted', fail);
-        req.once('close', () => {
-          if (!req.complete) fail();
+        source.once('error', fail);
+        source.once('aborted', fail);
+        source.once('close', () => {
+          if (!x.complete) fail();
         });
       },
       pull() {
-        req.resume();
+        source.resume();
       },
       cancel() {
         done = true;
-        req.pause();
+        source.pause();
       },
     },
     { highWaterMark: SMALL_BODY_BYTES, size: (chunk) => chunk?.byteLength ?? 0 },
   );
 }
 
-/** The response headers as `node:http2` takes them, without connection-specific ones. */
-function nodeHeadersOf(response: Response): Record<string, string | string[]> {
-  const headers: Record<string, string | string[]> = {};
+/**
+ * Copies the response headers into `into`, without connection-specific ones; true when the
+ * response asks to be streamed (see the module comment).
+ */
+function copyHeaders(response: Response, into: NodeHeaders): boolean {
   let cookies = false;
-  response.headers.forEach((value, name) => {
+  let streamed = false;
+  for (const [name, value] of response.headers) {
     if (name === 'set-cookie') cookies = true;
-    else if (!HOP_BY_HOP.has(name)) headers[name] = value;
-  });
-  if (cookies) headers['set-cookie'] = response.headers.getSetCookie();
-  return headers;
+    else if (!HOP_BY_HOP.has(name)) {
+      into[name] = value;
+      if (name === 'content-type' && value.startsWith('text/event-stream')) streamed = true;
+    } else if (name === 'transfer-encoding') streamed = true;
+  }
+  if (cookies) into['set-cookie'] = response.headers.getSetCookie();
+  return streamed;
 }
 
-/**
- * Web `Response` → node response: the body is read as bytes (`arrayBuffer()`, which the runtime
- * answers at once for a string, byte or JSON body) and written with one `end()`, with its
- * `Content-Length`: one DATA frame with END_STREAM on HTTP/2, no chunked encoding on HTTP/1.1.
- * Streamed response bodies are therefore collected before they are sent (no SPIKE route streams
- * a response; a runaway stream is cut by the request timeout).
- */
-export async function writeResponse(
-  req: NodeRequest,
-  res: NodeResponse,
-  response: Response,
-): Promise<void> {
-  const headers = nodeHeadersOf(response);
+/** Web `Response` → the exchange (see the module comment). */
+export async function writeResponse(x: Exchange, response: Response): Promise<void> {
   const status = response.status;
-  if (res.destroyed || req.method === 'HEAD') {
-    if (!res.destroyed) {
-      res.writeHead(status, headers);
-      res.end();
-    }
+  const headers = x.headers(status);
+  const streamed = copyHeaders(response, headers);
+  if (x.gone() || x.method === 'HEAD') {
+    if (!x.gone()) x.whole(status, headers, undefined);
     await response.body?.cancel();
     return;
   }
-  const bytes = await response.bytes();
-  if (res.destroyed) return;
-  if (bodyAllowed(status)) headers['content-length'] = String(bytes.byteLength);
-  res.writeHead(status, headers);
-  res.end(bytes);
+  if (streamed && response.body !== null) {
+    await writeStreamed(x, status, headers, response.body);
+    return;
+  }
+  // The runtime answers `bytes()` at once for a string, byte or JSON body: no await then.
+  const pending = response.bytes();
+  const ready = Bun.peek(pending);
+  const bytes = ready instanceof Uint8Array ? ready : await pending;
+  if (x.gone()) return;
+  if (bodyAllowed(status)) headers['content-length'] = bytes.byteLength;
+  x.whole(status, headers, bytes);
+}
+
+/** A streamed response: head now, then each chunk as it comes; no request timeout from here. */
+async function writeStreamed(
+  x: Exchange,
+  status: number,
+  headers: NodeHeaders,
+  body: ReadableStream<Uint8Array>,
+): Promise<void> {
+  const reader = body.getReader();
+  x.head(status, headers);
+  x.deadline = Infinity;
+  // A client that leaves while the body waits for its next chunk stops the producer at once.
+  x.stopBody = () => {
+    reader.cancel().catch(() => undefined);
+  };
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (x.gone()) break;
+      if (done) {
+        x.end();
+        return;
+      }
+      if (value.byteLength > 0 && !x.write(value)) await x.drained();
+    }
+  } catch (error) {
+    x.kill();
+    throw error;
+  } finally {
+    x.stopBody = undefined;
+    // The client went away or the body failed: stop the producer.
+    if (x.gone()) await reader.cancel().catch(() => undefined);
+  }
 }
 
 /** Statuses that may carry a body and a `Content-Length` (not 1xx, 204, 304). */
@@ -254,20 +242,19 @@ function bodyAllowed(status: number): boolean {
  * (`{"err":"<code>"}`, docs/spike-api.md §3). HTTP/1.1 clients are told the connection closes.
  */
 export function writeRefusal(
-  res: NodeResponse,
+  x: Exchange,
   answer: HttpError,
   extra: Record<string, string> = {},
 ): void {
-  if (res.headersSent || res.destroyed) return;
+  if (x.headersSent() || x.gone()) return;
   const { status } = answer;
   const body = `{"err":"${answer.err}"}`;
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'cache-control': 'no-store, no-cache, must-revalidate, private',
-    'content-length': String(body.length),
-    // Connection-specific headers exist only in HTTP/1.1 (HTTP/2 has GOAWAY).
-    ...((res as { stream?: unknown }).stream === undefined && { connection: 'close' }),
-    ...extra,
-  });
-  res.end(body);
+  const headers = x.headers(status);
+  headers['content-type'] = 'application/json';
+  headers['cache-control'] = 'no-store, no-cache, must-revalidate, private';
+  headers['content-length'] = body.length;
+  // Connection-specific headers exist only in HTTP/1.1 (HTTP/2 has GOAWAY).
+  if (x.h1) headers.connection = 'close';
+  Object.assign(headers, extra);
+  x.whole(status, headers, body);
 }

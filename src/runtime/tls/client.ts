@@ -17,6 +17,7 @@
  */
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
+import { concatBytes } from '../../core/bytes.ts';
 import { isSpikeError, SpikeError } from '../../core/errors.ts';
 import type { Authorizer } from '../../core/spiffe/authorizer.ts';
 import type { X509Context, X509Source } from '../../core/spiffe/types.ts';
@@ -118,6 +119,188 @@ function connectionError(message: string, cause?: unknown): SpikeError {
 }
 
 /**
+ * Opens a session to `authority` with our current SVID; `ready` settles once the server passed
+ * the full SPIFFE verification (`onVerified` is then told).
+ */
+function openSession(
+  authority: string,
+  context: X509Context,
+  authorizer: Authorizer,
+  onVerified: (s: Session) => void,
+): Session {
+  let identityError: Error | undefined;
+  const h2 = http2.connect(authority, {
+    ...tlsMaterialOf(context),
+    minVersion: 'TLSv1.2',
+    checkServerIdentity: (_host, cert) => {
+      identityError = checkServerLeaf(cert.raw, authorizer);
+      return identityError;
+    },
+  });
+  const s: Session = {
+    h2,
+    stale: false,
+    settled: false,
+    ready: new Promise<void>((resolve, reject) => {
+      const onError = (error: unknown) => {
+        h2.off('connect', onConnect);
+        reject(connectionError('cannot connect to the server', identityError ?? error));
+      };
+      const onConnect = () => {
+        h2.off('error', onError);
+        const socket = h2.socket as TLSSocket | undefined;
+        if (socket === undefined || h2.destroyed || h2.closed) {
+          reject(new SpikeError('net_peer_connection', 'connection closed during the handshake'));
+          return;
+        }
+        let chain: Uint8Array[];
+        try {
+          chain = peerChainOf(socket);
+        } catch (error) {
+          h2.destroy();
+          reject(connectionError('cannot read the server certificate', error));
+          return;
+        }
+        verifyPeer(chain, context, authorizer).then(
+          (id) => {
+            s.peerId = id;
+            try {
+              s.serial = inspectLeafCertificate(chain[0]!).serial;
+            } catch {
+              // verifyPeer parsed it already; the serial is observability only
+            }
+            onVerified(s);
+            resolve();
+          },
+          (error: unknown) => {
+            h2.destroy();
+            reject(connectionError('server identity rejected', error));
+          },
+        );
+      };
+      h2.once('error', onError);
+      h2.once('connect', onConnect);
+    }),
+  };
+  const settle = () => {
+    s.settled = true;
+  };
+  s.ready.then(settle, settle);
+  return s;
+}
+
+/** Sends one request on a verified session; a `NotSent` rejection is safe to retry. */
+function sendRequest(
+  s: Session,
+  path: string,
+  init: MtlsRequestInit,
+  deadline: number,
+  maxResponseBytes: number,
+): Promise<MtlsResponse> {
+  return new Promise<MtlsResponse>((resolve, reject) => {
+    const headers: http2.OutgoingHttpHeaders = {
+      ...Object.fromEntries(
+        Object.entries(init.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const),
+      ),
+      ':method': init.method ?? 'GET',
+      ':path': path,
+    };
+    // A declared length lets the server take the body in one piece (src/runtime/tls/bridge.ts).
+    if (init.body !== undefined && headers['content-length'] === undefined) {
+      headers['content-length'] =
+        typeof init.body === 'string' ? Buffer.byteLength(init.body) : init.body.byteLength;
+    }
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = s.h2.request(headers, { endStream: init.body === undefined });
+    } catch (error) {
+      reject(new NotSent(connectionError('request not sent', error)));
+      return;
+    }
+    let status = 0;
+    const responseHeaders: Record<string, string> = {};
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    let settled = false;
+    const finish = (outcome: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      outcome();
+    };
+    const timer = setTimeout(
+      () => {
+        finish(() => reject(new SpikeError('net_peer_connection', 'request timed out')));
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      },
+      Math.max(1, deadline - Date.now()),
+    );
+    stream.on('response', (h) => {
+      status = Number(h[':status']);
+      for (const [name, value] of Object.entries(h)) {
+        if (name.startsWith(':') || value === undefined) continue;
+        responseHeaders[name] = Array.isArray(value) ? value.join(', ') : String(value);
+      }
+    });
+    stream.on('data', (chunk: Uint8Array) => {
+      size += chunk.byteLength;
+      if (size > maxResponseBytes) {
+        finish(() => reject(new SpikeError('net_peer_connection', 'response too large')));
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        return;
+      }
+      chunks.push(new Uint8Array(chunk));
+    });
+    stream.on('end', () => {
+      if (status === 0) {
+        // Ended without response headers: the server dropped us (e.g. our ID was refused).
+        finish(() => reject(new SpikeError('net_peer_connection', 'no response from server')));
+        return;
+      }
+      const body = concatBytes(...chunks);
+      finish(() => resolve({ status, headers: responseHeaders, body }));
+    });
+    const refused = () => stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
+    stream.on('error', (error: unknown) => {
+      const failure = connectionError('request failed', error);
+      finish(() => reject(refused() ? new NotSent(failure) : failure));
+    });
+    stream.on('close', () => {
+      if (status === 0) {
+        const failure = new SpikeError('net_peer_connection', 'stream closed');
+        finish(() => reject(refused() ? new NotSent(failure) : failure));
+      } else {
+        finish(() => reject(new SpikeError('net_peer_connection', 'response truncated')));
+      }
+    });
+    const signal = init.signal;
+    if (signal !== undefined) {
+      const onAbort = () => {
+        finish(() => reject(signal.reason));
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      };
+      if (signal.aborted) {
+        onAbort();
+        return;
+      }
+      signal.addEventListener('abort', onAbort, { once: true });
+      stream.once('close', () => signal.removeEventListener('abort', onAbort));
+    }
+    if (init.body !== undefined) stream.end(init.body);
+  });
+}
+
+/** Our current SVID, waiting for the first one. */
+async function currentContext(source: X509Source): Promise<X509Context> {
+  const now = source.current();
+  if (now !== undefined) return now;
+  await source.ready();
+  const after = source.current();
+  if (after === undefined) throw new SpikeError('svid_invalid', 'no X.509-SVID available');
+  return after;
+}
+
+/**
  * Creates an mTLS client for one server (docs/spiffe.md §5, docs/spike-api.md §2). No connection is made
  * until the first request.
  */
@@ -136,6 +319,21 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
   let fingerprint: string | undefined;
   let closed = false;
   let connections = 0;
+
+  const open = (context: X509Context): Session => {
+    connections++;
+    const s = openSession(authority, context, authorizer, (v) => {
+      verified = v;
+    });
+    s.h2.on('error', () => {
+      if (session === s) session = undefined;
+    });
+    s.h2.on('goaway', () => retire(s));
+    s.h2.on('close', () => {
+      if (session === s) session = undefined;
+    });
+    return s;
+  };
 
   const retire = (s: Session | undefined) => {
     if (s === undefined) return;
@@ -157,91 +355,12 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
     retire(session);
   });
 
-  const currentContext = async (): Promise<X509Context> => {
-    const now = source.current();
-    if (now !== undefined) return now;
-    await source.ready();
-    const after = source.current();
-    if (after === undefined) throw new SpikeError('svid_invalid', 'no X.509-SVID available');
-    return after;
-  };
-
-  const open = (context: X509Context): Session => {
-    connections++;
-    let identityError: Error | undefined;
-    const h2 = http2.connect(authority, {
-      ...tlsMaterialOf(context),
-      minVersion: 'TLSv1.2',
-      checkServerIdentity: (_host, cert) => {
-        identityError = checkServerLeaf(cert.raw, authorizer);
-        return identityError;
-      },
-    });
-    const s: Session = {
-      h2,
-      stale: false,
-      settled: false,
-      ready: new Promise<void>((resolve, reject) => {
-        const onError = (error: unknown) => {
-          h2.off('connect', onConnect);
-          reject(connectionError('cannot connect to the server', identityError ?? error));
-        };
-        const onConnect = () => {
-          h2.off('error', onError);
-          const socket = h2.socket as TLSSocket | undefined;
-          if (socket === undefined || h2.destroyed || h2.closed) {
-            reject(new SpikeError('net_peer_connection', 'connection closed during the handshake'));
-            return;
-          }
-          let chain: Uint8Array[];
-          try {
-            chain = peerChainOf(socket);
-          } catch (error) {
-            h2.destroy();
-            reject(connectionError('cannot read the server certificate', error));
-            return;
-          }
-          verifyPeer(chain, context, authorizer).then(
-            (id) => {
-              s.peerId = id;
-              try {
-                s.serial = inspectLeafCertificate(chain[0]!).serial;
-              } catch {
-                // verifyPeer parsed it already; the serial is observability only
-              }
-              verified = s;
-              resolve();
-            },
-            (error: unknown) => {
-              h2.destroy();
-              reject(connectionError('server identity rejected', error));
-            },
-          );
-        };
-        h2.once('error', onError);
-        h2.once('connect', onConnect);
-      }),
-    };
-    const settle = () => {
-      s.settled = true;
-    };
-    s.ready.then(settle, settle);
-    h2.on('error', () => {
-      if (session === s) session = undefined;
-    });
-    h2.on('goaway', () => retire(s));
-    h2.on('close', () => {
-      if (session === s) session = undefined;
-    });
-    return s;
-  };
-
   const obtain = async (): Promise<Session> => {
     for (let attempt = 0; ; attempt++) {
       if (closed) throw new SpikeError('net_peer_connection', 'client is closed');
       let s = session;
       if (s === undefined || s.stale || s.h2.closed || s.h2.destroyed) {
-        const context = source.current() ?? (await currentContext());
+        const context = source.current() ?? (await currentContext(source));
         // Another caller opened a session meanwhile: share it.
         if (session !== undefined && session !== s && !session.stale) continue;
         // Concurrent callers share one new session: no await between here and `session =`.
@@ -261,104 +380,6 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
     }
   };
 
-  const send = (s: Session, path: string, init: MtlsRequestInit, deadline: number) =>
-    new Promise<MtlsResponse>((resolve, reject) => {
-      const headers: http2.OutgoingHttpHeaders = {
-        ...Object.fromEntries(
-          Object.entries(init.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const),
-        ),
-        ':method': init.method ?? 'GET',
-        ':path': path,
-      };
-      // A declared length lets the server take the body in one piece (src/runtime/tls/bridge.ts).
-      if (init.body !== undefined && headers['content-length'] === undefined) {
-        headers['content-length'] =
-          typeof init.body === 'string' ? Buffer.byteLength(init.body) : init.body.byteLength;
-      }
-      let stream: http2.ClientHttp2Stream;
-      try {
-        stream = s.h2.request(headers, { endStream: init.body === undefined });
-      } catch (error) {
-        reject(new NotSent(connectionError('request not sent', error)));
-        return;
-      }
-      let status = 0;
-      const responseHeaders: Record<string, string> = {};
-      const chunks: Uint8Array[] = [];
-      let size = 0;
-      let settled = false;
-      const finish = (outcome: () => void) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        outcome();
-      };
-      const timer = setTimeout(
-        () => {
-          finish(() => reject(new SpikeError('net_peer_connection', 'request timed out')));
-          stream.close(http2.constants.NGHTTP2_CANCEL);
-        },
-        Math.max(1, deadline - Date.now()),
-      );
-      stream.on('response', (h) => {
-        status = Number(h[':status']);
-        for (const [name, value] of Object.entries(h)) {
-          if (name.startsWith(':') || value === undefined) continue;
-          responseHeaders[name] = Array.isArray(value) ? value.join(', ') : String(value);
-        }
-      });
-      stream.on('data', (chunk: Uint8Array) => {
-        size += chunk.byteLength;
-        if (size > maxResponseBytes) {
-          finish(() => reject(new SpikeError('net_peer_connection', 'response too large')));
-          stream.close(http2.constants.NGHTTP2_CANCEL);
-          return;
-        }
-        chunks.push(new Uint8Array(chunk));
-      });
-      stream.on('end', () => {
-        if (status === 0) {
-          // Ended without response headers: the server dropped us (e.g. our ID was refused).
-          finish(() => reject(new SpikeError('net_peer_connection', 'no response from server')));
-          return;
-        }
-        const body = new Uint8Array(size);
-        let offset = 0;
-        for (const c of chunks) {
-          body.set(c, offset);
-          offset += c.byteLength;
-        }
-        finish(() => resolve({ status, headers: responseHeaders, body }));
-      });
-      const refused = () => stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
-      stream.on('error', (error: unknown) => {
-        const failure = connectionError('request failed', error);
-        finish(() => reject(refused() ? new NotSent(failure) : failure));
-      });
-      stream.on('close', () => {
-        if (status === 0) {
-          const failure = new SpikeError('net_peer_connection', 'stream closed');
-          finish(() => reject(refused() ? new NotSent(failure) : failure));
-        } else {
-          finish(() => reject(new SpikeError('net_peer_connection', 'response truncated')));
-        }
-      });
-      const signal = init.signal;
-      if (signal !== undefined) {
-        const onAbort = () => {
-          finish(() => reject(signal.reason));
-          stream.close(http2.constants.NGHTTP2_CANCEL);
-        };
-        if (signal.aborted) {
-          onAbort();
-          return;
-        }
-        signal.addEventListener('abort', onAbort, { once: true });
-        stream.once('close', () => signal.removeEventListener('abort', onAbort));
-      }
-      if (init.body !== undefined) stream.end(init.body);
-    });
-
   return {
     async request(path, init = {}) {
       if (!path.startsWith('/')) throw new TypeError('path must start with /');
@@ -369,7 +390,7 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
         init.signal?.throwIfAborted();
         const s = await withDeadline(obtain(), deadline);
         try {
-          return await send(s, path, init, deadline);
+          return await sendRequest(s, path, init, deadline, maxResponseBytes);
         } catch (error) {
           if (!(error instanceof NotSent)) throw error;
           retire(s);

@@ -2,7 +2,9 @@
  * The mTLS listener of every SPIKE server (Nexus, Keeper): a `node:http2` secure server that
  * speaks HTTP/2 and HTTP/1.1 and serves any Web-standard handler (`Request` → `Response`), which
  * is how the apps are served (docs/architecture.md decisions 1–3; docs/spiffe.md §5; docs/spike-api.md §2,
- * §12). The conversion between Node and Web objects lives in bridge.ts.
+ * §12). HTTP/2 streams are served straight from the server's `stream` event (exchange.ts), HTTP/1.1
+ * requests from its `request` event; the conversion to and from Web objects lives in bridge.ts
+ * and request.ts.
  *
  * Invariants:
  * - No handler runs for a peer that has not passed SPIFFE validation and the authorizer. The TLS
@@ -10,15 +12,19 @@
  *   `verifyPeerX509Svid` re-validates the chain against the bundle of the leaf's own trust domain
  *   and the authorizer judges the ID. Every request waits on its connection's verification; a
  *   connection that fails it is destroyed and its requests get no response.
- * - The verified peer ID reaches the handler only through `peerOf(request)` (a `WeakMap` keyed by
- *   the `Request` object this module creates). Request headers are copied as they are and never
- *   consulted for identity, so a client-supplied identity header is just a header.
+ * - The verified peer ID reaches the handler only through `peerOf(request)` (a private field of
+ *   the `Request` object this module creates, request.ts). Request headers are handed over as
+ *   they are and never consulted for identity, so a client-supplied identity header is just a
+ *   header.
  * - Rotation: each new X509Source state is installed with `setSecureContext` (identical states are
  *   skipped); open connections keep the certificate they were made with. When the SVIDs are
  *   withdrawn the server fails closed: new connections are destroyed before the handshake and
  *   requests on open connections are refused, until a new SVID arrives.
  * - Request bodies are never buffered beyond 64 KiB here (bridge.ts), so callers can cap them;
- *   response bodies are sent whole, in one write (bridge.ts `writeResponse`).
+ *   response bodies are sent whole, in one write, except streamed ones (Server-Sent Events),
+ *   whose chunks are flushed as they come (bridge.ts `writeResponse`). The request timeout ends
+ *   once a streamed response's head is sent; such a response lasts until its body ends or the
+ *   client goes away.
  * - Bounded connections (issue 11 finding 3): at most `maxConnections` connections are served;
  *   a few more are let through the handshake only to be told 503 `{"err":"server_busy"}`, any
  *   beyond those are closed at once. HTTP/2 allows `maxConcurrentStreams` streams per
@@ -35,32 +41,36 @@ import { ERROR_TABLE } from '../../api/v1/errors.ts';
 import type { X509Context } from '../../core/spiffe/types.ts';
 import {
   collectBody,
-  type NodeRequest,
-  type NodeResponse,
-  type RequestHead,
-  readHead,
+  contentLengthOf,
+  headerListSize,
   smallBodyLength,
   streamBody,
-  toWebRequest,
   type WebBody,
   writeRefusal,
   writeResponse,
 } from './bridge.ts';
 import {
+  ANONYMOUS,
   CONNECTION,
   type Connection,
-  type Pending,
+  connectionOf,
+  onConnection,
+  onSecureConnection,
+  type State,
+  stateOf,
   sweepConnections,
   type Tagged,
 } from './connections.ts';
-import { contextFingerprint, peerChainOf, tlsMaterialOf, verifyPeer } from './material.ts';
 import {
-  DEFAULT_LIMITS,
-  DEFAULT_MAX_HEADER_SIZE,
-  DEFAULT_TIMEOUTS,
-  type MtlsServer,
-  type MtlsServerOptions,
-} from './options.ts';
+  type Exchange,
+  H1Exchange,
+  type H1Request,
+  type H1Response,
+  H2Exchange,
+} from './exchange.ts';
+import { contextFingerprint, tlsMaterialOf } from './material.ts';
+import type { MtlsServer, MtlsServerOptions } from './options.ts';
+import { createRequest, originOf } from './request.ts';
 
 export type {
   MtlsServer,
@@ -69,31 +79,234 @@ export type {
   MtlsServerTimeouts,
 } from './options.ts';
 
-/** Connections beyond the cap that still get a 503 answer instead of a bare close. */
-const REFUSAL_SLOTS = 32;
-/** How long a refused connection may take to send its request. */
-const REFUSAL_MS = 2_000;
+/** HTTP/2 END_STREAM flag of a HEADERS frame: the request has no body. */
+const END_STREAM = 0x1;
 
-/**
- * What a Web `Request` created by any server of this module cannot say itself: the verified peer
- * ID (docs/spiffe.md §5; docs/architecture.md decision 2), and the request target and method
- * exactly as received (a `Request` normalises `.`/`..` segments away and turns methods it does
- * not know, such as Vault's `LIST`, into `GET`). Read through `MtlsServer.peerOf`, `rawPathOf`
- * and `methodOf`. Unforgeable by clients.
- */
-interface Origin {
-  readonly peer: string;
-  readonly node: NodeRequest;
+/** An HTTP/2 stream: its connection is cached on the session (a plain object). */
+function onStream(
+  state: State,
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  flags: number,
+  raw: string[],
+): void {
+  const session = stream.session as (http2.ServerHttp2Session & Tagged) | undefined;
+  if (session === undefined) return;
+  let connection = session[CONNECTION];
+  if (connection === undefined) {
+    connection = connectionOf(state, session.socket as TLSSocket);
+    connection.session = session;
+    session[CONNECTION] = connection;
+  }
+  accept(state, connection, new H2Exchange(stream, headers, (flags & END_STREAM) !== 0, raw));
 }
-const origins = new WeakMap<Request, Origin>();
 
-/** The peer of a connection without a client certificate (`clientCertificate: 'optional'`). */
-const ANONYMOUS = '';
+function onH1Request(state: State, req: H1Request, res: H1Response): void {
+  const connection = connectionOf(state, req.socket as TLSSocket);
+  accept(state, connection, new H1Exchange(req, res));
+}
 
-/** True when the client presented no certificate at all (as opposed to one that failed). */
-function noCertificate(socket: TLSSocket): boolean {
-  const cert = socket.getPeerCertificate();
-  return cert === null || cert === undefined || Object.keys(cert).length === 0;
+/** Connection bookkeeping, then the request waits for its connection's verification. */
+function accept(state: State, connection: Connection, x: Exchange): void {
+  if (connection.refused) {
+    x.onClose = () => connection.socket.destroy();
+    writeRefusal(x, ERROR_TABLE.server_busy, { 'retry-after': '1' });
+    return;
+  }
+  connection.sawRequest = true;
+  connection.inFlight++;
+  connection.bytesSeenAt = 0;
+  const h1 = x.h1;
+  x.onClose = () => {
+    state.inFlight.delete(x);
+    if (--connection.inFlight === 0) {
+      connection.idleSince = Date.now();
+      if (h1) connection.bytesAtIdle = connection.socket.bytesRead ?? 0;
+      connection.bytesSeenAt = 0;
+    }
+  };
+  const peer = connection.peer;
+  if (peer !== null) {
+    dispatch(state, x, peer);
+    return;
+  }
+  void connection.verified.then((id) => dispatch(state, x, id));
+}
+
+/** Refuses what the transport refuses, then collects or streams the body and serves. */
+function dispatch(state: State, x: Exchange, peer: string | undefined): void {
+  if (peer === undefined || state.context === undefined || state.closed) {
+    // No response at all: HTTP/2 loses the whole session, HTTP/1.1 the connection.
+    x.drop();
+    return;
+  }
+  if (x.gone()) return;
+  const raw = x.rawHeaders;
+  // HTTP/2 enforces the limit in the runtime (SETTINGS_MAX_HEADER_LIST_SIZE); HTTP/1.1 parsing
+  // only has the runtime's fixed 16 KiB cap, so apply ours here, before the handler.
+  if (x.h1 && headerListSize(raw) > state.maxHeaderSize) {
+    writeRefusal(x, { status: 431, err: ERROR_TABLE.api_bad_request.err });
+    x.discardBody();
+    return;
+  }
+  // The request timeout is enforced by the sweep (no timer per request).
+  x.deadline = Date.now() + state.timeouts.requestMs;
+  state.inFlight.add(x);
+  const method = x.method;
+  if (method === 'GET' || method === 'HEAD') {
+    run(state, x, peer, null);
+    return;
+  }
+  const small = smallBodyLength(contentLengthOf(raw));
+  if (small === undefined) {
+    run(state, x, peer, streamBody(x));
+    return;
+  }
+  collectBody(
+    x,
+    small,
+    (body) => run(state, x, peer, body),
+    () => {
+      x.done = true;
+      writeRefusal(x, ERROR_TABLE.api_bad_request);
+      x.discardBody();
+    },
+  );
+}
+
+function run(state: State, x: Exchange, peer: string, body: WebBody): void {
+  serve(state, x, peer, body).then(
+    () => {
+      x.done = true;
+    },
+    (error: unknown) => {
+      x.done = true;
+      state.report(error);
+      if (!x.headersSent() && !x.gone()) {
+        try {
+          x.whole(500, x.headers(500), undefined);
+          return;
+        } catch {
+          // fall through to kill
+        }
+      }
+      x.kill();
+    },
+  );
+}
+
+async function serve(state: State, x: Exchange, peer: string, body: WebBody): Promise<void> {
+  const origin = { peer, rawPath: x.rawPath, method: x.method };
+  const request = createRequest(origin, x.rawHeaders, x.abort, body);
+  if (request === undefined) {
+    writeRefusal(x, ERROR_TABLE.api_bad_request);
+    return;
+  }
+  let response: Response;
+  try {
+    response = await state.handler(request);
+  } catch (error) {
+    state.report(error);
+    response = new Response(null, { status: 500 });
+  }
+  await writeResponse(x, response);
+  // A body the handler did not read (e.g. over a size cap) is not drained: drop the stream.
+  x.discardBody();
+}
+
+function install(state: State, next: X509Context | undefined): void {
+  if (next === undefined) {
+    // Withdrawn: fail closed until a new SVID arrives (docs/spiffe.md §1.4).
+    state.context = undefined;
+    state.fingerprint = '';
+    return;
+  }
+  const print = contextFingerprint(next);
+  if (print === state.fingerprint && state.context !== undefined) return;
+  state.server?.setSecureContext({ ...tlsMaterialOf(next), minVersion: 'TLSv1.2' });
+  state.context = next;
+  state.fingerprint = print;
+}
+
+function createServer(state: State, initial: X509Context): http2.Http2SecureServer {
+  const { maxHeaderSize, timeouts } = state;
+  const created = http2.createSecureServer({
+    ...tlsMaterialOf(initial),
+    allowHTTP1: true,
+    requestCert: true,
+    // `optional`: the handshake also completes without a client certificate (and with a failing
+    // one, which connectionOf then drops); `required`: the TLS stack refuses both.
+    rejectUnauthorized: !state.anonymousOk,
+    minVersion: 'TLSv1.2',
+    handshakeTimeout: timeouts.headerMs,
+    settings: {
+      maxHeaderListSize: maxHeaderSize,
+      maxConcurrentStreams: state.limits.maxConcurrentStreams,
+    },
+    maxSendHeaderBlockLength: maxHeaderSize,
+  });
+  created.on('connection', (socket: Socket) => onConnection(state, socket));
+  created.on('secureConnection', (socket: TLSSocket) => onSecureConnection(state, socket));
+  // HTTP/1.1 arrives as `request`. Adding that listener also installs the runtime's HTTP/2
+  // compatibility layer on `stream`, which is replaced by our own: HTTP/2 streams are served
+  // directly, without compatibility request/response objects.
+  created.on('request', (req: H1Request, res: H1Response) => onH1Request(state, req, res));
+  created.removeAllListeners('stream');
+  created.on('stream', (stream, headers, flags, raw) =>
+    onStream(state, stream as http2.ServerHttp2Stream, headers, flags, raw),
+  );
+  created.on('tlsClientError', () => {
+    // Refused handshakes (no certificate, unknown authority, expired) are routine.
+  });
+  created.on('sessionError', state.report);
+  return created;
+}
+
+async function listen(state: State, port: number, host: string): Promise<{ port: number }> {
+  if (state.server !== undefined) throw new TypeError('mTLS server is already listening');
+  if (state.closed) throw new TypeError('mTLS server was closed');
+  const first = await state.source.ready();
+  const initial = state.source.current() ?? first;
+  state.context = initial;
+  state.fingerprint = contextFingerprint(initial);
+  const created = createServer(state, initial);
+  state.server = created;
+  state.unsubscribe = state.source.onUpdate((next) => install(state, next));
+  // A state that arrived between ready() and subscribing is applied now.
+  install(state, state.source.current());
+  await new Promise<void>((resolve, reject) => {
+    created.once('error', reject);
+    created.listen(port, host, () => {
+      created.off('error', reject);
+      resolve();
+    });
+  });
+  created.on('error', state.report);
+  const { timeouts } = state;
+  const tick = Math.max(
+    20,
+    Math.min(timeouts.headerMs, timeouts.idleMs, timeouts.requestMs, 1000) / 4,
+  );
+  state.sweeper = setInterval(
+    () => sweepConnections(state.inFlight, state.connections, timeouts),
+    tick,
+  );
+  state.sweeper.unref?.();
+  const address = created.address();
+  if (address === null || typeof address === 'string') throw new TypeError('no TCP address');
+  return { port: address.port };
+}
+
+async function close(state: State): Promise<void> {
+  state.closed = true;
+  state.unsubscribe?.();
+  state.unsubscribe = undefined;
+  if (state.sweeper !== undefined) clearInterval(state.sweeper);
+  const current = state.server;
+  if (current === undefined) return;
+  const done = new Promise<void>((resolve) => current.close(() => resolve()));
+  for (const socket of state.sockets) socket.destroy();
+  await done;
 }
 
 /**
@@ -101,344 +314,21 @@ function noCertificate(socket: TLSSocket): boolean {
  * Nothing listens until `listen()`, which waits for the source's first SVID.
  */
 export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
-  const { source, authorizer, handler, onError } = options;
-  const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-  const limits = { ...DEFAULT_LIMITS, ...options.limits };
-  const maxHeaderSize = options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
-  const anonymousOk = options.clientCertificate === 'optional';
-
-  let server: http2.Http2SecureServer | undefined;
-  let context: X509Context | undefined;
-  let fingerprint = '';
-  let unsubscribe: (() => void) | undefined;
-  let sweeper: ReturnType<typeof setInterval> | undefined;
-  let closed = false;
-  const sockets = new Set<Socket>();
-  const connections = new Set<Connection>();
-  const inFlight = new Set<Pending>();
-
-  const report = (error: unknown) => {
-    try {
-      onError?.(error);
-    } catch {
-      // a failing error reporter must not take the server down
-    }
-  };
-
-  /** The state of one connection, created once (on `secureConnection` or first use). */
-  const connectionOf = (socket: TLSSocket): Connection => {
-    const tagged = socket as TLSSocket & Tagged;
-    const existing = tagged[CONNECTION];
-    if (existing !== undefined) return existing;
-    const at = context;
-    const refused = sockets.size > limits.maxConnections;
-    const verified =
-      at === undefined || refused
-        ? Promise.resolve(undefined)
-        : socket.authorized !== true
-          ? Promise.resolve(anonymousOk && noCertificate(socket) ? ANONYMOUS : undefined)
-          : Promise.resolve()
-              .then(() => verifyPeer(peerChainOf(socket), at, authorizer))
-              .then(
-                (id) => id,
-                () => undefined,
-              );
-    const connection: Connection = {
-      socket,
-      verified,
-      peer: null,
-      refused,
-      sawRequest: false,
-      inFlight: 0,
-      idleSince: Date.now(),
-      bytesAtIdle: 0,
-      bytesSeenAt: 0,
-      closingSince: 0,
-    };
-    void verified.then((id) => {
-      connection.peer = id;
-    });
-    tagged[CONNECTION] = connection;
-    return connection;
-  };
-
-  const onSecureConnection = (socket: TLSSocket) => {
-    if (context === undefined) {
-      socket.destroy();
-      return;
-    }
-    const connection = connectionOf(socket);
-    connections.add(connection);
-    socket.once('close', () => connections.delete(connection));
-    if (connection.refused) {
-      const timer = setTimeout(() => socket.destroy(), Math.min(REFUSAL_MS, timeouts.headerMs));
-      timer.unref?.();
-      socket.once('close', () => clearTimeout(timer));
-      return;
-    }
-    void connection.verified.then((id) => {
-      if (id === undefined) socket.destroy();
-    });
-  };
-
-  const onConnection = (socket: Socket) => {
-    // Fail closed while we hold no SVID: no handshake at all. Far over the cap: no handshake.
-    if (context === undefined || closed || sockets.size >= limits.maxConnections + REFUSAL_SLOTS) {
-      socket.destroy();
-      return;
-    }
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  };
-
-  const sweep = () => sweepConnections(inFlight, connections, timeouts);
-
-  const refuse = (req: NodeRequest) => {
-    // No response at all: HTTP/2 loses the whole session, HTTP/1.1 the connection.
-    const stream = (req as { stream?: http2.ServerHttp2Stream }).stream;
-    if (stream !== undefined) {
-      stream.session?.destroy();
-    } else {
-      req.socket.destroy();
-    }
-  };
-
-  const onRequest = (req: NodeRequest, res: NodeResponse) => {
-    // HTTP/2: the state is cached on the session (a plain object), so only a session's first
-    // request goes through the runtime's socket proxy.
-    const session = (req as { stream?: http2.ServerHttp2Stream }).stream?.session as
-      | (http2.ServerHttp2Session & Tagged)
-      | undefined;
-    let connection = session?.[CONNECTION];
-    if (connection === undefined) {
-      connection = connectionOf(req.socket as TLSSocket);
-      if (session !== undefined) {
-        connection.session = session;
-        session[CONNECTION] = connection;
-      }
-    }
-    const h1 = connection.session === undefined;
-    if (connection.refused) {
-      writeRefusal(res, ERROR_TABLE.server_busy, { 'retry-after': '1' });
-      res.once('finish', () => connection.socket.destroy());
-      return;
-    }
-    connection.sawRequest = true;
-    connection.inFlight++;
-    connection.bytesSeenAt = 0;
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      if (--connection.inFlight === 0) {
-        connection.idleSince = Date.now();
-        if (h1) connection.bytesAtIdle = connection.socket.bytesRead ?? 0;
-        connection.bytesSeenAt = 0;
-      }
-    };
-    const peer = connection.peer;
-    if (peer !== null) {
-      dispatch(req, res, peer, release, h1);
-      return;
-    }
-    void connection.verified.then((id) => dispatch(req, res, id, release, h1));
-  };
-
-  const dispatch = (
-    req: NodeRequest,
-    res: NodeResponse,
-    peer: string | undefined,
-    release: () => void,
-    h1: boolean,
-  ) => {
-    if (peer === undefined || context === undefined || closed) {
-      release();
-      refuse(req);
-      return;
-    }
-    // HTTP/2 enforces the limit in the runtime (SETTINGS_MAX_HEADER_LIST_SIZE); HTTP/1.1 parsing
-    // only has the runtime's fixed 16 KiB cap, so apply ours here, before the handler.
-    const head = readHead(req);
-    if (h1 && head.size > maxHeaderSize) {
-      release();
-      writeRefusal(res, { status: 431, err: ERROR_TABLE.api_bad_request.err });
-      if (!req.complete) req.destroy();
-      return;
-    }
-
-    const abort = new AbortController();
-    let done = false;
-    // The request timeout is enforced by the sweep (no timer per request).
-    const pending: Pending = { deadline: Date.now() + timeouts.requestMs, abort, res };
-    inFlight.add(pending);
-    // 'close' is emitted once: `on`, not `once` (no wrapper per request).
-    res.on('close', () => {
-      inFlight.delete(pending);
-      release();
-      if (!done) abort.abort(new Error('client went away'));
-    });
-    const fail = (error: unknown) => {
-      report(error);
-      if (!res.headersSent) {
-        try {
-          res.writeHead(500);
-          res.end();
-          return;
-        } catch {
-          // fall through to destroy
-        }
-      }
-      res.destroy();
-    };
-    const run = (body: WebBody) => {
-      serve(req, res, head, peer, abort.signal, body).then(
-        () => {
-          done = true;
-        },
-        (error: unknown) => {
-          done = true;
-          fail(error);
-        },
-      );
-    };
-
-    const method = req.method;
-    if (method === 'GET' || method === 'HEAD') {
-      run(null);
-      return;
-    }
-    const small = smallBodyLength(head.contentLength);
-    if (small === undefined) {
-      run(streamBody(req));
-      return;
-    }
-    collectBody(req, small, run, () => {
-      done = true;
-      writeRefusal(res, ERROR_TABLE.api_bad_request);
-      req.destroy();
-    });
-  };
-
-  const serve = async (
-    req: NodeRequest,
-    res: NodeResponse,
-    head: RequestHead,
-    peer: string,
-    signal: AbortSignal,
-    body: WebBody,
-  ) => {
-    const request = toWebRequest(req, head.pairs, signal, body);
-    if (request === undefined) {
-      writeRefusal(res, ERROR_TABLE.api_bad_request);
-      return;
-    }
-    origins.set(request, { peer, node: req });
-    let response: Response;
-    try {
-      response = await handler(request);
-    } catch (error) {
-      report(error);
-      response = new Response(null, { status: 500 });
-    }
-    await writeResponse(req, res, response);
-    // A body the handler did not read (e.g. over a size cap) is not drained: drop the stream.
-    if (!req.complete) req.destroy();
-  };
-
-  const install = (next: X509Context | undefined) => {
-    if (next === undefined) {
-      // Withdrawn: fail closed until a new SVID arrives (docs/spiffe.md §1.4).
-      context = undefined;
-      fingerprint = '';
-      return;
-    }
-    const print = contextFingerprint(next);
-    if (print === fingerprint && context !== undefined) return;
-    if (server !== undefined) {
-      server.setSecureContext({ ...tlsMaterialOf(next), minVersion: 'TLSv1.2' });
-    }
-    context = next;
-    fingerprint = print;
-  };
-
+  const state = stateOf(options);
   return {
-    async listen(port, host = '127.0.0.1') {
-      if (server !== undefined) throw new TypeError('mTLS server is already listening');
-      if (closed) throw new TypeError('mTLS server was closed');
-      const first = await source.ready();
-      const initial = source.current() ?? first;
-      context = initial;
-      fingerprint = contextFingerprint(initial);
-      const created = http2.createSecureServer({
-        ...tlsMaterialOf(initial),
-        allowHTTP1: true,
-        requestCert: true,
-        // `optional`: the handshake also completes without a client certificate (and with a
-        // failing one, which connectionOf then drops); `required`: the TLS stack refuses both.
-        rejectUnauthorized: !anonymousOk,
-        minVersion: 'TLSv1.2',
-        handshakeTimeout: timeouts.headerMs,
-        settings: {
-          maxHeaderListSize: maxHeaderSize,
-          maxConcurrentStreams: limits.maxConcurrentStreams,
-        },
-        maxSendHeaderBlockLength: maxHeaderSize,
-      });
-      server = created;
-      unsubscribe = source.onUpdate(install);
-      // A state that arrived between ready() and subscribing is applied now.
-      install(source.current());
-      created.on('connection', onConnection);
-      created.on('secureConnection', onSecureConnection);
-      created.on('request', onRequest);
-      created.on('tlsClientError', () => {
-        // Refused handshakes (no certificate, unknown authority, expired) are routine.
-      });
-      created.on('sessionError', report);
-      await new Promise<void>((resolve, reject) => {
-        created.once('error', reject);
-        created.listen(port, host, () => {
-          created.off('error', reject);
-          resolve();
-        });
-      });
-      created.on('error', report);
-      const tick = Math.max(
-        20,
-        Math.min(timeouts.headerMs, timeouts.idleMs, timeouts.requestMs, 1000) / 4,
-      );
-      sweeper = setInterval(sweep, tick);
-      sweeper.unref?.();
-      const address = created.address();
-      if (address === null || typeof address === 'string') throw new TypeError('no TCP address');
-      return { port: address.port };
-    },
-
-    async close() {
-      closed = true;
-      unsubscribe?.();
-      unsubscribe = undefined;
-      if (sweeper !== undefined) clearInterval(sweeper);
-      const current = server;
-      if (current === undefined) return;
-      const done = new Promise<void>((resolve) => current.close(() => resolve()));
-      for (const socket of sockets) socket.destroy();
-      await done;
-    },
-
+    listen: (port, host = '127.0.0.1') => listen(state, port, host),
+    close: () => close(state),
     peerOf: (request) => {
-      const peer = origins.get(request)?.peer;
+      const peer = originOf(request)?.peer;
       return peer === ANONYMOUS ? undefined : peer;
     },
-    rawPathOf: (request) => origins.get(request)?.node.url,
-    methodOf: (request) => origins.get(request)?.node.method,
-
+    rawPathOf: (request) => originOf(request)?.rawPath,
+    methodOf: (request) => originOf(request)?.method,
     address() {
-      const address = server?.address();
+      const address = state.server?.address();
       if (address === undefined || address === null || typeof address === 'string') return;
       return { port: address.port, host: address.address };
     },
-
-    connectionCount: () => sockets.size,
+    connectionCount: () => state.sockets.size,
   };
 }
