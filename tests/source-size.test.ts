@@ -19,14 +19,6 @@ const MAX_FUNCTION_LINES = 120;
  */
 const KNOWN_LONG_FUNCTIONS: ReadonlyMap<string, string> = new Map([
   [
-    'src/runtime/workload/call.ts:startCall',
-    'one gRPC call as a closure over its state machine; splitting it needs a state object',
-  ],
-  [
-    'src/runtime/workload/jwt-bundles.ts:createJwtBundleSource',
-    'the FetchJWTBundles stream as one closure (new in the JWT-SVID change); to be split like call.ts',
-  ],
-  [
     'src/runtime/tls/server.ts:createMtlsServer',
     'the transport as one closure over its connections; to be split with the bridge rework (issue 12)',
   ],
