@@ -33,7 +33,7 @@ import { hasRole, isWirePeerId, type RoleMatch } from '../core/spike/roles.ts';
 const KEEPER_MAX_BODY_BYTES = 4096;
 
 /** What the Keeper needs of a logger (src/core/log.ts); fields never hold secret material. */
-export type KeeperLogger = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+type KeeperLogger = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
 
 export interface KeeperAppOptions {
   /** The verified SPIFFE ID of the request's peer (the mTLS transport's `peerOf`). */
