@@ -57,7 +57,7 @@ export function workloadApiLogger(log: Logger): WorkloadLogger {
  * @throws SpikeError `workload_api_*` when no SVID arrives (the source's timeout),
  *   `svid_unauthorized` when the ID lacks the role.
  */
-export async function ownIdWithRole(
+async function ownIdWithRole(
   source: X509Source,
   role: 'nexus' | 'keeper',
   trustDomains: readonly string[],
@@ -110,7 +110,7 @@ export function startOwnIdentity(
  * Logs every change of our own identity (rotation, or withdrawal by the Workload API) at INFO, with
  * the new leaf's serial and expiry; never key material. Returns the unsubscribe function.
  */
-export function logSvidRotations(source: X509Source, log: Logger): () => void {
+function logSvidRotations(source: X509Source, log: Logger): () => void {
   return source.onUpdate((context) => {
     const svid = context?.svids[0];
     if (svid === undefined) {
