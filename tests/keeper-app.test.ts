@@ -5,7 +5,7 @@
  */
 import { beforeEach, describe, expect, it } from 'bun:test';
 import { type ShardEnvelope, splitRootKey } from '../src/core/shamir/shards.ts';
-import { createKeeperApp, type KeeperApp, type KeeperLogger } from '../src/keeper/app.ts';
+import { createKeeperApp, type KeeperApp, type KeeperAppOptions } from '../src/keeper/app.ts';
 
 const NEXUS = 'spiffe://spike.ist/spike/nexus';
 const NEXUS_INSTANCE = 'spiffe://spike.ist/spike/nexus/instance-1';
@@ -22,7 +22,7 @@ const JSON_HEADERS = {
 /** Per-request peer IDs, as the transport's WeakMap would hold them. */
 const peers = new WeakMap<Request, string>();
 let lines: string[] = [];
-const logger: KeeperLogger = {
+const logger: NonNullable<KeeperAppOptions['log']> = {
   debug: (m, f) => lines.push(JSON.stringify({ level: 'debug', m, ...f })),
   info: (m, f) => lines.push(JSON.stringify({ level: 'info', m, ...f })),
   warn: (m, f) => lines.push(JSON.stringify({ level: 'warn', m, ...f })),

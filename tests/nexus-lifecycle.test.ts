@@ -23,7 +23,7 @@ import { fromHex } from '../src/core/bytes.ts';
 import { computeKcv } from '../src/core/crypto/keys.ts';
 import { SpikeError } from '../src/core/errors.ts';
 import { combineShards, type ShardEnvelope, splitRootKey } from '../src/core/shamir/shards.ts';
-import type { KeeperLink, KeeperShards } from '../src/nexus/keeper-client.ts';
+import type { KeeperLink } from '../src/nexus/keeper-client.ts';
 import { createKeyLifecycle, type KeyLifecycle } from '../src/nexus/root-key/lifecycle.ts';
 import { MutableRootKeyProvider } from '../src/nexus/root-key/providers.ts';
 import {
@@ -370,7 +370,7 @@ class FakeKeeper implements KeeperLink {
   #check(): void {
     if (!this.up) throw new SpikeError('net_peer_connection', 'down');
   }
-  async shards(): Promise<KeeperShards> {
+  async shards(): ReturnType<KeeperLink['shards']> {
     this.#check();
     return this.held.length === 0
       ? { kind: 'empty' }

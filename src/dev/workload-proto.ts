@@ -14,19 +14,26 @@ import type {
 } from '../core/workload/proto.ts';
 import { ProtoWriter, walkFields } from '../core/workload/protobuf.ts';
 
+/** A writer holding `svids` as the repeated message field 1, each written by `fields`. */
+function svidList<S>(
+  svids: readonly S[],
+  fields: (message: ProtoWriter, svid: S) => ProtoWriter,
+): ProtoWriter {
+  const w = new ProtoWriter();
+  for (const s of svids) w.len(1, fields(new ProtoWriter(), s).finish(), true);
+  return w;
+}
+
 /** Encodes an `X509SVIDResponse` (used by the development issuer). */
 export function encodeX509SvidResponse(message: X509SvidResponse): Uint8Array {
-  const w = new ProtoWriter();
-  for (const s of message.svids) {
-    const svid = new ProtoWriter()
+  const w = svidList(message.svids, (m, s) =>
+    m
       .string(1, s.spiffeId)
       .len(2, s.x509Svid)
       .len(3, s.x509SvidKey)
       .len(4, s.bundle)
-      .string(5, s.hint)
-      .finish();
-    w.len(1, svid, true);
-  }
+      .string(5, s.hint),
+  );
   for (const c of message.crl) w.len(2, c, true);
   return w.map(3, message.federatedBundles).finish();
 }
@@ -53,16 +60,9 @@ export function encodeGrpcMessage(message: string): string {
 
 /** Encodes a `JWTSVIDResponse` (used by the development issuer). */
 export function encodeJwtSvidResponse(message: JwtSvidResponse): Uint8Array {
-  const w = new ProtoWriter();
-  for (const s of message.svids) {
-    const svid = new ProtoWriter()
-      .string(1, s.spiffeId)
-      .string(2, s.svid)
-      .string(3, s.hint)
-      .finish();
-    w.len(1, svid, true);
-  }
-  return w.finish();
+  return svidList(message.svids, (m, s) =>
+    m.string(1, s.spiffeId).string(2, s.svid).string(3, s.hint),
+  ).finish();
 }
 
 /** Encodes a `JWTBundlesResponse` (used by the development issuer). */

@@ -33,7 +33,7 @@ import { hasRole, isWirePeerId, type RoleMatch } from '../core/spike/roles.ts';
 const KEEPER_MAX_BODY_BYTES = 4096;
 
 /** What the Keeper needs of a logger (src/core/log.ts); fields never hold secret material. */
-export type KeeperLogger = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+type KeeperLogger = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
 
 export interface KeeperAppOptions {
   /** The verified SPIFFE ID of the request's peer (the mTLS transport's `peerOf`). */
@@ -69,31 +69,37 @@ function fail(code: SpikeErrorCode, zeroBody: Readonly<Record<string, unknown>>)
 
 const NOOP_LOGGER: KeeperLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
-/** A decoded body, or why it was refused (never the body itself). */
-type BodyResult<T> = { ok: true; value: T } | { ok: false; reason: string };
-
 /**
  * Reads at most `KEEPER_MAX_BODY_BYTES` of the streamed body with the shared capped reader
  * (src/core/http/body.ts, in its wiping mode: every chunk is zeroed once copied) and decodes it
  * with Go `encoding/json` semantics (docs/spike-api.md §3 "Request JSON"). The assembled bytes are
- * zeroed once decoded, since they may hold a shard.
+ * zeroed once decoded, since they may hold a shard. `undefined` (the route answers 400) after
+ * logging at debug why the body was refused, never the body.
  */
 async function readBody<S extends GoJsonSchema>(
   request: Request,
   schema: S,
-): Promise<BodyResult<GoJsonResult<S>>> {
+  route: string,
+  log: KeeperLogger,
+): Promise<GoJsonResult<S> | undefined> {
   let bytes: Uint8Array;
   try {
     bytes = await readBodyCapped(request, KEEPER_MAX_BODY_BYTES, { wipe: true });
   } catch (error) {
     // The reader's messages name the cap or the failure, never a byte of the body.
-    return { ok: false, reason: isSpikeError(error) ? error.message : 'body could not be read' };
+    const reason = isSpikeError(error) ? error.message : 'body could not be read';
+    log.debug('bad request', { route, reason });
+    return undefined;
   }
   try {
-    return { ok: true, value: decodeGoJson(bytes, schema) };
+    return decodeGoJson(bytes, schema);
   } catch (error) {
     // The decoder's messages name at most a field, never a value.
-    return { ok: false, reason: isSpikeError(error) ? error.message : 'invalid JSON' };
+    log.debug('bad request', {
+      route,
+      reason: isSpikeError(error) ? error.message : 'invalid JSON',
+    });
+    return undefined;
   } finally {
     zero(bytes);
   }
@@ -147,11 +153,8 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
 
   async function contribute(request: Request): Promise<Response> {
     const { path: route, zero: zeroBody } = KEEPER_ROUTES.contribute;
-    const body = await readBody(request, REQUEST.envelope);
-    if (!body.ok) {
-      log.debug('bad request', { route, reason: body.reason });
-      return fail('api_bad_request', zeroBody);
-    }
+    const body = await readBody(request, REQUEST.envelope, route, log);
+    if (body === undefined) return fail('api_bad_request', zeroBody);
     const who = authorise(request, route, ['nexus', 'bootstrap']);
     if (who === undefined) return fail('access_unauthorized', zeroBody);
     const caller = who.id;
@@ -166,7 +169,7 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
     }
     let envelope: ShardEnvelope;
     try {
-      envelope = parseShardEnvelope(body.value);
+      envelope = parseShardEnvelope(body);
     } catch (error) {
       // parseShardEnvelope's messages name the field, never its value.
       const reason = isSpikeError(error) ? error.message : 'invalid shard envelope';
@@ -199,9 +202,7 @@ export function createKeeperApp(options: KeeperAppOptions): KeeperApp {
   async function shard(request: Request): Promise<Response> {
     const { path: route, zero: zeroBody } = KEEPER_ROUTES.shard;
     // The request is `{}`: any JSON object (or `null`) decodes into Go's empty struct.
-    const body = await readBody(request, REQUEST.none);
-    if (!body.ok) {
-      log.debug('bad request', { route, reason: body.reason });
+    if ((await readBody(request, REQUEST.none, route, log)) === undefined) {
       return fail('api_bad_request', zeroBody);
     }
     const caller = authorise(request, route, ['nexus'])?.id;

@@ -16,20 +16,16 @@
  */
 import { DEFAULT_LOG_LEVEL } from '../core/log.ts';
 import { authorizeMatching } from '../core/spiffe/authorizer.ts';
+import type { X509Source } from '../core/spiffe/types.ts';
 import { hasRole } from '../core/spike/roles.ts';
 import { describeError } from '../runtime/describe-error.ts';
-import type { HealthServer } from '../runtime/health.ts';
 import {
   createStdoutLogger,
-  exitOnStopSignal,
   fatalMessage,
-  listenOrFatal,
-  logSvidRotations,
-  ownIdWithRole,
-  workloadApiLogger,
+  serveUntilStopped,
+  startOwnIdentity,
 } from '../runtime/startup.ts';
 import { createMtlsServer } from '../runtime/tls/server.ts';
-import { createX509Source } from '../runtime/workload/client.ts';
 import { createKeeperApp } from './app.ts';
 import { type KeeperConfig, parseKeeperConfig } from './config.ts';
 
@@ -47,15 +43,17 @@ async function main(): Promise<void> {
   const log = createStdoutLogger('keeper', config.logLevel);
   for (const warning of config.warnings) log.warn(warning);
 
-  let source: ReturnType<typeof createX509Source> | undefined;
+  let source: X509Source | undefined;
   try {
     const { tls, health, trustRoots: roots } = config;
-    source = createX509Source({
-      timeoutMs: config.spiffeSourceTimeoutMs,
-      logger: workloadApiLogger(log),
-    });
-    const ownId = await ownIdWithRole(source, 'keeper', roots.keeper);
-    logSvidRotations(source, log);
+    const identity = startOwnIdentity(
+      'keeper',
+      roots.keeper,
+      { timeoutMs: config.spiffeSourceTimeoutMs },
+      log,
+    );
+    source = identity.source;
+    const ownId = await identity.ownId;
 
     const callerAllowed = (id: string) =>
       hasRole(id, 'nexus', roots.nexus, config.roleMatch) ||
@@ -79,30 +77,22 @@ async function main(): Promise<void> {
     });
     peerOf = (request) => server.peerOf(request);
 
-    let healthServer: HealthServer | undefined;
-    exitOnStopSignal((signal) => {
-      app.wipe();
-      log.info('stopping; shards wiped', { signal });
-      return Promise.allSettled([
-        server.close(),
-        source?.close() ?? Promise.resolve(),
-        healthServer?.close() ?? Promise.resolve(),
-      ]);
+    const ports = await serveUntilStopped({
+      component: 'keeper',
+      server,
+      handler: (request) => app.handle(request),
+      tls,
+      health,
+      stop: (signal) => {
+        app.wipe();
+        log.info('stopping; shards wiped', { signal });
+        return Promise.allSettled([server.close(), source?.close()]);
+      },
     });
-
-    const bound = await listenOrFatal(server.listen(tls.port, tls.host), 'SPIKE_KEEPER_TLS_PORT');
-    if (health !== undefined) {
-      // Loaded only when asked for: `node:http` costs the Keeper about 1.3 MB of resident memory.
-      const { startHealthServer } = await import('../runtime/health.ts');
-      healthServer = await listenOrFatal(
-        startHealthServer((request) => app.handle(request), health),
-        'SPIKE_KEEPER_HEALTH_PORT',
-      );
-    }
     log.info('keeper ready for shards', {
       id: ownId,
-      port: bound.port,
-      healthPort: healthServer?.port ?? null,
+      port: ports.port,
+      healthPort: ports.healthPort,
     });
   } catch (error) {
     log.error(fatalMessage(error), { fatal: true });

@@ -23,7 +23,7 @@ import { hasRole } from '../core/spike/roles.ts';
 import { createMtlsClient, type MtlsClient, type MtlsResponse } from '../runtime/tls/client.ts';
 
 /** What one `POST /v1/store/shard` gave: the Keeper's envelopes, or nothing held (404). */
-export type KeeperShards =
+type KeeperShards =
   | {
       readonly kind: 'held';
       /** Envelopes that passed `parseShardEnvelope`, in the Keeper's order (current first). */

@@ -25,18 +25,14 @@ import type { PolicyEngine } from '../core/policy/engine.ts';
 import type { RootKeyProvider } from '../core/ports.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
 import { describeError } from '../runtime/describe-error.ts';
-import type { HealthServer } from '../runtime/health.ts';
 import {
   createStdoutLogger,
-  exitOnStopSignal,
   fatalMessage,
-  listenOrFatal,
-  logSvidRotations,
-  ownIdWithRole,
+  serveUntilStopped,
+  startOwnIdentity,
   workloadApiLogger,
 } from '../runtime/startup.ts';
 import type { MtlsServer } from '../runtime/tls/server.ts';
-import { createX509Source } from '../runtime/workload/client.ts';
 import { type AuditSink, openAuditSink } from './audit-sink.ts';
 import { type NexusConfig, parseNexusConfig } from './config.ts';
 import type { JwtAuth } from './jwt-auth.ts';
@@ -247,35 +243,6 @@ function backupOf(store: NexusStore, keys: RootKeyProvider): NexusBackup {
   return { ...store.backup(keys), snapshot: () => store.snapshot() };
 }
 
-/** Listens on the mTLS port and, when configured, the plain health port; logs where. */
-async function listenAll(
-  mtls: MtlsServer,
-  app: { handle(request: Request): Promise<Response> },
-  config: NexusConfig,
-  log: Logger,
-  ownId: string,
-): Promise<HealthServer | undefined> {
-  let healthServer: HealthServer | undefined;
-  const bound = await listenOrFatal(
-    mtls.listen(config.tls.port, config.tls.host),
-    'SPIKE_NEXUS_TLS_PORT',
-  );
-  if (config.health !== undefined) {
-    const { startHealthServer } = await import('../runtime/health.ts');
-    healthServer = await listenOrFatal(
-      startHealthServer((request) => app.handle(request), config.health),
-      'SPIKE_NEXUS_HEALTH_PORT',
-    );
-  }
-  log.info('nexus listening', {
-    id: ownId,
-    backend: config.backend,
-    port: bound.port,
-    healthPort: healthServer?.port ?? null,
-  });
-  return healthServer;
-}
-
 /** The configuration, or exit with one line naming the bad variable; warnings are logged. */
 function loadConfig(): { config: NexusConfig; log: Logger } {
   let config: NexusConfig;
@@ -298,14 +265,12 @@ async function main(): Promise<void> {
   let source: X509Source | undefined;
   let store: NexusStore | undefined;
   let server: MtlsServer | undefined;
-  let healthServer: HealthServer | undefined;
   let lifecycle: KeyLifecycle | undefined;
   let audit: AuditSink | undefined;
   let jwtBundles: { close(): Promise<void> } | undefined;
 
   const closeAll = async () => {
     await lifecycle?.stop().catch(() => undefined);
-    await healthServer?.close();
     await server?.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
     await source?.close().catch(() => undefined);
@@ -319,20 +284,16 @@ async function main(): Promise<void> {
 
   try {
     audit = openAuditSink(config.auditFile);
-    source = createX509Source({
-      ...(config.spiffeEndpointSocket === undefined
-        ? {}
-        : { address: config.spiffeEndpointSocket }),
-      timeoutMs: config.spiffeSourceTimeoutMs,
-      logger: workloadApiLogger(log),
-    });
+    const identity = startOwnIdentity(
+      'nexus',
+      config.trustRoots.nexus,
+      { address: config.spiffeEndpointSocket, timeoutMs: config.spiffeSourceTimeoutMs },
+      log,
+    );
+    source = identity.source;
     // The SVID is fetched while the modules that serve are loaded.
-    const [ownId, serving] = await Promise.all([
-      ownIdWithRole(source, 'nexus', config.trustRoots.nexus),
-      loadServing(),
-    ]);
+    const [ownId, serving] = await Promise.all([identity.ownId, loadServing()]);
     const { createNexusApp, createPolicyEngine, authorizeAny, createMtlsServer } = serving;
-    logSvidRotations(source, log);
 
     store = await openNexusStore(serving, config, log);
     // The root key: a random one for memory; the Keeper lifecycle otherwise.
@@ -400,12 +361,18 @@ async function main(): Promise<void> {
     rawPathOf = (request) => mtls.rawPathOf(request);
     methodOf = (request) => mtls.methodOf(request);
 
-    exitOnStopSignal((signal) => {
-      log.info('stopping', { signal });
-      return closeAll();
+    const ports = await serveUntilStopped({
+      component: 'nexus',
+      server: mtls,
+      handler: (request) => app.handle(request),
+      tls: config.tls,
+      health: config.health,
+      stop: (signal) => {
+        log.info('stopping', { signal });
+        return closeAll();
+      },
     });
-
-    healthServer = await listenAll(mtls, app, config, log, ownId);
+    log.info('nexus listening', { id: ownId, backend: config.backend, ...ports });
   } catch (error) {
     await closeAll().catch(() => undefined);
     fatal(fatalMessage(error));

@@ -8,12 +8,14 @@
  * time. The pieces that differ (configuration, what a fatal error prints, what stopping wipes)
  * stay in each main file.
  */
+import type { ListenAddress } from '../core/config.ts';
 import { isSpikeError, SpikeError } from '../core/errors.ts';
 import { createLogger, type Logger, type LogLevel } from '../core/log.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
 import { hasRole } from '../core/spike/roles.ts';
 import { describeError } from './describe-error.ts';
-import type { WorkloadLogger } from './workload/client.ts';
+import type { HealthServer } from './health.ts';
+import { createX509Source, type WorkloadLogger } from './workload/client.ts';
 
 /** How long a stopping process waits for its listeners to close before it exits anyway. */
 const STOP_DEADLINE_MS = 5000;
@@ -55,7 +57,7 @@ export function workloadApiLogger(log: Logger): WorkloadLogger {
  * @throws SpikeError `workload_api_*` when no SVID arrives (the source's timeout),
  *   `svid_unauthorized` when the ID lacks the role.
  */
-export async function ownIdWithRole(
+async function ownIdWithRole(
   source: X509Source,
   role: 'nexus' | 'keeper',
   trustDomains: readonly string[],
@@ -81,10 +83,34 @@ export async function ownIdWithRole(
 }
 
 /**
+ * Starts the process's X.509 source (the Workload API at `address`, else `SPIFFE_ENDPOINT_SOCKET`)
+ * with its messages in `log`. `ownId` resolves once the first SVID has `role` (`ownIdWithRole`,
+ * same errors); from then on every rotation is logged (`logSvidRotations`). The caller closes
+ * `source`.
+ */
+export function startOwnIdentity(
+  role: 'nexus' | 'keeper',
+  trustDomains: readonly string[],
+  options: { readonly address?: string | undefined; readonly timeoutMs: number },
+  log: Logger,
+): { source: X509Source; ownId: Promise<string> } {
+  const source = createX509Source({
+    ...(options.address === undefined ? {} : { address: options.address }),
+    timeoutMs: options.timeoutMs,
+    logger: workloadApiLogger(log),
+  });
+  const ownId = ownIdWithRole(source, role, trustDomains).then((id) => {
+    logSvidRotations(source, log);
+    return id;
+  });
+  return { source, ownId };
+}
+
+/**
  * Logs every change of our own identity (rotation, or withdrawal by the Workload API) at INFO, with
  * the new leaf's serial and expiry; never key material. Returns the unsubscribe function.
  */
-export function logSvidRotations(source: X509Source, log: Logger): () => void {
+function logSvidRotations(source: X509Source, log: Logger): () => void {
   return source.onUpdate((context) => {
     const svid = context?.svids[0];
     if (svid === undefined) {
@@ -101,11 +127,52 @@ export function logSvidRotations(source: X509Source, log: Logger): () => void {
   });
 }
 
+/** What {@link serveUntilStopped} serves. */
+export interface ServeOptions {
+  /** Names the variables of a listen failure: `SPIKE_NEXUS_TLS_PORT`, `SPIKE_KEEPER_HEALTH_PORT`. */
+  readonly component: 'nexus' | 'keeper';
+  readonly server: { listen(port: number, host?: string): Promise<{ readonly port: number }> };
+  /** What the health port serves: the app's handler, which answers `/health` and `/ready`. */
+  readonly handler: (request: Request) => Promise<Response>;
+  readonly tls: ListenAddress;
+  /** The plain-HTTP health port; none when undefined. */
+  readonly health?: ListenAddress | undefined;
+  /** Everything to close on SIGTERM or SIGINT but the health port, which is closed beside it. */
+  readonly stop: (signal: 'SIGTERM' | 'SIGINT') => Promise<unknown>;
+}
+
+/**
+ * Arms the stop signals (`exitOnStopSignal`), then listens on the mTLS port and, when configured,
+ * on the plain-HTTP health port (docs/spike-api.md §12). The health module is loaded only then:
+ * `node:http` costs about 1.3 MB of resident memory. A port that cannot be bound throws
+ * `listenOrFatal`'s error. Returns the bound ports.
+ */
+export async function serveUntilStopped(
+  options: ServeOptions,
+): Promise<{ port: number; healthPort: number | null }> {
+  const prefix = `SPIKE_${options.component.toUpperCase()}`;
+  let health: HealthServer | undefined;
+  exitOnStopSignal((signal) => Promise.allSettled([options.stop(signal), health?.close()]));
+  const { tls } = options;
+  const bound = await listenOrFatal(
+    options.server.listen(tls.port, tls.host),
+    `${prefix}_TLS_PORT`,
+  );
+  if (options.health !== undefined) {
+    const { startHealthServer } = await import('./health.ts');
+    health = await listenOrFatal(
+      startHealthServer(options.handler, options.health),
+      `${prefix}_HEALTH_PORT`,
+    );
+  }
+  return { port: bound.port, healthPort: health?.port ?? null };
+}
+
 /**
  * `listening` (a listener's start), or a `SpikeError('config_invalid')` `cannot listen on
  * <variable> (<code>)` when it fails (e.g. `EADDRINUSE`).
  */
-export function listenOrFatal<T>(listening: Promise<T>, variable: string): Promise<T> {
+function listenOrFatal<T>(listening: Promise<T>, variable: string): Promise<T> {
   return listening.catch((error: unknown) => {
     throw new SpikeError(
       'config_invalid',
@@ -118,7 +185,7 @@ export function listenOrFatal<T>(listening: Promise<T>, variable: string): Promi
  * On the first SIGTERM or SIGINT, runs `stop` and exits 0 once it settles, or after 5 s at the
  * latest: a peer that will not let go never keeps the process alive. Later signals are ignored.
  */
-export function exitOnStopSignal(stop: (signal: 'SIGTERM' | 'SIGINT') => Promise<unknown>): void {
+function exitOnStopSignal(stop: (signal: 'SIGTERM' | 'SIGINT') => Promise<unknown>): void {
   let stopping = false;
   const onSignal = (signal: 'SIGTERM' | 'SIGINT') => {
     if (stopping) return;

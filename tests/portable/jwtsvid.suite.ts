@@ -21,13 +21,15 @@ import {
 import { utf8 } from '../../src/core/bytes.ts';
 import { isSpikeError, type SpikeErrorCode } from '../../src/core/errors.ts';
 import {
-  type JwtBundle,
   type JwtBundles,
   parseJwtBundle,
   parseJwtBundles,
   validateJwtSvid,
 } from '../../src/core/spiffe/jwtsvid.ts';
 import type { Harness } from './harness.ts';
+
+/** One trust domain's JWT bundle, as the source's bundles map holds it. */
+type JwtBundleOf = JwtBundles extends ReadonlyMap<string, infer B> ? B : never;
 
 const AUD = 'spike-nexus';
 const SUB = 'spiffe://example.org/workload';
@@ -291,7 +293,7 @@ export function suite(t: Harness): void {
       const bundleWithEd = new Map([
         [
           'example.org',
-          { keys: [{ ...(await exportJWK(ed.publicKey)), kid: 'ed-1' }] } as JwtBundle,
+          { keys: [{ ...(await exportJWK(ed.publicKey)), kid: 'ed-1' }] } as JwtBundleOf,
         ],
       ]);
       const eddsa = await mint(ed.privateKey, claims(), { alg: 'EdDSA', kid: 'ed-1' });
@@ -551,7 +553,7 @@ export function suite(t: Harness): void {
           },
         );
         // Unparsed, our validator fails closed on the same set.
-        const raw = new Map([['example.org', federated as JwtBundle]]);
+        const raw = new Map([['example.org', federated as JwtBundleOf]]);
         await rejects(token, raw, 'svid_untrusted', /no JWT authority found/);
         // Through parseJwtBundle (which strips `use`) the same key verifies.
         const parsed = parseJwtBundle(JSON.stringify(federated));

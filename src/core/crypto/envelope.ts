@@ -41,29 +41,27 @@ export function randomNonce(): Uint8Array<ArrayBuffer> {
   return crypto.getRandomValues(new Uint8Array(NONCE_LENGTH));
 }
 
-/** AES-256-GCM encryption with an explicit nonce; returns `ciphertext ‖ tag`. */
-export async function gcmEncrypt(
+/** One AES-256-GCM operation with an explicit 96-bit nonce and optional associated data. */
+type GcmOperation = (
   key: CryptoKey,
   nonce: Uint8Array,
-  plaintext: Uint8Array,
+  input: Uint8Array,
   aad?: Uint8Array,
-): Promise<Uint8Array> {
-  const params: AesGcmParams = { name: 'AES-GCM', iv: bufferSource(nonce), tagLength: 128 };
-  if (aad !== undefined) params.additionalData = bufferSource(aad);
-  return new Uint8Array(await crypto.subtle.encrypt(params, key, bufferSource(plaintext)));
+) => Promise<Uint8Array>;
+
+function gcm(operation: 'encrypt' | 'decrypt'): GcmOperation {
+  return async (key, nonce, input, aad) => {
+    const params: AesGcmParams = { name: 'AES-GCM', iv: bufferSource(nonce), tagLength: 128 };
+    if (aad !== undefined) params.additionalData = bufferSource(aad);
+    return new Uint8Array(await crypto.subtle[operation](params, key, bufferSource(input)));
+  };
 }
 
-/** AES-256-GCM decryption of `ciphertext ‖ tag`; rejects (with Web Crypto's error) on failure. */
-export async function gcmDecrypt(
-  key: CryptoKey,
-  nonce: Uint8Array,
-  sealed: Uint8Array,
-  aad?: Uint8Array,
-): Promise<Uint8Array> {
-  const params: AesGcmParams = { name: 'AES-GCM', iv: bufferSource(nonce), tagLength: 128 };
-  if (aad !== undefined) params.additionalData = bufferSource(aad);
-  return new Uint8Array(await crypto.subtle.decrypt(params, key, bufferSource(sealed)));
-}
+/** AES-256-GCM encryption of the plaintext `input`; returns `ciphertext ‖ tag`. */
+export const gcmEncrypt: GcmOperation = gcm('encrypt');
+
+/** AES-256-GCM decryption of `input` = `ciphertext ‖ tag`; rejects (Web Crypto's error) on failure. */
+export const gcmDecrypt: GcmOperation = gcm('decrypt');
 
 /**
  * Encrypts `plaintext` under `key` (the storage key) bound to `aad`; returns the envelope

@@ -80,18 +80,32 @@ export class Parser {
     if (++this.#depth > MAX_NESTING_DEPTH) throw syntaxError();
   }
 
-  #object(): Node {
+  /**
+   * The members of an object or array: from its opening bracket to `close`, comma-separated, each
+   * read by `member` (which starts at the member's first character).
+   */
+  #members(close: '}' | ']', member: () => void): void {
     this.#enter();
-    this.#i++; // {
-    const entries: [string, Node][] = [];
+    this.#i++; // the opening bracket
     this.#ws();
-    if (this.#s[this.#i] === '}') {
+    if (this.#s[this.#i] === close) {
       this.#i++;
-      this.#depth--;
-      return { t: 'object', entries };
+    } else {
+      for (;;) {
+        this.#ws();
+        member();
+        this.#ws();
+        const c = this.#s[this.#i++];
+        if (c === close) break;
+        if (c !== ',') throw syntaxError();
+      }
     }
-    for (;;) {
-      this.#ws();
+    this.#depth--;
+  }
+
+  #object(): Node {
+    const entries: [string, Node][] = [];
+    this.#members('}', () => {
       if (this.#s[this.#i] !== '"') throw syntaxError();
       const key = this.#string();
       this.#ws();
@@ -99,34 +113,13 @@ export class Parser {
       this.#i++;
       this.#ws();
       entries.push([key, this.#value()]);
-      this.#ws();
-      const c = this.#s[this.#i++];
-      if (c === '}') break;
-      if (c !== ',') throw syntaxError();
-    }
-    this.#depth--;
+    });
     return { t: 'object', entries };
   }
 
   #array(): Node {
-    this.#enter();
-    this.#i++; // [
     const items: Node[] = [];
-    this.#ws();
-    if (this.#s[this.#i] === ']') {
-      this.#i++;
-      this.#depth--;
-      return { t: 'array', items };
-    }
-    for (;;) {
-      this.#ws();
-      items.push(this.#value());
-      this.#ws();
-      const c = this.#s[this.#i++];
-      if (c === ']') break;
-      if (c !== ',') throw syntaxError();
-    }
-    this.#depth--;
+    this.#members(']', () => items.push(this.#value()));
     return { t: 'array', items };
   }
 

@@ -58,7 +58,7 @@ const MAX_JWT_CLOCK_TOLERANCE_SECONDS = 60;
  * The JWT authorities of one trust domain: public verification keys, each with a `kid`, without
  * `use` (see the module comment). Built by {@link parseJwtBundle}; treat it as immutable.
  */
-export interface JwtBundle {
+interface JwtBundle {
   readonly keys: readonly JWK[];
 }
 

@@ -71,25 +71,13 @@ function decodeX509Svid(buf: Uint8Array): X509SvidMessage {
   let bundle: Uint8Array = new Uint8Array(0);
   let hint = '';
   walkFields(buf, (field, r) => {
-    switch (field) {
-      case 1:
-        spiffeId = r.string();
-        return true;
-      case 2:
-        x509Svid = r.bytes();
-        return true;
-      case 3:
-        x509SvidKey = r.bytes();
-        return true;
-      case 4:
-        bundle = r.bytes();
-        return true;
-      case 5:
-        hint = r.string();
-        return true;
-      default:
-        return false;
-    }
+    if (field === 1) spiffeId = r.string();
+    else if (field === 2) x509Svid = r.bytes();
+    else if (field === 3) x509SvidKey = r.bytes();
+    else if (field === 4) bundle = r.bytes();
+    else if (field === 5) hint = r.string();
+    else return false;
+    return true;
   });
   return { spiffeId, x509Svid, x509SvidKey, bundle, hint };
 }

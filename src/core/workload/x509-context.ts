@@ -16,7 +16,7 @@
  */
 import { SpikeError } from '../errors.ts';
 import { parseSpiffeId, parseTrustDomain } from '../spiffe/id.ts';
-import type { X509Bundles, X509Context, X509Svid } from '../spiffe/types.ts';
+import type { X509Context, X509Svid } from '../spiffe/types.ts';
 import { parseX509Bundle, validateOwnX509Svid } from '../spiffe/x509svid.ts';
 import type { X509SvidMessage, X509SvidResponse } from './proto.ts';
 
@@ -108,17 +108,41 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-function sameList(a: readonly Uint8Array[], b: readonly Uint8Array[]): boolean {
-  return a.length === b.length && a.every((x, i) => sameBytes(x, b[i]!));
+/** Same length and `same` item by item, in order. */
+function sameItems<T>(a: readonly T[], b: readonly T[], same: (x: T, y: T) => boolean): boolean {
+  return a.length === b.length && a.every((x, i) => same(x, b[i]!));
 }
 
-function sameMap(a: ReadonlyMap<string, Uint8Array>, b: ReadonlyMap<string, Uint8Array>): boolean {
+/** Same keys, and `same` value by value (map order ignored). */
+function sameEntries<V>(
+  a: ReadonlyMap<string, V>,
+  b: ReadonlyMap<string, V>,
+  same: (x: V, y: V) => boolean,
+): boolean {
   if (a.size !== b.size) return false;
   for (const [k, v] of a) {
     const w = b.get(k);
-    if (w === undefined || !sameBytes(v, w)) return false;
+    if (w === undefined || !same(v, w)) return false;
   }
   return true;
+}
+
+const sameList = (a: readonly Uint8Array[], b: readonly Uint8Array[]) => sameItems(a, b, sameBytes);
+
+/** What makes two SVIDs the same: ID, hint and every byte string, in order. */
+interface SvidState {
+  readonly id: string;
+  readonly hint: string;
+  readonly bytes: readonly Uint8Array[];
+}
+
+/** Same SVIDs in the same order, compared by the `state` of each. */
+function sameSvids<T>(a: readonly T[], b: readonly T[], state: (svid: T) => SvidState): boolean {
+  return sameItems(a, b, (x, y) => {
+    const s = state(x);
+    const t = state(y);
+    return s.id === t.id && s.hint === t.hint && sameList(s.bytes, t.bytes);
+  });
 }
 
 /**
@@ -127,44 +151,23 @@ function sameMap(a: ReadonlyMap<string, Uint8Array>, b: ReadonlyMap<string, Uint
  */
 export function sameX509SvidResponse(a: X509SvidResponse, b: X509SvidResponse): boolean {
   return (
-    a.svids.length === b.svids.length &&
-    a.svids.every((s, i) => {
-      const t = b.svids[i]!;
-      return (
-        s.spiffeId === t.spiffeId &&
-        s.hint === t.hint &&
-        sameBytes(s.x509Svid, t.x509Svid) &&
-        sameBytes(s.x509SvidKey, t.x509SvidKey) &&
-        sameBytes(s.bundle, t.bundle)
-      );
-    }) &&
+    sameSvids(a.svids, b.svids, (s) => ({
+      id: s.spiffeId,
+      hint: s.hint,
+      bytes: [s.x509Svid, s.x509SvidKey, s.bundle],
+    })) &&
     sameList(a.crl, b.crl) &&
-    sameMap(a.federatedBundles, b.federatedBundles)
+    sameEntries(a.federatedBundles, b.federatedBundles, sameBytes)
   );
-}
-
-function sameBundles(a: X509Bundles, b: X509Bundles): boolean {
-  if (a.size !== b.size) return false;
-  for (const [td, roots] of a) {
-    const other = b.get(td);
-    if (other === undefined || !sameList(roots, other)) return false;
-  }
-  return true;
 }
 
 /** True when two contexts hold the same SVIDs (chains, keys, hints, order) and bundles. */
 export function sameX509Context(a: X509Context, b: X509Context): boolean {
   return (
-    a.svids.length === b.svids.length &&
-    a.svids.every((s, i) => {
-      const t = b.svids[i]!;
-      return (
-        s.id === t.id &&
-        s.hint === t.hint &&
-        sameList(s.chain, t.chain) &&
-        sameBytes(s.privateKey, t.privateKey)
-      );
-    }) &&
-    sameBundles(a.bundles, b.bundles)
+    sameSvids(a.svids, b.svids, (s) => ({
+      id: s.id,
+      hint: s.hint,
+      bytes: [...s.chain, s.privateKey],
+    })) && sameEntries(a.bundles, b.bundles, sameList)
   );
 }

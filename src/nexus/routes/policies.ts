@@ -3,14 +3,14 @@
  * delete and list, each guarded by a permission on the ACL pseudo-path.
  */
 import { jsonResponse } from '../../api/v1/http.ts';
-import { NEXUS_ROUTES } from '../../api/v1/routes.ts';
+import { NEXUS_ROUTES, type RouteSpec } from '../../api/v1/routes.ts';
 import { REQUEST } from '../../api/v1/schemas.ts';
 import { formatGoTime } from '../../core/log.ts';
 import { anchoringWarning } from '../../core/policy/anchored.ts';
 import { ACL_PATH } from '../../core/policy/engine.ts';
-import { validateName, validatePolicyInput } from '../../core/policy/validate.ts';
+import { type Permission, validateName, validatePolicyInput } from '../../core/policy/validate.ts';
 import type { Policy } from '../../core/ports.ts';
-import { defineRoute, type NexusRoute } from './route.ts';
+import { defineRoute, type NexusRoute, type RouteContext } from './route.ts';
 
 /** The policy 200 body (§4 "Policy object"). */
 function policyBody(policy: Policy): Record<string, unknown> {
@@ -24,6 +24,26 @@ function policyBody(policy: Policy): Record<string, unknown> {
     createdAt: formatGoTime(policy.createdAt),
     updatedAt: formatGoTime(policy.updatedAt),
   };
+}
+
+/**
+ * A route on one policy named by the request's `id` (get, delete): `permission` on the ACL
+ * path, the name validated and audited, a 200 with the body `run` builds.
+ */
+function byNameRoute(
+  spec: RouteSpec,
+  permission: Permission,
+  run: (ctx: RouteContext, name: string) => Promise<Record<string, unknown>>,
+): NexusRoute {
+  return defineRoute({
+    spec,
+    decode: (ctx) => ctx.json(REQUEST.policyId),
+    guard: () => ({ path: ACL_PATH, permission }),
+    async handle(ctx, req) {
+      ctx.setResource(validateName(req.id, 'id'));
+      return jsonResponse(200, await run(ctx, req.id));
+    },
+  });
 }
 
 /** The policy routes. */
@@ -46,24 +66,12 @@ export const POLICY_ROUTES: readonly NexusRoute[] = [
       return jsonResponse(200, warning === undefined ? {} : { warning });
     },
   }),
-  defineRoute({
-    spec: NEXUS_ROUTES.policyGet,
-    decode: (ctx) => ctx.json(REQUEST.policyId),
-    guard: () => ({ path: ACL_PATH, permission: 'read' }),
-    async handle(ctx, req) {
-      ctx.setResource(validateName(req.id, 'id'));
-      return jsonResponse(200, policyBody(await ctx.deps.policies.get(req.id)));
-    },
-  }),
-  defineRoute({
-    spec: NEXUS_ROUTES.policyDelete,
-    decode: (ctx) => ctx.json(REQUEST.policyId),
-    guard: () => ({ path: ACL_PATH, permission: 'write' }),
-    async handle(ctx, req) {
-      ctx.setResource(validateName(req.id, 'id'));
-      await ctx.engine.delete(req.id);
-      return jsonResponse(200, {});
-    },
+  byNameRoute(NEXUS_ROUTES.policyGet, 'read', async (ctx, name) =>
+    policyBody(await ctx.deps.policies.get(name)),
+  ),
+  byNameRoute(NEXUS_ROUTES.policyDelete, 'write', async (ctx, name) => {
+    await ctx.engine.delete(name);
+    return {};
   }),
   defineRoute({
     spec: NEXUS_ROUTES.policyList,

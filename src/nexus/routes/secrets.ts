@@ -4,12 +4,12 @@
  * requested path (§7; list on the list pseudo-path), then validates the path (§5) and runs.
  */
 import { jsonResponse } from '../../api/v1/http.ts';
-import { NEXUS_ROUTES } from '../../api/v1/routes.ts';
+import { NEXUS_ROUTES, type RouteSpec } from '../../api/v1/routes.ts';
 import { REQUEST } from '../../api/v1/schemas.ts';
 import { formatGoTime } from '../../core/log.ts';
 import { SECRET_LIST_PATH } from '../../core/policy/engine.ts';
 import { validateValueKeys } from '../../core/policy/validate.ts';
-import type { SecretMetadata } from '../../core/ports.ts';
+import type { SecretMetadata, Secrets } from '../../core/ports.ts';
 import { defineRoute, type NexusRoute } from './route.ts';
 
 const ok = () => jsonResponse(200, {});
@@ -42,6 +42,24 @@ function metadataBody(meta: SecretMetadata): Record<string, unknown> {
   return body;
 }
 
+/**
+ * A route that reads the requested path at `version` (get, metadata): `read` permission on the
+ * path, a 200 with the body `read` builds.
+ */
+function readRoute(
+  spec: RouteSpec,
+  read: (secrets: Secrets, path: string, version: number) => Promise<Record<string, unknown>>,
+): NexusRoute {
+  return defineRoute({
+    spec,
+    decode: (ctx) => ctx.json(REQUEST.secretGet),
+    guard: (req) => ({ path: req.path, permission: 'read' }),
+    async handle(ctx, req) {
+      return jsonResponse(200, await read(ctx.deps.secrets, ctx.secretPath(req.path), req.version));
+    },
+  });
+}
+
 const versionRoutes = (['delete', 'undelete', 'destroy'] as const).map((action) =>
   defineRoute({
     spec: {
@@ -72,15 +90,9 @@ export const SECRET_ROUTES: readonly NexusRoute[] = [
       return ok();
     },
   }),
-  defineRoute({
-    spec: NEXUS_ROUTES.secretGet,
-    decode: (ctx) => ctx.json(REQUEST.secretGet),
-    guard: (req) => ({ path: req.path, permission: 'read' }),
-    async handle(ctx, req) {
-      const data = await ctx.deps.secrets.get(ctx.secretPath(req.path), req.version);
-      return jsonResponse(200, { data });
-    },
-  }),
+  readRoute(NEXUS_ROUTES.secretGet, async (secrets, path, version) => ({
+    data: await secrets.get(path, version),
+  })),
   ...versionRoutes,
   defineRoute({
     spec: NEXUS_ROUTES.secretPurge,
@@ -100,13 +112,7 @@ export const SECRET_ROUTES: readonly NexusRoute[] = [
       return jsonResponse(200, { keys: [...keys] });
     },
   }),
-  defineRoute({
-    spec: NEXUS_ROUTES.secretMetadata,
-    decode: (ctx) => ctx.json(REQUEST.secretGet),
-    guard: (req) => ({ path: req.path, permission: 'read' }),
-    async handle(ctx, req) {
-      const meta = await ctx.deps.secrets.metadata(ctx.secretPath(req.path), req.version);
-      return jsonResponse(200, metadataBody(meta));
-    },
-  }),
+  readRoute(NEXUS_ROUTES.secretMetadata, async (secrets, path, version) =>
+    metadataBody(await secrets.metadata(path, version)),
+  ),
 ];

@@ -128,8 +128,9 @@ export async function serveKv(
   switch (op) {
     case 'data':
       if (m === 'GET') return readData(deps, ctx, secretPath(ctx, path));
-      if (m === 'POST' || m === 'PUT') return writeData(deps, ctx, secretPath(ctx, path));
-      if (m === 'PATCH') return patchData(deps, ctx, secretPath(ctx, path));
+      if (m === 'POST' || m === 'PUT' || m === 'PATCH') {
+        return writeData(deps, ctx, secretPath(ctx, path), m === 'PATCH');
+      }
       if (m === 'DELETE') return deleteLatest(deps, ctx, secretPath(ctx, path));
       return unsupported();
     case 'delete':
@@ -177,21 +178,15 @@ async function readSubkeys(deps: KvRouteDeps, ctx: VaultCtx, path: string) {
   });
 }
 
-async function writeData(deps: KvRouteDeps, ctx: VaultCtx, path: string) {
-  ctx.action = 'create';
+/** Write (POST/PUT, action `create`) or patch (PATCH) the data: `{data, options.cas}` (§3). */
+async function writeData(deps: KvRouteDeps, ctx: VaultCtx, path: string, patch: boolean) {
+  ctx.action = patch ? 'patch' : 'create';
   await authorize(deps, ctx, path, 'write');
   const req = await body(deps, ctx);
   const data = dataOf(req);
-  const r = await deps.kv.write(path, data, casOf(req));
-  return envelopeResponse(versionMetadata(r.version, r.meta));
-}
-
-async function patchData(deps: KvRouteDeps, ctx: VaultCtx, path: string) {
-  ctx.action = 'patch';
-  await authorize(deps, ctx, path, 'write');
-  const req = await body(deps, ctx);
-  const data = dataOf(req);
-  const r = await deps.kv.patch(path, data, casOf(req));
+  const r = patch
+    ? await deps.kv.patch(path, data, casOf(req))
+    : { kind: 'written' as const, ...(await deps.kv.write(path, data, casOf(req))) };
   if (r.kind === 'absent') return notFound();
   if (r.kind === 'gone') return goneResponse(r.read, 'data');
   return envelopeResponse(versionMetadata(r.version, r.meta));

@@ -236,6 +236,30 @@ function finalStatus(end: CallEnd): GrpcStatus {
 }
 
 /**
+ * The status of a socket error after `current`: the first socket error wins, unless a later one
+ * names the errno (Deno reports the stream's cancellation before the session's ENOENT).
+ */
+function laterSocketStatus(current: GrpcStatus | undefined, error: unknown): GrpcStatus {
+  const status = statusFromSocketError(error);
+  const better =
+    current === undefined || (current.errno === undefined && status.errno !== undefined);
+  return better ? status : current;
+}
+
+const DEADLINE_EXCEEDED: GrpcStatus = {
+  code: GrpcCode.DEADLINE_EXCEEDED,
+  message: 'deadline exceeded',
+};
+
+/** A unary call's deadline timer (`expire` runs after `timeoutMs`); none for a stream. */
+function unaryDeadline(
+  timeoutMs: number | undefined,
+  expire: () => void,
+): ReturnType<typeof setTimeout> | undefined {
+  return timeoutMs === undefined ? undefined : setTimeout(expire, timeoutMs);
+}
+
+/**
  * Starts one gRPC call: one connection, one stream, the request sent as a single framed message.
  * Streams carry no deadline; a unary call passes `timeoutMs` (sent as `grpc-timeout`).
  */
@@ -256,26 +280,11 @@ export function startCall(
   let readableEnded = false;
   let goawayLastStreamId: number | undefined;
   let held: Uint8Array[] = []; // messages that arrived before the response headers
-  let deadline: ReturnType<typeof setTimeout> | undefined;
-  let resolveClosed!: () => void;
-  const closed = new Promise<void>((resolve) => {
-    resolveClosed = resolve;
-  });
 
   const session = connectSession(endpoint);
-  // The first socket error wins, unless a later one names the errno (Deno reports the stream's
-  // cancellation before the session's ENOENT).
-  const noteSocketError = (error: unknown) => {
-    const status = statusFromSocketError(error);
-    if (
-      socketStatus === undefined ||
-      (socketStatus.errno === undefined && status.errno !== undefined)
-    ) {
-      socketStatus = status;
-    }
-  };
+  const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
   session.on('error', (error) => {
-    noteSocketError(error);
+    socketStatus = laterSocketStatus(socketStatus, error);
     finishSoon();
   });
   session.on('goaway', (_code: number, lastStreamId: number) => {
@@ -285,10 +294,7 @@ export function startCall(
       cancel({ code: GrpcCode.UNAVAILABLE, message: 'connection closed by the server (GOAWAY)' });
     }
   });
-  session.on('close', () => {
-    resolveClosed();
-    finishSoon();
-  });
+  session.on('close', () => finishSoon());
 
   const stream = session.request(requestHeaders(method, options.timeoutMs), { endStream: false });
   stream.end(encodeGrpcFrame(request));
@@ -310,9 +316,7 @@ export function startCall(
       cancel(headerStatus);
       return;
     }
-    const pending = held;
-    held = [];
-    deliver(pending);
+    deliver(held.splice(0));
   });
   stream.on('trailers', (t) => {
     grpcStatus = readStatus(t);
@@ -329,16 +333,14 @@ export function startCall(
   });
   stream.on('error', (error) => {
     // Stream errors are reflected in rstCode / session errors; keep the first socket cause.
-    if ((error as { code?: unknown }).code !== 'ERR_HTTP2_STREAM_ERROR') noteSocketError(error);
+    if ((error as { code?: unknown }).code !== 'ERR_HTTP2_STREAM_ERROR') {
+      socketStatus = laterSocketStatus(socketStatus, error);
+    }
   });
   stream.on('close', () => {
     finishSoon();
   });
-  if (options.timeoutMs !== undefined) {
-    deadline = setTimeout(() => {
-      cancel({ code: GrpcCode.DEADLINE_EXCEEDED, message: 'deadline exceeded' });
-    }, options.timeoutMs);
-  }
+  const deadline = unaryDeadline(options.timeoutMs, () => cancel(DEADLINE_EXCEEDED));
 
   let finishScheduled = false;
   function finishSoon(): void {

@@ -52,6 +52,51 @@ function keepTrustDomains(raw: ReadonlyMap<string, Uint8Array>): Map<string, Uin
   return out;
 }
 
+/** The callers of `ready()` waiting for the first bundles, each rejected after `timeoutMs`. */
+function createWaiters(timeoutMs: number) {
+  const waiters = new Set<{ resolve: (b: JwtBundles) => void; reject: (e: Error) => void }>();
+  return {
+    wait(): Promise<JwtBundles> {
+      return new Promise<JwtBundles>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(waiter);
+          reject(new SpikeError('workload_api_timeout', `no JWT bundles within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const waiter = {
+          resolve: (b: JwtBundles) => {
+            clearTimeout(timer);
+            resolve(b);
+          },
+          reject: (e: Error) => {
+            clearTimeout(timer);
+            reject(e);
+          },
+        };
+        waiters.add(waiter);
+      });
+    },
+    resolveAll(bundles: JwtBundles): void {
+      for (const w of waiters) w.resolve(bundles);
+      waiters.clear();
+    },
+    rejectAll(error: Error): void {
+      for (const w of waiters) w.reject(error);
+      waiters.clear();
+    },
+  };
+}
+
+/** Tells every listener; a failing listener must not stop the stream. */
+function notifyAll<T>(listeners: ReadonlySet<(value: T) => void>, value: T): void {
+  for (const listener of [...listeners]) {
+    try {
+      listener(value);
+    } catch {
+      // ignored, see above
+    }
+  }
+}
+
 /** Opens the `FetchJWTBundles` stream (see the module comment). */
 export function createJwtBundleSource(options: JwtBundleSourceOptions = {}): JwtBundleSource {
   const endpoint = resolveEndpointAddress(options.address);
@@ -66,26 +111,12 @@ export function createJwtBundleSource(options: JwtBundleSourceOptions = {}): Jwt
   let immediate = 0;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   const listeners = new Set<(bundles: JwtBundles | undefined) => void>();
-  const waiters = new Set<{ resolve: (b: JwtBundles) => void; reject: (e: Error) => void }>();
+  const waiters = createWaiters(timeoutMs);
 
   const apply = (next: JwtBundles | undefined) => {
     bundles = next;
-    if (next !== undefined) {
-      for (const w of waiters) w.resolve(next);
-      waiters.clear();
-    }
-    for (const listener of [...listeners]) {
-      try {
-        listener(next);
-      } catch {
-        // a failing listener must not stop the stream
-      }
-    }
-  };
-
-  const rejectAll = (error: Error) => {
-    for (const w of waiters) w.reject(error);
-    waiters.clear();
+    if (next !== undefined) waiters.resolveAll(next);
+    notifyAll(listeners, next);
   };
 
   const retry = () => {
@@ -121,18 +152,15 @@ export function createJwtBundleSource(options: JwtBundleSourceOptions = {}): Jwt
     if (closed) return;
     switch (status.code) {
       case GrpcCode.OK:
-        if (messagesOnCall > 0 || immediate === 0) {
-          immediate++;
-          connect();
-        } else {
-          retry();
-        }
-        return;
+        // At once after a stream that carried messages (or a first empty one); else backoff.
+        if (messagesOnCall === 0 && immediate > 0) return retry();
+        immediate++;
+        return connect();
       case GrpcCode.INVALID_ARGUMENT:
       case GrpcCode.UNIMPLEMENTED:
         fatal = workloadApiError(status);
         logger.error(`Workload API refused FetchJWTBundles: ${status.message}; not retrying`);
-        rejectAll(fatal);
+        waiters.rejectAll(fatal);
         return;
       case GrpcCode.PERMISSION_DENIED:
         if (bundles !== undefined) {
@@ -168,23 +196,7 @@ export function createJwtBundleSource(options: JwtBundleSourceOptions = {}): Jwt
       if (bundles !== undefined) return Promise.resolve(bundles);
       if (fatal !== undefined) return Promise.reject(fatal);
       if (closed) return Promise.reject(new SpikeError('workload_api_error', 'source closed'));
-      return new Promise<JwtBundles>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          waiters.delete(waiter);
-          reject(new SpikeError('workload_api_timeout', `no JWT bundles within ${timeoutMs} ms`));
-        }, timeoutMs);
-        const waiter = {
-          resolve: (b: JwtBundles) => {
-            clearTimeout(timer);
-            resolve(b);
-          },
-          reject: (e: Error) => {
-            clearTimeout(timer);
-            reject(e);
-          },
-        };
-        waiters.add(waiter);
-      });
+      return waiters.wait();
     },
     current: () => bundles,
     onUpdate(listener) {
@@ -195,14 +207,12 @@ export function createJwtBundleSource(options: JwtBundleSourceOptions = {}): Jwt
       if (closed) return;
       closed = true;
       if (retryTimer !== undefined) clearTimeout(retryTimer);
-      rejectAll(new SpikeError('workload_api_error', 'source closed'));
+      waiters.rejectAll(new SpikeError('workload_api_error', 'source closed'));
       listeners.clear();
       const open = call;
       call = undefined;
-      if (open !== undefined) {
-        open.cancel();
-        await open.closed;
-      }
+      open?.cancel();
+      await open?.closed;
     },
   };
 }
