@@ -54,7 +54,8 @@ async function restore(
   if (state.installing !== undefined) await state.installing.catch(() => undefined);
   if (ctx.keys.ready) throw alreadyHeld();
   const stored = ctx.store.getKcv();
-  const used = (ctx.collector ??= new RestoreCollector(ctx.t, stored));
+  ctx.collector ??= new RestoreCollector(ctx.t, stored);
+  const used = ctx.collector;
   if (stored !== undefined && envelope.kcv !== stored) {
     // Refused before collection, so a foreign shard never disturbs the collected set.
     log.info('restore: shard refused', { reason: 'shard belongs to another key' });
