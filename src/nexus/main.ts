@@ -193,7 +193,6 @@ async function vaultAppOf(
   policyEngine: PolicyEngine,
   auditSink: { write(line: string): void },
   log: Logger,
-  rawPathOf: (request: Request) => string | undefined,
 ): Promise<VaultApp | undefined> {
   const vaultEnv = readVaultEnv(process.env);
   if (!vaultEnv.enabled) return undefined;
@@ -207,7 +206,6 @@ async function vaultAppOf(
     maxBodyBytes: config.maxBodyBytes,
     audit: (line) => auditSink.write(line),
     logger: log,
-    rawPathOf,
   });
 }
 
@@ -367,9 +365,7 @@ async function main(): Promise<void> {
       ...(lifecycle === undefined ? {} : { operator: lifecycle.operator }),
       logger: log,
     });
-    const vault = await vaultAppOf(config, store, keys, policyEngine, auditSink, log, (r) =>
-      rawPathOf(r),
-    );
+    const vault = await vaultAppOf(config, store, keys, policyEngine, auditSink, log);
     const mtls = createMtlsServer({
       source,
       // Any peer whose chain verifies against its trust domain's bundle (federation); the routes

@@ -61,28 +61,6 @@ export interface VaultAppDeps {
   readonly version?: string;
   readonly clock?: () => Date;
   readonly logger?: Logger;
-  /**
-   * The request target exactly as the client sent it (the transport's `rawPathOf`). A Web
-   * `Request` has removed `.` and `..` segments; with this hook such a request, and one with an
-   * empty (`//`) segment, is refused with 400 instead of being served under another path.
-   */
-  readonly rawPathOf?: (request: Request) => string | undefined;
-}
-
-/**
- * Why a request's path is not exactly what it says, or `undefined`: the raw target's path differs
- * from the parsed one (a `.`, `..` or `%2e` segment was removed), or it has an empty segment
- * before its end (`//`; a trailing `/` is Vault's list form and stays).
- */
-function inexactPath(raw: string | undefined, pathname: string): string | undefined {
-  if (raw === undefined) return undefined;
-  const end = raw.indexOf('?');
-  const rawPath = end === -1 ? raw : raw.slice(0, end);
-  if (rawPath !== pathname) return 'paths are exact: no "." or ".." segments';
-  if (pathname.slice(1, -1).split('/').includes('')) {
-    return 'paths are exact: no empty ("//") segments';
-  }
-  return undefined;
 }
 
 export interface VaultApp {
@@ -271,8 +249,6 @@ export function createVaultApp(deps: VaultAppDeps): VaultApp {
         }
         return res;
       };
-      const inexact = inexactPath(deps.rawPathOf?.(request), url.pathname);
-      if (inexact !== undefined) return finish(errorResponse(400, inexact), auditCodeOf(400));
       if (!METHODS.has(method)) return finish(errorResponse(405), auditCodeOf(405));
       if (path.kind === 'health') return health(system(), url.searchParams);
       if (path.kind === 'seal-status') return sealStatus(system());
