@@ -11,7 +11,8 @@
  * ```
  */
 export { isSpikeError, SpikeError, type SpikeErrorCode } from './core/errors.ts';
-export type { RestoreStatus, ShardEnvelope } from './core/shamir/shards.ts';
+export type { RestoreStatus } from './core/shamir/restore-collector.ts';
+export type { ShardEnvelope } from './core/shamir/shards.ts';
 export { isSpiffeId, parseSpiffeId, type SpiffeId } from './core/spiffe/id.ts';
 export type { X509Context, X509Source, X509Svid } from './core/spiffe/types.ts';
 export { createX509Source, type X509SourceOptions } from './runtime/workload/client.ts';

@@ -12,7 +12,8 @@ import { deriveKeys, generateRootKey } from '../src/core/crypto/keys.ts';
 import { decodeGoJson } from '../src/core/http/go-json.ts';
 import type { TrustRoots } from '../src/core/policy/engine.ts';
 import type { DerivedKeys, PolicyStore, RootKeyProvider } from '../src/core/ports.ts';
-import { RestoreCollector, type ShardEnvelope, splitRootKey } from '../src/core/shamir/shards.ts';
+import { RestoreCollector } from '../src/core/shamir/restore-collector.ts';
+import { type ShardEnvelope, splitRootKey } from '../src/core/shamir/shards.ts';
 import { createNexusApp, type NexusAppDeps, type NexusBackend } from '../src/nexus/app.ts';
 import { openStore } from '../src/nexus/store/index.ts';
 
@@ -999,6 +1000,7 @@ describe('recover and restore (§9)', () => {
         if (step.status.restored) f!.keys.install();
         return step.status;
       },
+      reset: async () => collector.clear(),
     };
     f = await fixture({ ready, operator });
     return { f, envelopes, setEnvelopes: (e: ShardEnvelope[]) => (envelopes = e) };
@@ -1025,9 +1027,17 @@ describe('recover and restore (§9)', () => {
     expect((await f.post('/v1/store/secrets?action=list', {})).status).toBe(503);
     expect((await f.post('/v1/operator/restore', envelopes[0], SUPERUSER)).status).toBe(401);
     const first = await f.post('/v1/operator/restore', envelopes[0], RESTORE);
-    expect(first.text).toBe('{"collected":1,"remaining":1,"restored":false}');
+    const held = (collected: number, restored = false) =>
+      JSON.stringify({
+        collected,
+        remaining: 2 - collected,
+        restored,
+        generation: envelopes[0]!.generation,
+        threshold: 2,
+      });
+    expect(first.text).toBe(held(1));
     const dup = await f.post('/v1/operator/restore', envelopes[0], RESTORE);
-    expect(dup.text).toBe('{"collected":1,"remaining":1,"restored":false}');
+    expect(dup.text).toBe(held(1));
     const bad = await f.post('/v1/operator/restore', { ...envelopes[1], index: 0 }, RESTORE);
     expect(bad.text).toBe('{"collected":0,"remaining":0,"restored":false,"err":"api_bad_request"}');
     const zeroShard = await f.post(
@@ -1037,13 +1047,50 @@ describe('recover and restore (§9)', () => {
     );
     expect(zeroShard.status).toBe(400);
     const done = await f.post('/v1/operator/restore', envelopes[2], RESTORE);
-    expect(done.text).toBe('{"collected":2,"remaining":0,"restored":true}');
+    expect(done.text).toBe(held(2, true));
     expect((await f.post('/v1/store/secrets?action=list', {})).status).toBe(200);
     const again = await f.post('/v1/operator/restore', envelopes[1], RESTORE);
     expect(again.status).toBe(409);
     expect(again.text).toBe(
       '{"collected":0,"remaining":0,"restored":false,"err":"state_already_initialized"}',
     );
+  });
+
+  it('restore reports what it holds; another generation → 400 naming it; reset discards (issue 11)', async () => {
+    const { f, envelopes } = await withOperator(false);
+    const other = await splitRootKey(generateRootKey(), 3, 2);
+    const empty = await f.post('/v1/operator/restore?action=reset', {}, RESTORE);
+    expect(empty.text).toBe(
+      '{"collected":0,"remaining":2,"restored":false,"generation":"","threshold":2}',
+    );
+    expect((await f.post('/v1/operator/restore?action=reset', {}, SUPERUSER)).status).toBe(401);
+    await f.post('/v1/operator/restore', envelopes[0], RESTORE);
+    const mixed = await f.post('/v1/operator/restore', other[1], RESTORE);
+    expect(mixed.status).toBe(400);
+    expect(mixed.json).toEqual({
+      collected: 1,
+      remaining: 1,
+      restored: false,
+      generation: envelopes[0]!.generation,
+      threshold: 2,
+      reason: expect.stringContaining('different generation'),
+      err: 'api_bad_request',
+    });
+    expect(mixed.headers.get('spike-error-reason')).toContain('different generation');
+    expect(mixed.text).not.toContain(other[1]!.shard);
+    const reset = await f.post('/v1/operator/restore?action=reset', {}, RESTORE);
+    expect(reset.json).toEqual({
+      collected: 0,
+      remaining: 2,
+      restored: false,
+      generation: '',
+      threshold: 2,
+    });
+    // Mis-spelt or unknown actions on the route stay refused.
+    expect((await f.post('/v1/operator/restore?action=Reset', {}, RESTORE)).status).toBe(400);
+    const fresh = await f.post('/v1/operator/restore', other[1], RESTORE);
+    expect(fresh.json?.generation).toBe(other[1]!.generation);
+    expect(fresh.json?.collected).toBe(1);
   });
 
   it('memory backend: recover and restore → 400 before authorisation', async () => {

@@ -252,6 +252,8 @@ describe('nexus root-key lifecycle with keepers', () => {
       collected,
       remaining: 2 - collected,
       restored,
+      generation: setB[0]!.generation,
+      threshold: 2,
     });
 
     // Only the restore role may restore; recover needs a key.
@@ -504,11 +506,15 @@ describe('key lifecycle (in-process, Keeper doubles)', () => {
       collected: 1,
       remaining: 1,
       restored: false,
+      generation: set[2]!.generation,
+      threshold: 2,
     });
     expect(await lifecycle.operator.restore(set[0]!)).toEqual({
       collected: 2,
       remaining: 0,
       restored: true,
+      generation: set[2]!.generation,
+      threshold: 2,
     });
     expect(keys.ready).toBe(true);
     expect(lifecycle.phase()).toBe('ready');

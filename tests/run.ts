@@ -1,9 +1,8 @@
 /**
  * The test entry point behind `bun run test` (the README's test command) and `bun run test:slow`.
  *
- *   bun tests/run.ts          default suite: bun test (all of tests/ except tests/slow and the
- *                             issue 11 acceptance tests in tests/hardening that still fail) + the
- *                             portable suites under Deno
+ *   bun tests/run.ts          default suite: bun test (all of tests/ except tests/slow,
+ *                             tests/interop and tests/spire) + the portable suites under Deno
  *   bun tests/run.ts --slow   slow suites: tests/slow (real processes killed at bad moments,
  *                             SVID rotation across several TTLs)
  *
@@ -67,8 +66,6 @@ if (slow) {
         '--path-ignore-patterns=tests/slow/**',
         '--path-ignore-patterns=tests/interop/**',
         '--path-ignore-patterns=tests/spire/**',
-        // issue 11 acceptance tests that still fail (the others run in the default suite)
-        '--path-ignore-patterns=tests/hardening/restore.test.ts',
       ],
       parseBun,
     ),

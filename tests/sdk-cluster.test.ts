@@ -64,9 +64,21 @@ describe('SDK recover and restore against Nexus with Keepers', () => {
       expect([notReady.code, notReady.status]).toEqual(['state_not_ready', 503]);
 
       const first = await restorer.restore(formatRecoveryLine(shards[2]!));
-      expect(first).toEqual({ collected: 1, remaining: 1, restored: false });
+      expect(first).toEqual({
+        collected: 1,
+        remaining: 1,
+        restored: false,
+        generation: shards[2]!.generation,
+        threshold: 2,
+      });
       const second = await restorer.restore(shards[0]!);
-      expect(second).toEqual({ collected: 2, remaining: 0, restored: true });
+      expect(second).toEqual({
+        collected: 2,
+        remaining: 0,
+        restored: true,
+        generation: shards[2]!.generation,
+        threshold: 2,
+      });
       await cluster.waitReady(10_000);
       expect(await pilot.ready()).toBe(true);
       expect(await pilot.getSecret('kept/db')).toEqual({ data: { pass: 'survives' } });

@@ -8,7 +8,8 @@
  *
  * `restore` (restore role, after a total loss) sends one shard per run: typed at a hidden
  * prompt on a terminal, or piped on stdin (at most 4096 bytes, trimmed). Only our recovery-line
- * format is accepted; upstream `spike:<id>:<hex>` lines are refused locally.
+ * format is accepted; upstream `spike:<id>:<hex>` lines are refused locally. `restore --reset`
+ * discards the shards Nexus collected so far (after feeding one of another generation).
  *
  * Shards never appear in messages or logs; the only copy this command makes is the recovery
  * file the operator asked for.
@@ -99,9 +100,28 @@ const restore = defineCommand({
       'spike operator restore                                  # hidden prompt',
       'spike operator restore < /secure/media/recover/spike.recovery.1.txt',
       '# run once per shard until SPIKE Nexus reports it is restored',
+      'spike operator restore --reset     # discard the shards collected so far',
     ],
   ),
-  async run() {
+  args: {
+    reset: {
+      type: 'boolean',
+      description:
+        'Discard the shards SPIKE Nexus collected so far (e.g. one of another generation)',
+    },
+  },
+  async run({ args }) {
+    if (args.reset === true) {
+      const status = await withClient('restore', (spike) =>
+        api('operator', () => spike.resetRestore()),
+      );
+      writeOut(
+        ['', ' Collected shards discarded.', ` Shards remaining: ${status.remaining}`, ''].join(
+          '\n',
+        ),
+      );
+      return;
+    }
     const status = await withClient('restore', async (spike) => {
       const envelope = await readShard();
       return api('operator', () => spike.restore(envelope));
@@ -115,6 +135,7 @@ const restore = defineCommand({
         '',
         ` Shards collected: ${status.collected}`,
         ` Shards remaining: ${status.remaining}`,
+        ...(status.generation === '' ? [] : [` Generation: ${status.generation}`]),
         ' Please run `spike operator restore` again to provide the remaining shards.',
         '',
       ].join('\n'),

@@ -38,7 +38,8 @@ import { SpikeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { createPolicyEngine, type PolicyEngine, type TrustRoots } from '../core/policy/engine.ts';
 import type { Clock, PolicyStore, RootKeyProvider, Secrets } from '../core/ports.ts';
-import type { RestoreStatus, ShardEnvelope } from '../core/shamir/shards.ts';
+import type { RestoreStatus } from '../core/shamir/restore-collector.ts';
+import type { ShardEnvelope } from '../core/shamir/shards.ts';
 import {
   clip,
   createAuditTrail,
@@ -68,6 +69,11 @@ export interface NexusOperator {
    * check; `state_already_initialized` if a key appeared meanwhile.
    */
   restore(envelope: ShardEnvelope): Promise<RestoreStatus>;
+  /**
+   * Discards (and zeroes) every collected operator shard; returns the empty status.
+   * `state_already_initialized` once a key is held.
+   */
+  reset(): Promise<RestoreStatus>;
 }
 
 /** What a mounted handler learns about the request it serves. */

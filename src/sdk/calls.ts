@@ -6,6 +6,7 @@
 import { NEXUS_ROUTES, routeTarget } from '../api/v1/routes.ts';
 import { toBase64 } from '../core/bytes.ts';
 import type { Permission, PolicyInput } from '../core/policy/validate.ts';
+import type { RestoreStatus } from '../core/shamir/restore-collector.ts';
 import { parseRecoveryLine, parseShardEnvelope } from '../core/shamir/shards.ts';
 import { malformedResponse } from './errors.ts';
 import type { CallOptions, SecretVersionInfo, SpikeClient } from './types.ts';
@@ -309,8 +310,25 @@ export function cipherCalls({ call, stream }: NexusCaller): CipherCalls {
   };
 }
 
+/**
+ * A restore answer (§9): upstream's three fields, plus `generation` and `threshold` when Nexus
+ * sends them (an older Nexus does not: `""` and `collected + remaining`).
+ */
+function restoreStatus(res: Json): RestoreStatus {
+  if (typeof res.restored !== 'boolean') throw malformedResponse('restored');
+  const collected = integer(res.collected, 'collected');
+  const remaining = integer(res.remaining, 'remaining');
+  const generation = res.generation ?? '';
+  if (typeof generation !== 'string') throw malformedResponse('generation');
+  const threshold =
+    res.threshold === undefined ? collected + remaining : integer(res.threshold, 'threshold');
+  return { collected, remaining, restored: res.restored, generation, threshold };
+}
+
 /** The operator calls (§9). */
-export function operatorCalls({ call }: NexusCaller): Pick<SpikeClient, 'recover' | 'restore'> {
+export function operatorCalls({
+  call,
+}: NexusCaller): Pick<SpikeClient, 'recover' | 'restore' | 'resetRestore'> {
   return {
     async recover(opts = {}) {
       const res = await call(TARGET.recover, {}, true, opts.signal);
@@ -325,13 +343,11 @@ export function operatorCalls({ call }: NexusCaller): Pick<SpikeClient, 'recover
     async restore(shard, opts = {}) {
       const envelope =
         typeof shard === 'string' ? parseRecoveryLine(shard) : parseShardEnvelope(shard);
-      const res = await call(TARGET.restore, { ...envelope }, false, opts.signal);
-      if (typeof res.restored !== 'boolean') throw malformedResponse('restored');
-      return {
-        collected: integer(res.collected, 'collected'),
-        remaining: integer(res.remaining, 'remaining'),
-        restored: res.restored,
-      };
+      return restoreStatus(await call(TARGET.restore, { ...envelope }, false, opts.signal));
+    },
+
+    async resetRestore(opts = {}) {
+      return restoreStatus(await call(TARGET.restoreReset, {}, false, opts.signal));
     },
   };
 }

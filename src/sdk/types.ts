@@ -4,7 +4,8 @@
  */
 import type { Permission, PolicyInput } from '../core/policy/validate.ts';
 import type { Policy, SecretMetadata, SecretVersionInfo } from '../core/ports.ts';
-import type { RestoreStatus, ShardEnvelope } from '../core/shamir/shards.ts';
+import type { RestoreStatus } from '../core/shamir/restore-collector.ts';
+import type { ShardEnvelope } from '../core/shamir/shards.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
 import type { WorkloadLogger } from '../runtime/workload/client.ts';
 
@@ -159,6 +160,11 @@ export interface SpikeClient {
    * @throws SpikeError `api_bad_request` (`invalid shard format`) before any call for a bad line
    */
   restore(shard: ShardEnvelope | string, options?: CallOptions): Promise<RestoreStatus>;
+  /**
+   * Discards the shards Nexus collected so far (restore role, §9 `?action=reset`) [Ours], e.g.
+   * after feeding a shard of another generation.
+   */
+  resetRestore(options?: CallOptions): Promise<RestoreStatus>;
 
   /**
    * The whole store (every path, version and policy) as one age file, encrypted by Nexus to an

@@ -9,19 +9,24 @@ import { combine } from 'shamir-secret-sharing';
 import { equalBytes, fromHex, toHex } from '../../src/core/bytes.ts';
 import { computeKcv } from '../../src/core/crypto/keys.ts';
 import { isSpikeError, type SpikeErrorCode } from '../../src/core/errors.ts';
+import { RestoreCollector, RestoreRefusal } from '../../src/core/shamir/restore-collector.ts';
 import {
   combineShards,
   formatRecoveryLine,
   groupByGeneration,
   parseRecoveryLine,
   parseShardEnvelope,
-  RestoreCollector,
   type ShardEnvelope,
   splitRootKey,
 } from '../../src/core/shamir/shards.ts';
 import type { Harness } from './harness.ts';
 
 const RUNS = 25;
+
+/** The upstream fields of a restore status (the held generation and threshold are checked apart). */
+function progress(status: { collected: number; remaining: number; restored: boolean }) {
+  return { collected: status.collected, remaining: status.remaining, restored: status.restored };
+}
 
 function randomKey(): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(32));
@@ -423,17 +428,25 @@ export function suite(t: Harness): void {
       const kcv = await computeKcv(key);
       const envelopes = await splitRootKey(key, 5, 3);
       const collector = new RestoreCollector(3, kcv);
-      assert.deepEqual(collector.status(), { collected: 0, remaining: 3, restored: false });
+      assert.deepEqual(progress(collector.status()), {
+        collected: 0,
+        remaining: 3,
+        restored: false,
+      });
       let step = await collector.add(JSON.parse(JSON.stringify(envelopes[4])));
-      assert.deepEqual(step.status, { collected: 1, remaining: 2, restored: false });
+      assert.deepEqual(progress(step.status), { collected: 1, remaining: 2, restored: false });
       assert.equal(step.rootKey, undefined);
       step = await collector.add(envelopes[0]);
-      assert.deepEqual(step.status, { collected: 2, remaining: 1, restored: false });
+      assert.deepEqual(progress(step.status), { collected: 2, remaining: 1, restored: false });
       step = await collector.add(envelopes[2]);
-      assert.deepEqual(step.status, { collected: 3, remaining: 0, restored: true });
+      assert.deepEqual(progress(step.status), { collected: 3, remaining: 0, restored: true });
       assert.ok(step.rootKey !== undefined && equalBytes(step.rootKey, key));
       assert.ok(!JSON.stringify(step.status).includes(toHex(key)));
-      assert.deepEqual(collector.status(), { collected: 0, remaining: 3, restored: false });
+      assert.deepEqual(progress(collector.status()), {
+        collected: 0,
+        remaining: 3,
+        restored: false,
+      });
     });
 
     t.it(
@@ -446,13 +459,25 @@ export function suite(t: Harness): void {
         const collector = new RestoreCollector(3);
         await collector.add(a[0]);
         await rejectsWith(collector.add(b[1]), 'api_bad_request', [b[1]!.shard]);
-        assert.deepEqual(collector.status(), { collected: 1, remaining: 2, restored: false });
+        assert.deepEqual(progress(collector.status()), {
+          collected: 1,
+          remaining: 2,
+          restored: false,
+        });
         await rejectsWith(collector.add({ ...a[1]!, kcv: other[0]!.kcv }), 'api_bad_request');
-        assert.deepEqual(collector.status(), { collected: 1, remaining: 2, restored: false });
+        assert.deepEqual(progress(collector.status()), {
+          collected: 1,
+          remaining: 2,
+          restored: false,
+        });
         await rejectsWith(collector.add({ ...a[1]!, index: 0 }), 'api_bad_request');
         await rejectsWith(collector.add({ ...a[1]!, shard: '00'.repeat(33) }), 'api_bad_request');
         await rejectsWith(collector.add('spike:1:abcd'), 'api_bad_request');
-        assert.deepEqual(collector.status(), { collected: 1, remaining: 2, restored: false });
+        assert.deepEqual(progress(collector.status()), {
+          collected: 1,
+          remaining: 2,
+          restored: false,
+        });
         await collector.add(a[1]);
         const done = await collector.add(a[2]);
         assert.equal(done.status.restored, true);
@@ -465,10 +490,10 @@ export function suite(t: Harness): void {
       const collector = new RestoreCollector(2);
       await collector.add(envelopes[1]);
       const again = await collector.add(envelopes[1]);
-      assert.deepEqual(again.status, { collected: 1, remaining: 1, restored: false });
+      assert.deepEqual(progress(again.status), { collected: 1, remaining: 1, restored: false });
       // Another share under the same index is a duplicate index too.
       const other = await collector.add({ ...envelopes[2]!, index: envelopes[1]!.index });
-      assert.deepEqual(other.status, { collected: 1, remaining: 1, restored: false });
+      assert.deepEqual(progress(other.status), { collected: 1, remaining: 1, restored: false });
       assert.equal(other.rootKey, undefined);
     });
 
@@ -479,7 +504,11 @@ export function suite(t: Harness): void {
       const collector = new RestoreCollector(2, stored);
       await collector.add(envelopes[0]);
       await rejectsWith(collector.add(envelopes[1]), 'crypto_cipher_verification_failed');
-      assert.deepEqual(collector.status(), { collected: 0, remaining: 2, restored: false });
+      assert.deepEqual(progress(collector.status()), {
+        collected: 0,
+        remaining: 2,
+        restored: false,
+      });
     });
 
     t.it('a corrupted share at t fails verification and empties the set', async () => {
@@ -493,7 +522,11 @@ export function suite(t: Harness): void {
         collector.add(withShard(envelopes[1]!, toHex(bytes))),
         'crypto_cipher_verification_failed',
       );
-      assert.deepEqual(collector.status(), { collected: 0, remaining: 2, restored: false });
+      assert.deepEqual(progress(collector.status()), {
+        collected: 0,
+        remaining: 2,
+        restored: false,
+      });
       // A fresh, correct set still restores.
       await collector.add(envelopes[2]);
       const done = await collector.add(envelopes[0]);
@@ -509,7 +542,11 @@ export function suite(t: Harness): void {
         `${envelopes[1]!.shard.slice(0, 64)}${envelopes[0]!.shard.slice(64)}`,
       );
       await rejectsWith(collector.add(sameX), 'api_bad_request');
-      assert.deepEqual(collector.status(), { collected: 1, remaining: 2, restored: false });
+      assert.deepEqual(progress(collector.status()), {
+        collected: 1,
+        remaining: 2,
+        restored: false,
+      });
     });
 
     t.it('concurrent calls are serialised: exactly one restores', async () => {
@@ -523,6 +560,82 @@ export function suite(t: Harness): void {
       );
       assert.equal(steps.filter((s) => s.status.restored).length, 1);
       assert.ok(equalBytes(steps[2]!.rootKey!, key));
+    });
+
+    t.it('reports what it holds; a refusal carries the held state (issue 11)', async () => {
+      const a = await splitRootKey(randomKey(), 3, 2);
+      const b = await splitRootKey(randomKey(), 3, 2);
+      const collector = new RestoreCollector(2);
+      assert.deepEqual(collector.status(), {
+        collected: 0,
+        remaining: 2,
+        restored: false,
+        generation: '',
+        threshold: 2,
+      });
+      await collector.add(a[0]);
+      const held = { collected: 1, remaining: 1, restored: false, generation: a[0]!.generation };
+      assert.deepEqual(collector.status(), { ...held, threshold: 2 });
+      const refused = await collector.add(b[1]).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      assert.ok(refused instanceof RestoreRefusal);
+      assert.match(refused.message, /different generation/);
+      assert.equal(refused.code, 'api_bad_request');
+      assert.deepEqual(refused.held, { ...held, threshold: 2 });
+      assert.ok(!refused.message.includes(b[1]!.shard));
+      assert.deepEqual(collector.clear(), {
+        collected: 0,
+        remaining: 2,
+        restored: false,
+        generation: '',
+        threshold: 2,
+      });
+      const step = await collector.add(b[1]);
+      assert.equal(step.status.generation, b[1]!.generation);
+    });
+
+    t.it('every share handed over is zeroed: refused, duplicate, reset or combined', async () => {
+      const a = await splitRootKey(randomKey(), 3, 2);
+      const b = await splitRootKey(randomKey(), 3, 2);
+      const bytesOf = (e: ShardEnvelope) => fromHex(e.shard);
+      const zeroed = (bytes: Uint8Array) => bytes.every((x) => x === 0);
+      const collector = new RestoreCollector(2);
+      const first = bytesOf(a[0]!);
+      await collector.add(a[0], first);
+      assert.ok(!zeroed(first), 'a collected share is kept until it is used');
+      const dup = bytesOf(a[0]!);
+      await collector.add(a[0], dup);
+      assert.ok(zeroed(dup), 'a duplicate is zeroed');
+      const other = bytesOf(b[1]!);
+      await rejectsWith(collector.add(b[1], other), 'api_bad_request');
+      assert.ok(zeroed(other), 'a refused share is zeroed');
+      const bad = new Uint8Array(33).fill(7);
+      await assert.rejects(collector.add(a[1], bad), RangeError);
+      assert.ok(zeroed(bad), 'bytes that do not match their envelope are zeroed');
+      collector.clear();
+      assert.ok(zeroed(first), 'reset zeroes the collected shares');
+      const one = bytesOf(a[1]!);
+      const two = bytesOf(a[2]!);
+      await collector.add(a[1], one);
+      const done = await collector.add(a[2], two);
+      assert.equal(done.status.restored, true);
+      assert.ok(zeroed(one) && zeroed(two), 'combined shares are zeroed');
+      // Its job done, the collector takes nothing more (the caller answers 409).
+      const late = bytesOf(a[0]!);
+      await rejectsWith(collector.add(a[0], late), 'state_already_initialized');
+      assert.ok(zeroed(late));
+    });
+
+    t.it('a failed verification zeroes the collected shares', async () => {
+      const a = await splitRootKey(randomKey(), 3, 2);
+      const collector = new RestoreCollector(2, await computeKcv(randomKey()));
+      const one = fromHex(a[0]!.shard);
+      const two = fromHex(a[1]!.shard);
+      await collector.add(a[0], one);
+      await rejectsWith(collector.add(a[1], two), 'crypto_cipher_verification_failed');
+      assert.ok(one.every((x) => x === 0) && two.every((x) => x === 0));
     });
 
     t.it('refuses a bad threshold or stored KCV', () => {

@@ -123,6 +123,8 @@ export const NEXUS_ROUTES = Object.freeze({
   decrypt: route(P.decrypt, '', 'decrypt', 'decrypt', ZERO.decrypt, DecryptResponse, true),
   recover: route(P.recover, '', 'recover', 'none', ZERO.shards, ShardsResponse, true),
   restore: route(P.restore, '', 'restore', 'envelope', ZERO.restore, RestoreResponse, true),
+  // [Ours] discards the collected restore shards (§9 "Restore").
+  restoreReset: route(P.restore, 'reset', 'restore', 'none', ZERO.restore, RestoreResponse, true),
   verify: route(P.verify, '', 'verify', 'verify', ZERO.verify, VerifyResponse, true),
   // Backup [Ours] (docs/backup.md §2–4): 200 answers of export and snapshot are bytes.
   exportStore: route(P.exportStore, '', 'export', 'exportStore', ZERO.empty, EmptyResponse),

@@ -156,6 +156,10 @@ export const RestoreResponse = Type.Object({
   collected: Type.Integer(),
   remaining: Type.Integer(),
   restored: Type.Boolean(),
+  // [Ours] what is held (§9 "Restore"); absent from zero-valued error bodies.
+  generation: Type.Optional(Type.String()),
+  threshold: Type.Optional(Type.Integer()),
+  reason: Type.Optional(Type.String()),
   err: Err,
 });
 export const VerifyResponse = Type.Object({ hash: Type.String(), err: Err });

@@ -5,7 +5,7 @@
  */
 import type { BackoffOptions } from '../../core/backoff.ts';
 import type { Logger } from '../../core/log.ts';
-import type { RestoreCollector } from '../../core/shamir/shards.ts';
+import type { RestoreCollector } from '../../core/shamir/restore-collector.ts';
 import type { KeeperLink } from '../keeper-client.ts';
 import type { NexusStore } from '../store/index.ts';
 import type { MutableRootKeyProvider } from './providers.ts';
