@@ -1,6 +1,7 @@
 /**
  * Several Nexus replicas over one PostgreSQL database and one set of Keepers, as real processes
- * (issue 13, criteria 2 and 3): 3 replicas started at once find one root key (20 rounds); one
+ * (issue 13, criteria 2 and 3): 3 replicas started at once find one root key (3 rounds here, 20
+ * in tests/slow/ha-race-postgres.test.ts); one
  * replica pushes shards, so every Keeper holds the same generation; every replica recovers by
  * itself after SIGKILL and another takes the pushing over; an operator restore at one replica
  * brings all back; a policy or a Vault mount setting changed at replica A holds at replica B
@@ -8,13 +9,18 @@
  * Runs when SPIKE_TEST_DATABASE_URL is set (`bash .ci/postgres`), else skipped.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
-import { SQL } from 'bun';
 import type { ShardEnvelope } from '../src/core/shamir/shards.ts';
 import type { NexusClient } from './support/cluster.ts';
-import { type HaCluster, type Replica, startHaCluster } from './support/ha-cluster.ts';
+import {
+  type HaCluster,
+  keeperGenerations,
+  oneGeneration,
+  type Replica,
+  startHaCluster,
+} from './support/ha-cluster.ts';
+import { raceRounds } from './support/ha-race.ts';
 import { freshDatabase, TEST_DATABASE_URL } from './support/store-backends.ts';
 
-const FIRST_BOOT = 'no key-check record: first boot, generating the root key';
 const READY = 'root key installed; nexus is ready';
 const PUSHER = 'this replica sends the shards to the keepers';
 
@@ -33,37 +39,6 @@ function pusherOf(ha: HaCluster): number | undefined {
     return last?.msg === PUSHER ? [i] : [];
   });
   return pushing.length === 1 ? pushing[0] : undefined;
-}
-
-/** The current generation each Keeper holds (read with the Nexus SVID); `null` for none. */
-async function keeperGenerations(ha: HaCluster): Promise<(string | null)[]> {
-  const out: (string | null)[] = [];
-  for (let i = 1; i <= ha.base.keepers.length; i++) {
-    const client = await ha.base.keeperClient(i);
-    try {
-      const answer = await client.post('/v1/store/shard', {});
-      out.push(
-        answer.status === 200 ? (answer.json.shards as ShardEnvelope[])[0]!.generation : null,
-      );
-    } finally {
-      await client.close();
-    }
-  }
-  return out;
-}
-
-/** Waits until every Keeper holds the same current generation; returns it. */
-async function oneGeneration(ha: HaCluster, timeoutMs = 30_000): Promise<string> {
-  let gens: (string | null)[] = [];
-  await ha.base.waitUntil(
-    async () => {
-      gens = await keeperGenerations(ha);
-      return gens[0] !== null && gens.every((g) => g === gens[0]);
-    },
-    timeoutMs,
-    'every keeper holding one generation',
-  );
-  return gens[0]!;
 }
 
 async function vault(
@@ -90,55 +65,9 @@ async function vault(
 }
 
 describe.skipIf(TEST_DATABASE_URL === undefined)('postgres replicas', () => {
-  it('postgres: 3 replicas started at once find exactly one root key, 20 rounds', async () => {
-    const name = `ha_race_${crypto.randomUUID().replaceAll('-', '')}`;
-    const admin = new SQL(TEST_DATABASE_URL!, { max: 2 });
-    const url = new URL(TEST_DATABASE_URL!);
-    url.pathname = `/${name}`;
-    const ha = await startHaCluster({ databaseUrl: url.toString(), replicas: 3 });
-    try {
-      for (let round = 0; round < 20; round++) {
-        await admin.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-        await admin.unsafe(`CREATE DATABASE "${name}"`);
-        const before = ha.replicas.map((r) => [countOf(r, FIRST_BOOT), r.logs().length] as const);
-        await Promise.all(ha.replicas.map((r) => r.start()));
-        await ha.waitAllReady(90_000);
-        const fresh = ha.replicas.map((r, i) => r.logs().slice(before[i]![1]));
-        const sources = fresh.map((lines) => lines.find((l) => l.msg === READY)?.source);
-        expect(sources.filter((s) => s === 'first-boot')).toHaveLength(1);
-        expect(sources.filter((s) => s === 'keepers')).toHaveLength(2);
-        const firstBoots = ha.replicas.map((r, i) => countOf(r, FIRST_BOOT) - before[i]![0]);
-        expect(firstBoots.reduce((a, b) => a + b, 0)).toBe(1);
-        const db = new SQL(url.toString(), { max: 1 });
-        const kcvs = await db`SELECT value FROM store_meta WHERE key = 'kcv'`;
-        await db.close();
-        expect(kcvs).toHaveLength(1);
-        if (round === 0 || round === 19) {
-          // The same key at every replica: what one writes, the others decrypt.
-          const path = `race/r${round}`;
-          const a = await ha.client('pilot', 0);
-          expect(
-            (await a.post('/v1/store/secrets', { path, values: { k: `v${round}` } })).status,
-          ).toBe(200);
-          for (const i of [1, 2]) {
-            const c = await ha.client('pilot', i);
-            const got = await c.post('/v1/store/secrets?action=get', { path });
-            expect(got.status).toBe(200);
-            expect(got.json.data).toEqual({ k: `v${round}` });
-            await c.close();
-          }
-          await a.close();
-          // One pusher: every Keeper ends up with the first-boot generation.
-          await oneGeneration(ha);
-        }
-        await Promise.all(ha.replicas.map((r) => r.kill('SIGKILL')));
-      }
-    } finally {
-      await ha.close();
-      await admin.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => undefined);
-      await admin.close();
-    }
-  }, 1_200_000);
+  it('postgres: 3 replicas started at once find exactly one root key (3 rounds; 20 in tests/slow)', async () => {
+    await raceRounds(3);
+  }, 600_000);
 
   describe('postgres: one deployment of 3 replicas', () => {
     let ha: HaCluster;

@@ -17,6 +17,7 @@
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Subprocess, spawn } from 'bun';
+import type { ShardEnvelope } from '../../src/core/shamir/shards.ts';
 import { authorizeMatching } from '../../src/core/spiffe/authorizer.ts';
 import { hasRole } from '../../src/core/spike/roles.ts';
 import { createMtlsClient } from '../../src/runtime/tls/client.ts';
@@ -244,4 +245,37 @@ export async function startHaCluster(options: HaClusterOptions): Promise<HaClust
       await base.close();
     },
   };
+}
+
+/** The current generation each Keeper holds (read with the Nexus SVID); `null` for none. */
+export async function keeperGenerations(ha: HaCluster): Promise<(string | null)[]> {
+  const out: (string | null)[] = [];
+  for (let i = 1; i <= ha.base.keepers.length; i++) {
+    const client = await ha.base.keeperClient(i);
+    try {
+      const answer = await client.post('/v1/store/shard', {});
+      out.push(
+        answer.status === 200 ? (answer.json.shards as ShardEnvelope[])[0]!.generation : null,
+      );
+    } catch {
+      out.push(null); // a Keeper still starting
+    } finally {
+      await client.close();
+    }
+  }
+  return out;
+}
+
+/** Waits until every Keeper holds the same current generation; returns it. */
+export async function oneGeneration(ha: HaCluster, timeoutMs = 30_000): Promise<string> {
+  let gens: (string | null)[] = [];
+  await ha.base.waitUntil(
+    async () => {
+      gens = await keeperGenerations(ha);
+      return gens[0] !== null && gens.every((g) => g === gens[0]);
+    },
+    timeoutMs,
+    'every keeper holding one generation',
+  );
+  return gens[0]!;
 }

@@ -24,7 +24,7 @@
  * every policy write; `watchPolicies` polls it, so a replica drops its policy cache within one
  * poll interval of a change made at another replica. Settings have their own counter
  * (`settings_epoch`, bumped with every `setSetting`), polled by the same timer: a Vault mount
- * configuration written at one replica is read at every other within one poll (250 ms).
+ * configuration written at one replica is read at every other within one poll (100 ms).
  *
  * The shard pusher (`claimShardPusher`): a lease row `shard_pusher` = `<holder> <expiry ms>`,
  * taken or renewed by one conditional upsert on the database clock, so that exactly one ready
@@ -92,7 +92,7 @@ const POLICY_EPOCH = 'policy_epoch';
 const SETTINGS_EPOCH = 'settings_epoch';
 const SHARD_PUSHER = 'shard_pusher';
 /** How often the change counters are polled. */
-const EPOCH_POLL_MS = 250;
+const EPOCH_POLL_MS = 100;
 /** A write is re-planned this many times after a conflict before it fails. */
 const MAX_ATTEMPTS = 8;
 /** SQLSTATEs after which the whole write is retried. */
