@@ -8,7 +8,15 @@
  * SPIKE_TEST_DATABASE_URL), else it is skipped.
  */
 import { describe, expect, it } from 'bun:test';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findPostgresBin, NO_POSTGRES } from '../src/dev/postgres.ts';
@@ -65,6 +73,7 @@ describe.skipIf(process.env.SPIKE_TEST_DATABASE_URL === undefined || bin === und
   () => {
     it('postgres: starts a cluster and 3 replicas, prints every URL, and stops it all', async () => {
       const base = mkdtempSync(join(tmpdir(), 'spike-devpg-'));
+      chmodSync(base, 0o711); // as root the server runs as nobody, who must reach <dir>/postgres
       const dir = join(base, 'state');
       const nexusPort = await freePort();
       const keeperPorts = [await freePort(), await freePort(), await freePort()];

@@ -9,7 +9,8 @@
  *   data survives restarts (`--reset` deletes it with the rest of the state directory).
  * - The server listens on 127.0.0.1 only, its unix socket in `<dir>/postgres`. As root it runs as
  *   the unprivileged user `nobody` (as .ci/postgres does); the state directory is then made
- *   traversable (0711) so that `nobody` reaches its own directory, whose siblings keep 0700.
+ *   traversable (0711) so that `nobody` reaches its own directory, whose siblings keep 0700 (the
+ *   directories above it must be traversable too, as /tmp and home directories usually are).
  * - A server left running by an earlier run is reused; `stop()` stops it (`pg_ctl stop -m fast`).
  */
 import {
