@@ -47,6 +47,11 @@ options:
                              env SPIKE_DEV_SVID_TTL)
   --jwt-audience <aud>       also accept JWT-SVID bearer tokens for <aud> (sets
                              SPIKE_NEXUS_JWT_AUDIENCE; tokens from FetchJWTSVID on a socket)
+  --postgres                 keep the data in a throwaway PostgreSQL cluster under <dir>/postgres
+                             (needs the server installed: apt-get install postgresql)
+  --replicas <n>             run n Nexus replicas (1-9, default 1) on consecutive ports from
+                             the Nexus port, sharing the Keepers; n > 1 needs --postgres
+                             (env SPIKE_DEV_REPLICAS)
   --reset                    delete the state directory first (data, recovery files, logs)
   --compiled                 run dist/nexus, dist/keeper and dist/spike (built if missing;
                              \`bun run build\` refreshes them)
@@ -71,6 +76,10 @@ export interface Options {
   readonly svidTtlSeconds: number;
   /** `--jwt-audience`: Nexus's `SPIKE_NEXUS_JWT_AUDIENCE`; `undefined` = mTLS only. */
   readonly jwtAudience?: string;
+  /** `--postgres`: the store is a development PostgreSQL cluster (src/dev/postgres.ts). */
+  readonly postgres: boolean;
+  /** `--replicas`: Nexus replicas on `nexusPort`, `nexusPort + 1`, … (1 without --postgres). */
+  readonly replicas: number;
   readonly reset: boolean;
   readonly compiled: boolean;
   readonly keepKeepers: boolean;
@@ -92,6 +101,12 @@ function parsePorts(value: string, what: string): number[] {
   if (ports.length > 9) throw new UsageError(`${what}: at most 9 Keepers`);
   if (new Set(ports).size !== ports.length) throw new UsageError(`${what} lists a port twice`);
   return ports;
+}
+
+function parseReplicas(value: string, what: string): number {
+  const n = /^[0-9]$/.test(value.trim()) ? Number(value) : Number.NaN;
+  if (!(n >= 1 && n <= 9)) throw new UsageError(`${what} must be a number of replicas from 1 to 9`);
+  return n;
 }
 
 function parseSvidTtl(value: string, what: string): number {
@@ -180,6 +195,10 @@ export function parseOptions(
     : DEFAULT_SVID_TTL_SECONDS;
   const workloads: DevWorkload[] = [];
   let jwtAudience: string | undefined;
+  let replicas = env.SPIKE_DEV_REPLICAS
+    ? parseReplicas(env.SPIKE_DEV_REPLICAS, 'SPIKE_DEV_REPLICAS')
+    : 1;
+  let postgres = false;
   let reset = false;
   let compiled = false;
   let keepKeepers = false;
@@ -215,6 +234,12 @@ export function parseOptions(
       case '--jwt-audience':
         jwtAudience = value().trim();
         break;
+      case '--postgres':
+        postgres = true;
+        break;
+      case '--replicas':
+        replicas = parseReplicas(value(), '--replicas');
+        break;
       case '--reset':
         reset = true;
         break;
@@ -232,8 +257,17 @@ export function parseOptions(
     }
   }
   if (jwtAudience === '') throw new UsageError('--jwt-audience needs a value');
-  if (keeperPorts.includes(nexusPort)) {
-    throw new UsageError('the Nexus port and the Keeper ports must differ');
+  if (replicas > 1 && !postgres) {
+    throw new UsageError('--replicas needs --postgres: the replicas share one PostgreSQL database');
+  }
+  const nexusPorts = Array.from({ length: replicas }, (_, i) => nexusPort + i);
+  if (nexusPorts.at(-1)! > 65535) throw new UsageError('the replica ports run past 65535');
+  if (nexusPorts.some((p) => keeperPorts.includes(p))) {
+    throw new UsageError(
+      replicas > 1
+        ? `the Nexus ports ${nexusPort}-${nexusPort + replicas - 1} and the Keeper ports must differ`
+        : 'the Nexus port and the Keeper ports must differ',
+    );
   }
   return {
     dir: resolve(dir),
@@ -242,6 +276,8 @@ export function parseOptions(
     workloads,
     svidTtlSeconds,
     ...(jwtAudience === undefined ? {} : { jwtAudience }),
+    postgres,
+    replicas,
     reset,
     compiled,
     keepKeepers,

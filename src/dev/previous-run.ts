@@ -18,6 +18,8 @@ export interface RunRecord {
   readonly upPid: number | null;
   readonly nexus: ProcessRecord | null;
   readonly keepers: readonly ProcessRecord[];
+  /** Nexus replicas after the first (`--replicas`); absent in records of older runs. */
+  readonly replicas?: readonly ProcessRecord[];
 }
 
 function isAlive(pid: number): boolean {
@@ -85,15 +87,17 @@ export async function stopPid(pid: number): Promise<void> {
   while (isAlive(pid)) await sleep(20);
 }
 
-/** Stops the Nexus and Keepers recorded in `runFile` (if still ours); returns how many. */
+/** Stops the Nexus replicas and Keepers recorded in `runFile` (if still ours); returns how many. */
 export async function stopRecorded(runFile: string): Promise<number> {
   const record = readRunRecord(runFile);
   if (record === undefined) return 0;
   refuseConcurrentRun(record);
   let stopped = 0;
-  if (record.nexus !== null && isOurs(record.nexus.pid, 'nexus')) {
-    await stopPid(record.nexus.pid);
-    stopped++;
+  for (const nexus of [record.nexus, ...(record.replicas ?? [])]) {
+    if (nexus !== null && isOurs(nexus.pid, 'nexus')) {
+      await stopPid(nexus.pid);
+      stopped++;
+    }
   }
   for (const keeper of record.keepers) {
     if (isOurs(keeper.pid, 'keeper')) {

@@ -24,6 +24,9 @@ export interface Child {
   readonly pid: number;
 }
 
+/** Nexus replicas are `nexus`, `nexus-2`, … (src/dev/replicas.ts). */
+const isNexus = (c: Child) => c.name === 'nexus' || /^nexus-[0-9]+$/.test(c.name);
+
 export class Supervisor {
   readonly children: Child[] = [];
   readonly svidFollowers: { close(): Promise<void> }[] = [];
@@ -81,6 +84,12 @@ export class Supervisor {
       keepers: this.children
         .filter((c) => c.name.startsWith('keeper-') && (upPid !== null || keepersKept))
         .map((c) => ({ name: c.name, pid: c.pid, port: c.port })),
+      replicas:
+        upPid === null
+          ? []
+          : this.children
+              .filter((c) => isNexus(c) && c.name !== 'nexus')
+              .map((c) => ({ name: c.name, pid: c.pid, port: c.port })),
     };
     writeFileSync(this.files.runFile, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
   }
@@ -130,13 +139,13 @@ export class Supervisor {
     if (this.#unexpected !== undefined) throw new Error(this.#unexpected);
   }
 
-  /** Stops Nexus, then the Keepers (unless kept), the certificate files and the issuer. */
+  /** Stops every Nexus replica, then the Keepers (unless kept), the certificate files and the issuer. */
   async stopAll(keepKeepers: boolean): Promise<void> {
     this.stopping = true;
     const { children } = this;
-    await Promise.all(children.filter((c) => c.name === 'nexus').map((c) => stopPid(c.pid)));
+    await Promise.all(children.filter(isNexus).map((c) => stopPid(c.pid)));
     if (!keepKeepers) {
-      await Promise.all(children.filter((c) => c.name !== 'nexus').map((c) => stopPid(c.pid)));
+      await Promise.all(children.filter((c) => !isNexus(c)).map((c) => stopPid(c.pid)));
     }
     await Promise.all(this.svidFollowers.map((f) => f.close().catch(() => undefined)));
     rmSync(this.files.certsDir, { recursive: true, force: true });

@@ -57,6 +57,7 @@ import { type DevIssuer, startDevIssuer } from './issuer.ts';
 import { printNextSteps, restoreFromFiles, runCli } from './next-steps.ts';
 import { HOST, type Options, parseOptions, TRUST_DOMAIN, USAGE } from './options.ts';
 import { note, say, sleep } from './output.ts';
+import { type DevPostgres, startDevPostgres, stopDevPostgres } from './postgres.ts';
 import {
   isOurs,
   type ProcessRecord,
@@ -65,6 +66,13 @@ import {
   stopPid,
   stopRecorded,
 } from './previous-run.ts';
+import {
+  type NexusLaunch,
+  replicaPorts,
+  replicaUrls,
+  startNexusReplicas,
+  waitForOtherReplicas,
+} from './replicas.ts';
 import {
   checkPortFree,
   followSvidFiles,
@@ -81,7 +89,6 @@ export type { Options } from './options.ts';
 export { parseOptions } from './options.ts';
 export { socketDirFor } from './state-files.ts';
 
-const THRESHOLD = 2;
 const KEEPER_START_TIMEOUT_MS = 30_000;
 const NEXUS_READY_TIMEOUT_MS = 60_000;
 /** How long to let Nexus recover the key from adopted Keepers before restoring from files. */
@@ -107,7 +114,10 @@ interface RunContext {
   readonly supervisor: Supervisor;
   /** Keepers of the previous run still up, by slot. */
   readonly adopted: ReadonlyMap<number, ProcessRecord>;
+  /** The first replica's URL (the CLI runs of this command use it). */
   readonly nexusUrl: string;
+  /** `--postgres`: the development cluster's URL. */
+  readonly databaseUrl: string | undefined;
 }
 
 /** Refuses to run twice, stops a stray Nexus, and returns the live Keepers to adopt by slot. */
@@ -118,9 +128,12 @@ async function settlePreviousRun(options: Options, runFile: string) {
     await stopRecorded(runFile);
     rmSync(options.dir, { recursive: true, force: true });
     note(`--reset: deleted ${options.dir}`);
-  } else if (previous?.nexus != null && isOurs(previous.nexus.pid, 'nexus')) {
-    note(`stopping the Nexus left running by the previous run (pid ${previous.nexus.pid})`);
-    await stopPid(previous.nexus.pid);
+  } else {
+    for (const nexus of [previous?.nexus ?? null, ...(previous?.replicas ?? [])]) {
+      if (nexus === null || !isOurs(nexus.pid, 'nexus')) continue;
+      note(`stopping the Nexus left running by the previous run (pid ${nexus.pid})`);
+      await stopPid(nexus.pid);
+    }
   }
   const adopted = new Map<number, ProcessRecord>();
   if (options.reset) return adopted;
@@ -140,14 +153,17 @@ async function settlePreviousRun(options: Options, runFile: string) {
 /** Every port not held by an adopted Keeper must be free, else a one-line way out. */
 async function checkPorts(options: Options, adopted: ReadonlyMap<number, ProcessRecord>) {
   const wanted: [string, number][] = [
-    ['nexus', options.nexusPort],
+    ...replicaPorts(options).map((p, i): [string, number] => [
+      i === 0 ? 'nexus' : `nexus-${i + 1}`,
+      p,
+    ]),
     ...options.keeperPorts.map((p, i): [string, number] => [`keeper-${i + 1}`, p]),
   ];
   for (const [name, port] of wanted) {
     if ([...adopted.values()].some((k) => k.port === port)) continue;
     const problem = await checkPortFree(port);
     if (problem !== undefined) {
-      const flag = name === 'nexus' ? '--nexus-port 9553' : '--keeper-ports 9443,9444,9445';
+      const flag = name.startsWith('nexus') ? '--nexus-port 9553' : '--keeper-ports 9443,9444,9445';
       throw new Error(
         `port ${port} (${name}) on ${HOST} is not available (${problem}). Stop what uses it ` +
           `(e.g. \`ss -ltnp 'sport = :${port}'\`), or choose other ports: bun run dev -- ${flag}`,
@@ -242,29 +258,6 @@ async function startKeepers(ctx: RunContext): Promise<void> {
   }
 }
 
-function startNexus(ctx: RunContext): Child {
-  const { options } = ctx;
-  const nexus = ctx.supervisor.spawn('nexus', ctx.programs.nexus, options.nexusPort, {
-    ...baseEnv(),
-    SPIFFE_ENDPOINT_SOCKET: ctx.issuer.addressFor('nexus'),
-    SPIKE_NEXUS_TLS_PORT: `${HOST}:${options.nexusPort}`,
-    SPIKE_NEXUS_BACKEND_STORE: 'sqlite',
-    SPIKE_NEXUS_DATA_DIR: ctx.dir,
-    SPIKE_NEXUS_KEEPER_PEERS: options.keeperPorts.map((p) => `https://${HOST}:${p}`).join(','),
-    SPIKE_NEXUS_SHAMIR_SHARES: String(options.keeperPorts.length),
-    SPIKE_NEXUS_SHAMIR_THRESHOLD: String(THRESHOLD),
-    SPIKE_NEXUS_AUDIT_FILE: join(ctx.logDir, 'nexus-audit.log'),
-    SPIKE_NEXUS_VAULT_API: 'true',
-    ...(options.jwtAudience === undefined ? {} : { SPIKE_NEXUS_JWT_AUDIENCE: options.jwtAudience }),
-  });
-  note(
-    ctx.hadData
-      ? `nexus starting on ${HOST}:${options.nexusPort} with the existing data in ${shown(join(ctx.dir, 'data'))}`
-      : `nexus starting on ${HOST}:${options.nexusPort} (first boot: new root key, split across the Keepers)`,
-  );
-  return nexus;
-}
-
 /**
  * Waits until Nexus holds its root key: recovered from adopted Keepers, or (development only)
  * restored from the saved recovery files; without them it waits for the operator.
@@ -309,7 +302,9 @@ async function waitForRootKey(ctx: RunContext, nexus: Child, pilot: SpikeClient)
 async function startAndServe(ctx: RunContext): Promise<void> {
   const files = await writeClientFiles(ctx);
   await startKeepers(ctx);
-  const nexus = startNexus(ctx);
+  const launch: NexusLaunch = { ...ctx, nexusCommand: ctx.programs.nexus };
+  const replicas = startNexusReplicas(launch);
+  const nexus = replicas[0]!;
   const pilot = await createClient({
     socket: ctx.issuer.addressFor('pilot'),
     apiUrl: ctx.nexusUrl,
@@ -319,6 +314,7 @@ async function startAndServe(ctx: RunContext): Promise<void> {
   });
   try {
     await waitForRootKey(ctx, nexus, pilot);
+    await waitForOtherReplicas(launch, replicas);
     // Recovery files: a development convenience, see the module header.
     const saved = await runCli(ctx.programs.spike, ['operator', 'recover'], cliEnv(ctx, 'recover'));
     if (saved.code === 0) {
@@ -329,7 +325,9 @@ async function startAndServe(ctx: RunContext): Promise<void> {
     } else {
       note(`could not save recovery shards (spike operator recover: ${saved.stderr.trim()})`);
     }
-    printNextSteps(ctx.options, ctx.issuer, ctx.nexusUrl, ctx.programs.spike, files);
+    // Several replicas: clients get them all, comma-separated, and fail over between them.
+    const apiUrl = replicaUrls(ctx.options).join(',');
+    printNextSteps(ctx.options, ctx.issuer, apiUrl, ctx.programs.spike, files);
     await ctx.supervisor.serve();
   } finally {
     await pilot.close().catch(() => undefined);
@@ -340,7 +338,7 @@ async function run(options: Options): Promise<number> {
   const { dir } = options;
   const runFile = join(dir, 'run.json');
   if (options.stopOnly) {
-    const n = await stopRecorded(runFile);
+    const n = (await stopRecorded(runFile)) + ((await stopDevPostgres(dir, process.env)) ? 1 : 0);
     note(n === 0 ? 'nothing was running' : `stopped ${n} process(es) of the previous run`);
     return 0;
   }
@@ -350,7 +348,9 @@ async function run(options: Options): Promise<number> {
   const logDir = join(dir, 'logs');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   mkdirSync(logDir, { recursive: true, mode: 0o700 });
-  const hadData = existsSync(join(dir, 'data', 'spike.db'));
+  const hadData = options.postgres
+    ? existsSync(join(dir, 'postgres', 'data', 'PG_VERSION'))
+    : existsSync(join(dir, 'data', 'spike.db'));
   const socketDir = socketDirFor(
     dir,
     options.workloads.map((w) => w.name),
@@ -360,6 +360,9 @@ async function run(options: Options): Promise<number> {
     note(`the checkout path is long; Workload API sockets are in ${socketDir}`);
   }
   const programs = await programsFor(options);
+  const postgres: DevPostgres | undefined = options.postgres
+    ? await startDevPostgres(dir, process.env, note)
+    : undefined;
 
   say();
   say('  DEVELOPMENT ONLY: a built-in SPIFFE identity issuer with no workload attestation.');
@@ -388,16 +391,19 @@ async function run(options: Options): Promise<number> {
     supervisor,
     adopted,
     nexusUrl: `https://${HOST}:${options.nexusPort}`,
+    databaseUrl: postgres?.url,
   };
   try {
     await startAndServe(ctx);
   } catch (error) {
     if (error !== INTERRUPTED) {
       await supervisor.stopAll(false);
+      await postgres?.stop();
       throw error;
     }
   }
   await supervisor.stopAll(options.keepKeepers);
+  await postgres?.stop();
   if (options.keepKeepers) {
     const kept = supervisor.children.filter((c) => c.name !== 'nexus');
     note(

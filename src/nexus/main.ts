@@ -170,6 +170,7 @@ async function startKeyCustody(
       }),
     ),
     bootstrapLock: (fn) => store.withBootstrapLock(fn),
+    ...(store.shardPusherLease === undefined ? {} : { shardPusherLease: store.shardPusherLease }),
     shares: config.shamirShares,
     threshold: config.shamirThreshold,
     updateIntervalMs: config.keeperUpdateIntervalMs,

@@ -9,6 +9,7 @@ import type { RestoreCollector } from '../../core/shamir/restore-collector.ts';
 import type { KeeperLink } from '../keeper-client.ts';
 import type { NexusStore } from '../store/index.ts';
 import type { MutableRootKeyProvider } from './providers.ts';
+import type { PusherState } from './pusher.ts';
 import type { ShareSet } from './share-set.ts';
 
 /** What the lifecycle logs through; fields are slots, indexes, generation ids and codes only. */
@@ -42,6 +43,8 @@ export interface LifecycleContext {
   readonly updateIntervalMs: number;
   readonly monitorIntervalMs: number;
   readonly retry: BackoffOptions;
+  /** Replicas: the lease that picks the one pusher (./pusher.ts); `undefined` = always push. */
+  readonly pusher: PusherState | undefined;
   /** Mutable: where the lifecycle is. */
   phase: LifecyclePhase;
   /** Mutable: set once by `stop()`. */
@@ -81,6 +84,7 @@ export type ContextInit = Pick<
   | 'updateIntervalMs'
   | 'monitorIntervalMs'
   | 'retry'
+  | 'pusher'
 >;
 
 /** A fresh context: idle, no share set, every slot unconfirmed. */

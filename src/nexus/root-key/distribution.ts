@@ -2,10 +2,12 @@
  * Sharding in steady state (docs/spike-api.md §9 "Lifecycle"): every Keeper is sent its envelope
  * of the current share set; a cheap monitor probes each Keeper's `GET /ready` every few seconds
  * and refills one that answers "none held", and the set is re-sent to all Keepers every
- * `SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL`.
+ * `SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL`. With several replicas only the holder of the pusher
+ * lease does any of this (./pusher.ts).
  */
 import { zero } from '../../core/bytes.ts';
 import type { LifecycleContext, Slot } from './context.ts';
+import { mayPush } from './pusher.ts';
 import { codeOf, envelopeOf, type ShareSet } from './share-set.ts';
 
 /** Logs a Keeper's problem at WARN the first time, at DEBUG while it stays the same. */
@@ -42,7 +44,7 @@ async function push(ctx: LifecycleContext, slot: Slot, set: ShareSet): Promise<v
 /** One monitor step for one Keeper: push when needed, else probe and refill if empty. */
 async function tend(ctx: LifecycleContext, slot: Slot): Promise<void> {
   const set = ctx.current;
-  if (set === undefined) return;
+  if (set === undefined || !mayPush(ctx)) return; // another replica pushes (./pusher.ts)
   try {
     if (!slot.confirmed || Date.now() - slot.pushedAt >= ctx.updateIntervalMs) {
       await push(ctx, slot, set);

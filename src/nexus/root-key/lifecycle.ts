@@ -25,10 +25,16 @@ import { zero } from '../../core/bytes.ts';
 import { SpikeError } from '../../core/errors.ts';
 import type { NexusOperator } from '../app.ts';
 import type { KeeperLink } from '../keeper-client.ts';
-import type { NexusStore } from '../store/index.ts';
+import type { NexusStore, ShardPusherLease } from '../store/index.ts';
 import { createContext, type LifecycleLogger, type LifecyclePhase } from './context.ts';
 import { firstBoot } from './generation.ts';
 import type { MutableRootKeyProvider } from './providers.ts';
+import {
+  claimForFirstBoot,
+  pusherStateOf,
+  releasePusherLease,
+  startPusherLease,
+} from './pusher.ts';
 import { recoverFromKeepers } from './recovery.ts';
 import { createOperator } from './restore.ts';
 import { codeOf } from './share-set.ts';
@@ -57,6 +63,13 @@ export interface KeyLifecycleOptions {
    * the others find its key-check value and recover from the Keepers. Default: no lock.
    */
   readonly bootstrapLock?: <T>(fn: () => Promise<T>) => Promise<T>;
+  /**
+   * Replicas sharing one database (NexusStore.shardPusherLease): only the replica holding this
+   * lease sends shards to the Keepers (./pusher.ts). Default: this Nexus always pushes.
+   */
+  readonly shardPusherLease?: ShardPusherLease;
+  /** The lease's duration and renewal period in milliseconds (defaults 6000 and 1500). */
+  readonly pusherLeaseTiming?: { readonly ttlMs?: number; readonly renewMs?: number };
 }
 
 export interface KeyLifecycle {
@@ -103,6 +116,7 @@ export function createKeyLifecycle(options: KeyLifecycleOptions): KeyLifecycle {
     updateIntervalMs: options.updateIntervalMs ?? DEFAULT_UPDATE_INTERVAL_MS,
     monitorIntervalMs: options.monitorIntervalMs ?? DEFAULT_MONITOR_INTERVAL_MS,
     retry: options.retry ?? DEFAULT_RETRY,
+    pusher: pusherStateOf(options.shardPusherLease, options.pusherLeaseTiming),
   });
 
   return {
@@ -111,9 +125,13 @@ export function createKeyLifecycle(options: KeyLifecycleOptions): KeyLifecycle {
     start() {
       if (ctx.phase !== 'idle') return;
       const locked = options.bootstrapLock ?? ((fn) => fn());
+      startPusherLease(ctx);
       const run = locked(async () => {
         const storedKcv = ctx.store.getKcv();
-        if (storedKcv === undefined) await firstBoot(ctx);
+        if (storedKcv === undefined) {
+          await claimForFirstBoot(ctx);
+          await firstBoot(ctx);
+        }
         return storedKcv;
       }).then((storedKcv) =>
         storedKcv === undefined ? undefined : recoverFromKeepers(ctx, storedKcv),
@@ -137,6 +155,7 @@ export function createKeyLifecycle(options: KeyLifecycleOptions): KeyLifecycle {
       ctx.collector?.clear();
       ctx.collector = undefined;
       if (ctx.current !== undefined) zero(...ctx.current.shares);
+      await releasePusherLease(ctx);
       await Promise.allSettled(options.keepers.map((link) => link.close()));
     },
   };

@@ -88,8 +88,21 @@ export interface NexusStore {
    * single-process backends). Returns the function that stops watching.
    */
   watchPolicies(onChange: () => void): () => void;
+  /**
+   * PostgreSQL: the lease that picks the one replica sending shards to the Keepers
+   * (src/nexus/root-key/pusher.ts); `undefined` for the single-process backends.
+   */
+  readonly shardPusherLease: ShardPusherLease | undefined;
   /** Closes the database. */
   close(): Promise<void>;
+}
+
+/** A lease held by one replica at a time, on the database clock. */
+export interface ShardPusherLease {
+  /** Takes or renews it for `ttlMs`; true when `holder` holds it. `force` takes it over. */
+  claim(holder: string, ttlMs: number, force: boolean): Promise<boolean>;
+  /** Gives it up if `holder` holds it. */
+  release(holder: string): Promise<void>;
 }
 
 const KCV_FORMAT = /^[0-9a-f]{32}$/;
@@ -160,6 +173,14 @@ export async function openStore(options: OpenStoreOptions): Promise<NexusStore> 
     },
     withBootstrapLock: (fn) => (shared === undefined ? fn() : shared.withBootstrapLock(fn)),
     watchPolicies: (onChange) => shared?.watchPolicies(onChange) ?? (() => {}),
+    shardPusherLease: shared === undefined ? undefined : pusherLeaseOf(shared),
     close: () => backend.close(),
+  };
+}
+
+function pusherLeaseOf(backend: PostgresBackend): ShardPusherLease {
+  return {
+    claim: (holder, ttlMs, force) => backend.claimShardPusher(holder, ttlMs, force),
+    release: (holder) => backend.releaseShardPusher(holder),
   };
 }

@@ -1,7 +1,8 @@
 /**
  * The Vault mount configuration (`secret/config`, docs/vault-kv2.md §3, §4.2–§4.4), shared by both
- * APIs. It holds no secret and is kept as a plaintext store setting, read once and written
- * through.
+ * APIs. It holds no secret and is kept as a plaintext store setting, written through and parsed
+ * again whenever the backend's copy of the setting changes (PostgreSQL reloads it when another
+ * replica writes it, src/nexus/store/postgres.ts), so every replica enforces the same settings.
  */
 import type { StoreBackend } from './backend.ts';
 import { DEFAULT_MOUNT_CONFIG, type MountConfig } from './kv2-rules.ts';
@@ -9,7 +10,7 @@ import { DEFAULT_MOUNT_CONFIG, type MountConfig } from './kv2-rules.ts';
 /** The store setting that holds the mount configuration (plaintext JSON). */
 const MOUNT_CONFIG_SETTING = 'vault_mount_config';
 
-/** The mount configuration, read once from the store and written through. */
+/** The mount configuration, as the backend's setting says, written through. */
 export interface MountConfigStore {
   get(): MountConfig;
   /** Durable when the promise resolves (at once for SQLite and memory). */
@@ -33,17 +34,25 @@ function parseMountConfig(text: string | undefined): MountConfig {
 
 /** Creates the mount configuration store of a backend. */
 export function createMountConfigStore(
-  backend: Pick<StoreBackend, 'getSetting' | 'setSetting'>,
+  backend: Pick<StoreBackend, 'kind' | 'getSetting' | 'setSetting'>,
 ): MountConfigStore {
-  let cached: MountConfig | undefined;
+  // One process owns a SQLite or memory store: the setting is read once. PostgreSQL keeps its
+  // settings in memory and reloads them on change, so the text is looked up on every call.
+  const live = backend.kind === 'postgres';
+  let cached: { readonly text: string | undefined; readonly config: MountConfig } | undefined;
   return {
     get() {
-      cached ??= parseMountConfig(backend.getSetting(MOUNT_CONFIG_SETTING));
-      return cached;
+      if (cached !== undefined && !live) return cached.config;
+      const text = backend.getSetting(MOUNT_CONFIG_SETTING);
+      if (cached === undefined || cached.text !== text) {
+        cached = { text, config: parseMountConfig(text) };
+      }
+      return cached.config;
     },
     async set(config) {
-      const written = backend.setSetting(MOUNT_CONFIG_SETTING, JSON.stringify(config));
-      cached = { ...config };
+      const text = JSON.stringify(config);
+      const written = backend.setSetting(MOUNT_CONFIG_SETTING, text);
+      cached = { text, config: { ...config } };
       await written;
     },
   };

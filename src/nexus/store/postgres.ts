@@ -22,7 +22,13 @@
  *
  * Policies carry a change counter (`store_meta` row `policy_epoch`), bumped in the transaction of
  * every policy write; `watchPolicies` polls it, so a replica drops its policy cache within one
- * poll interval of a change made at another replica.
+ * poll interval of a change made at another replica. Settings have their own counter
+ * (`settings_epoch`, bumped with every `setSetting`), polled by the same timer: a Vault mount
+ * configuration written at one replica is read at every other within one poll (100 ms).
+ *
+ * The shard pusher (`claimShardPusher`): a lease row `shard_pusher` = `<holder> <expiry ms>`,
+ * taken or renewed by one conditional upsert on the database clock, so that exactly one ready
+ * replica sends shards to the Keepers (src/nexus/root-key/pusher.ts).
  *
  * Erasure: PostgreSQL keeps dead tuples until VACUUM; a destroy or purge is followed by a plain
  * `VACUUM` of the two secret tables, best effort (docs/architecture.md "PostgreSQL backend").
@@ -33,16 +39,13 @@ import { drizzle } from 'drizzle-orm/bun-sql';
 import { policies, secrets, secretVersions, storeMeta } from '../../../schema/pg/tables.ts';
 import { isSpikeError, SpikeError } from '../../core/errors.ts';
 import type { VersionState } from '../../core/kv/semantics.ts';
-import {
-  EMPTY_VAULT_HEAD,
-  mergeVaultHead,
-  type PolicyRow,
-  type SecretPlan,
-  type SecretRead,
-  type SecretRecord,
-  type SecretWrite,
-  type StoreBackend,
-  setsVaultHead,
+import type {
+  PolicyRow,
+  SecretPlan,
+  SecretRead,
+  SecretRecord,
+  SecretWrite,
+  StoreBackend,
 } from './backend.ts';
 import { storageFailure } from './errors.ts';
 import {
@@ -51,6 +54,7 @@ import {
   checkPgSchema,
   LOCK_CLASS,
 } from './postgres-migrate.ts';
+import { applyWrite, claimLease, releaseLease, type Tx } from './postgres-write.ts';
 
 export interface PostgresBackendOptions {
   /** `SPIKE_NEXUS_DATABASE_URL`: a libpq-style URL; `sslmode` and friends pass through. */
@@ -73,11 +77,22 @@ export interface PostgresBackend extends StoreBackend {
   /** Reloads the cached settings (the key-check value among them) from the database. */
   refreshSettings(): Promise<void>;
   /** Calls `onChange` after a policy write at any replica; returns the function that stops it. */
-  watchPolicies(onChange: () => void, intervalMs?: number): () => void;
+  watchPolicies(onChange: () => void): () => void;
+  /**
+   * Takes or renews the shard-pusher lease for `ttlMs` (database clock): true when `holder` holds
+   * it now. `force` takes it from another holder (first boot, under the bootstrap lock).
+   */
+  claimShardPusher(holder: string, ttlMs: number, force: boolean): Promise<boolean>;
+  /** Gives the lease up if `holder` holds it (a clean stop hands over at once). */
+  releaseShardPusher(holder: string): Promise<void>;
 }
 
 const KCV_KEY = 'kcv';
 const POLICY_EPOCH = 'policy_epoch';
+const SETTINGS_EPOCH = 'settings_epoch';
+const SHARD_PUSHER = 'shard_pusher';
+/** How often the change counters are polled. */
+const EPOCH_POLL_MS = 100;
 /** A write is re-planned this many times after a conflict before it fails. */
 const MAX_ATTEMPTS = 8;
 /** SQLSTATEs after which the whole write is retried. */
@@ -117,6 +132,7 @@ export async function openPostgresBackend(
     });
     const backend = new Postgres(client);
     await backend.refreshSettings();
+    backend.startPolling(EPOCH_POLL_MS);
     return backend;
   } catch (error) {
     await client.close().catch(() => undefined);
@@ -125,7 +141,6 @@ export async function openPostgresBackend(
 }
 
 type Db = ReturnType<typeof drizzle>;
-type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
 class Postgres implements PostgresBackend {
   readonly kind = 'postgres' as const;
@@ -133,7 +148,8 @@ class Postgres implements PostgresBackend {
   readonly #db: Db;
   #settings = new Map<string, string>();
   #closed = false;
-  readonly #watchers = new Set<ReturnType<typeof setInterval>>();
+  #poller: ReturnType<typeof setInterval> | undefined;
+  readonly #policyWatchers = new Set<() => void>();
 
   constructor(client: SQL) {
     this.#client = client;
@@ -205,7 +221,7 @@ class Postgres implements PostgresBackend {
             throw error;
           }
           if (update.write !== null) {
-            await this.#apply(tx, path, record, update.write);
+            await applyWrite(tx, path, record, update.write);
             erased = isErasure(update.write);
           }
           return update.result;
@@ -223,69 +239,6 @@ class Postgres implements PostgresBackend {
     }
   }
 
-  async #apply(
-    tx: Tx,
-    path: string,
-    record: SecretRecord | undefined,
-    write: SecretWrite,
-  ): Promise<void> {
-    if (write.head === null) {
-      await tx.delete(secretVersions).where(eq(secretVersions.path, path));
-      await tx.delete(secrets).where(eq(secrets.path, path));
-      return;
-    }
-    const { createdAt, updatedAt, latestVersion } = write.head;
-    if (record === undefined) {
-      await tx.insert(secrets).values({
-        path,
-        createdAt,
-        updatedAt,
-        latestVersion,
-        revision: 1,
-        ...mergeVaultHead(EMPTY_VAULT_HEAD, write.head),
-      });
-    } else {
-      await tx
-        .update(secrets)
-        .set({
-          createdAt,
-          updatedAt,
-          latestVersion,
-          revision: record.head.revision + 1,
-          ...(setsVaultHead(write.head) ? mergeVaultHead(record.head, write.head) : {}),
-        })
-        .where(eq(secrets.path, path));
-    }
-    const insert = write.insert ?? [];
-    if (insert.length > 0) {
-      await tx.insert(secretVersions).values(
-        insert.map(({ state, data }) => ({
-          path,
-          version: state.version,
-          data,
-          createdAt: state.createdAt,
-          deletedAt: state.deletedAt,
-          destroyed: state.destroyed,
-        })),
-      );
-    }
-    for (const state of write.update ?? []) {
-      await tx
-        .update(secretVersions)
-        .set(
-          state.destroyed
-            ? { deletedAt: state.deletedAt, destroyed: true, data: null }
-            : { deletedAt: state.deletedAt },
-        )
-        .where(and(eq(secretVersions.path, path), eq(secretVersions.version, state.version)));
-    }
-    for (const version of write.remove ?? []) {
-      await tx
-        .delete(secretVersions)
-        .where(and(eq(secretVersions.path, path), eq(secretVersions.version, version)));
-    }
-  }
-
   /** Removes dead tuples of erased data now rather than at the next autovacuum; best effort. */
   async #vacuum(): Promise<void> {
     try {
@@ -295,10 +248,10 @@ class Postgres implements PostgresBackend {
     }
   }
 
-  async #bumpPolicyEpoch(tx: Tx): Promise<void> {
+  async #bumpEpoch(tx: Tx, key: string): Promise<void> {
     await tx
       .insert(storeMeta)
-      .values({ key: POLICY_EPOCH, value: '1' })
+      .values({ key, value: '1' })
       .onConflictDoUpdate({
         target: storeMeta.key,
         set: { value: sql`(${storeMeta.value}::bigint + 1)::text` },
@@ -314,7 +267,7 @@ class Postgres implements PostgresBackend {
           .onConflictDoUpdate({ target: policies.name, set: { data, updatedAt: now } })
           .returning({ createdAt: policies.createdAt, updatedAt: policies.updatedAt });
         if (row === undefined) throw new Error('upsert returned nothing');
-        await this.#bumpPolicyEpoch(tx);
+        await this.#bumpEpoch(tx, POLICY_EPOCH);
         return row;
       }),
     );
@@ -340,7 +293,7 @@ class Postgres implements PostgresBackend {
           .delete(policies)
           .where(eq(policies.name, name))
           .returning({ name: policies.name });
-        if (gone.length > 0) await this.#bumpPolicyEpoch(tx);
+        if (gone.length > 0) await this.#bumpEpoch(tx, POLICY_EPOCH);
         return gone.length > 0;
       }),
     );
@@ -373,12 +326,15 @@ class Postgres implements PostgresBackend {
   #store(key: string, value: string): Promise<void> {
     this.#checkOpen();
     this.#settings.set(key, value);
-    return guarded(async () => {
-      await this.#db
-        .insert(storeMeta)
-        .values({ key, value })
-        .onConflictDoUpdate({ target: storeMeta.key, set: { value } });
-    });
+    return guarded(() =>
+      this.#db.transaction(async (tx) => {
+        await tx
+          .insert(storeMeta)
+          .values({ key, value })
+          .onConflictDoUpdate({ target: storeMeta.key, set: { value } });
+        await this.#bumpEpoch(tx, SETTINGS_EPOCH);
+      }),
+    );
   }
 
   refreshSettings(): Promise<void> {
@@ -386,6 +342,16 @@ class Postgres implements PostgresBackend {
       const rows = await this.#db.select().from(storeMeta);
       this.#settings = new Map(rows.map((r) => [r.key, r.value]));
     });
+  }
+
+  claimShardPusher(holder: string, ttlMs: number, force: boolean): Promise<boolean> {
+    this.#checkOpen();
+    return guarded(() => claimLease(this.#client, SHARD_PUSHER, holder, ttlMs, force));
+  }
+
+  async releaseShardPusher(holder: string): Promise<void> {
+    if (this.#closed) return;
+    await guarded(() => releaseLease(this.#client, SHARD_PUSHER, holder));
   }
 
   async withBootstrapLock<T>(fn: () => Promise<T>): Promise<T> {
@@ -408,39 +374,53 @@ class Postgres implements PostgresBackend {
     }
   }
 
-  watchPolicies(onChange: () => void, intervalMs = 250): () => void {
-    let last: string | undefined;
+  watchPolicies(onChange: () => void): () => void {
+    this.#policyWatchers.add(onChange);
+    return () => {
+      this.#policyWatchers.delete(onChange);
+    };
+  }
+
+  /**
+   * Polls the two change counters: a new `policy_epoch` calls the policy watchers, a new
+   * `settings_epoch` reloads the settings (the epoch read with them, so none is missed).
+   */
+  startPolling(intervalMs: number): void {
+    let policyEpoch: string | undefined;
     let busy = false;
-    const timer = setInterval(() => {
+    const poll = async () => {
+      const rows = await this.#db
+        .select()
+        .from(storeMeta)
+        .where(sql`${storeMeta.key} IN (${POLICY_EPOCH}, ${SETTINGS_EPOCH})`);
+      const value = (key: string) => rows.find((r) => r.key === key)?.value ?? '0';
+      const policies = value(POLICY_EPOCH);
+      if (policyEpoch !== undefined && policies !== policyEpoch) {
+        for (const watcher of [...this.#policyWatchers]) watcher();
+      }
+      policyEpoch = policies;
+      // The map holds the epoch it was read with; a local write leaves it behind, so it reloads too.
+      if (value(SETTINGS_EPOCH) !== (this.#settings.get(SETTINGS_EPOCH) ?? '0')) {
+        await this.refreshSettings();
+      }
+    };
+    this.#poller = setInterval(() => {
       if (busy || this.#closed) return;
       busy = true;
-      this.#db
-        .select({ value: storeMeta.value })
-        .from(storeMeta)
-        .where(eq(storeMeta.key, POLICY_EPOCH))
-        .then(([row]) => {
-          const epoch = row?.value ?? '0';
-          if (last !== undefined && epoch !== last) onChange();
-          last = epoch;
-        })
+      poll()
         .catch(() => undefined) // a dropped connection: the next poll tries again
         .finally(() => {
           busy = false;
         });
     }, intervalMs);
-    timer.unref?.();
-    this.#watchers.add(timer);
-    return () => {
-      clearInterval(timer);
-      this.#watchers.delete(timer);
-    };
+    this.#poller.unref?.();
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const timer of this.#watchers) clearInterval(timer);
-    this.#watchers.clear();
+    clearInterval(this.#poller);
+    this.#policyWatchers.clear();
     await this.#client.close().catch(() => undefined);
   }
 }
