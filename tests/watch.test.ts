@@ -41,9 +41,9 @@ for (const backend of ['memory', 'sqlite'] as const) {
         watchRetentionMs: 1500,
         extraWorkloads: { app: APP, nobody: NOBODY },
       });
-      [pilot, app, nobody] = await Promise.all(
-        ['pilot', 'app', 'nobody'].map((r) => sourceFor(h.issuer.addressFor(r))),
-      );
+      pilot = await sourceFor(h.issuer.addressFor('pilot'));
+      app = await sourceFor(h.issuer.addressFor('app'));
+      nobody = await sourceFor(h.issuer.addressFor('nobody'));
       admin = createMtlsClient({
         source: pilot,
         authorizer: authorizeAny(),

@@ -111,6 +111,21 @@ export interface NexusConfig {
   readonly warnings: readonly string[];
 }
 
+/** The `SPIKE_NEXUS_WATCH_*` variables (docs/spike-api.md "Watch"). */
+function watchVars(env: Env, warnings: string[]) {
+  return {
+    watchRetentionMs: Math.max(
+      1000,
+      durationVar(env, 'SPIKE_NEXUS_WATCH_RETENTION', '24h', warnings),
+    ),
+    watchHeartbeatMs: Math.max(
+      100,
+      durationVar(env, 'SPIKE_NEXUS_WATCH_HEARTBEAT', '15s', warnings),
+    ),
+    watchMaxStreams: integerVar(env, 'SPIKE_NEXUS_WATCH_MAX_STREAMS', 4096, 1, 1_000_000),
+  };
+}
+
 /** Parses `SPIKE_NEXUS_KEEPER_PEERS` into origins (§10): https only, no duplicates, none empty. */
 export function parseKeeperPeers(value: string | undefined): string[] {
   const variable = 'SPIKE_NEXUS_KEEPER_PEERS';
@@ -277,15 +292,7 @@ export function parseNexusConfig(env: Env): NexusConfig {
     ...(spiffeEndpointSocket === undefined ? {} : { spiffeEndpointSocket }),
     ...(jwtAudience === undefined ? {} : { jwtAudience }),
     jwtMaxTtlMs,
-    watchRetentionMs: Math.max(
-      1000,
-      durationVar(env, 'SPIKE_NEXUS_WATCH_RETENTION', '24h', warnings),
-    ),
-    watchHeartbeatMs: Math.max(
-      100,
-      durationVar(env, 'SPIKE_NEXUS_WATCH_HEARTBEAT', '15s', warnings),
-    ),
-    watchMaxStreams: integerVar(env, 'SPIKE_NEXUS_WATCH_MAX_STREAMS', 4096, 1, 1_000_000),
+    ...watchVars(env, warnings),
     warnings,
   };
 }

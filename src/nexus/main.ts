@@ -278,6 +278,25 @@ async function listenAll(
   return healthServer;
 }
 
+/** Watch streams (docs/spike-api.md "Watch"); none for `lite`. */
+function startWatch(
+  { WatchService }: Serving,
+  config: NexusConfig,
+  store: NexusStore,
+  policyEngine: PolicyEngine,
+) {
+  // A policy event in the change log (any replica) drops the cache before watchers filter it.
+  store.changes.subscribe((events) => {
+    if (events.some((e) => e.kind === 'policy')) policyEngine.invalidate();
+  });
+  if (config.backend === 'lite') return undefined;
+  return new WatchService({
+    feed: store.changes,
+    heartbeatMs: config.watchHeartbeatMs,
+    maxStreams: config.watchMaxStreams,
+  });
+}
+
 /** The configuration, or exit with one line naming the bad variable; warnings are logged. */
 function loadConfig(): { config: NexusConfig; log: Logger } {
   let config: NexusConfig;
@@ -335,16 +354,13 @@ async function main(): Promise<void> {
       ownIdWithRole(source, 'nexus', config.trustRoots.nexus),
       loadServing(),
     ]);
-    const { createNexusApp, createPolicyEngine, authorizeAny, createMtlsServer, WatchService } =
-      serving;
+    const { createNexusApp, createPolicyEngine, authorizeAny, createMtlsServer } = serving;
     logSvidRotations(source, log);
-
     store = await openNexusStore(serving, config, log);
     // The root key: a random one for memory; the Keeper lifecycle otherwise.
     const custody = await startKeyCustody(serving, config, store, source, log);
     const { keys } = custody;
     lifecycle = custody.lifecycle;
-
     const auditSink = audit;
     // The transport's view of each request (assigned once it exists, before any request).
     let mtlsPeerOf: (request: Request) => string | undefined = () => undefined;
@@ -361,18 +377,7 @@ async function main(): Promise<void> {
     // Replicas over one PostgreSQL database: a policy written at another replica drops this
     // replica's cache within one poll (src/nexus/store/postgres.ts).
     store.watchPolicies(() => policyEngine.invalidate());
-    // A policy event in the change log (any replica) drops the cache before watchers filter it.
-    store.changes.subscribe((events) => {
-      if (events.some((e) => e.kind === 'policy')) policyEngine.invalidate();
-    });
-    const watch =
-      config.backend === 'lite'
-        ? undefined
-        : new WatchService({
-            feed: store.changes,
-            heartbeatMs: config.watchHeartbeatMs,
-            maxStreams: config.watchMaxStreams,
-          });
+    const watch = startWatch(serving, config, store, policyEngine);
     watchService = watch;
     const app = createNexusApp({
       secrets: store.secrets(keys),
@@ -417,12 +422,10 @@ async function main(): Promise<void> {
     mtlsPeerOf = (request) => mtls.peerOf(request);
     rawPathOf = (request) => mtls.rawPathOf(request);
     methodOf = (request) => mtls.methodOf(request);
-
     exitOnStopSignal((signal) => {
       log.info('stopping', { signal });
       return closeAll();
     });
-
     healthServer = await listenAll(mtls, app, config, log, ownId);
   } catch (error) {
     await closeAll().catch(() => undefined);

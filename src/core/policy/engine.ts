@@ -205,6 +205,22 @@ async function compileAll(store: PolicyStore): Promise<Map<string, CompiledPolic
   return next;
 }
 
+/** `PolicyEngine.grantsSomewhere` over the compiled policies. */
+function grantsAnywhere(
+  policies: Map<string, CompiledPolicy>,
+  trustRoots: TrustRoots,
+  callerId: string,
+  wanted: Permission,
+): boolean {
+  if (hasRole(callerId, 'superuser', trustRoots.superuser)) return true;
+  if (hasRole(callerId, 'lite-workload', trustRoots['lite-workload'])) return false;
+  for (const compiled of policies.values()) {
+    const grants = compiled.permissions.has('super') || compiled.permissions.has(wanted);
+    if (grants && compiled.spiffeId.test(callerId)) return true;
+  }
+  return false;
+}
+
 /**
  * Creates a policy engine over `store` (docs/spike-api.md §7).
  *
@@ -313,15 +329,7 @@ export function createPolicyEngine(options: {
       });
     },
 
-    async grantsSomewhere(callerId, wanted) {
-      if (hasRole(callerId, 'superuser', trustRoots.superuser)) return true;
-      if (hasRole(callerId, 'lite-workload', trustRoots['lite-workload'])) return false;
-      for (const compiled of (await load()).values()) {
-        const grants = compiled.permissions.has('super') || compiled.permissions.has(wanted);
-        if (grants && compiled.spiffeId.test(callerId)) return true;
-      }
-      return false;
-    },
+    grantsSomewhere: async (id, wanted) => grantsAnywhere(await load(), trustRoots, id, wanted),
 
     invalidate() {
       epoch++;
