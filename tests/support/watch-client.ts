@@ -89,7 +89,7 @@ export interface OpenWatchOptions {
 }
 
 /** Opens a TLS HTTP/2 session presenting `source`'s SVID. */
-export function connectH2(url: string, source: X509Source): http2.ClientHttp2Session {
+function connectH2(url: string, source: X509Source): http2.ClientHttp2Session {
   const material = tlsMaterialOf(source.current()!);
   const session = http2.connect(url, {
     ...material,

@@ -18,7 +18,7 @@ import type { StoreBackend } from '../store/backend.ts';
 import type { ChangeBounds, ChangeEvent } from '../store/change-log.ts';
 
 /** Entries read per query. */
-export const PAGE = 512;
+const PAGE = 512;
 
 export interface ChangeFeedOptions {
   /** How long entries are kept (ms). */
