@@ -43,6 +43,9 @@ async function throwingNexus(code: () => SpikeErrorCode, mounts?: NexusMount[]) 
     get: async () => {
       throw new SpikeError(code(), 'thrown by the test store');
     },
+    getVersioned: async () => {
+      throw new SpikeError(code(), 'thrown by the test store');
+    },
   };
   const peers = new WeakMap<Request, string>();
   const lines: string[] = [];

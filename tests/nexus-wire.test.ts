@@ -112,12 +112,12 @@ describe('secrets over mTLS (§4, §6)', () => {
       path: 'tenants/acme/db/creds',
     });
     expect(get.status).toBe(200);
-    expect(get.json).toEqual({ data: { username: 'admin', password: 'two' } });
+    expect(get.json).toEqual({ data: { username: 'admin', password: 'two' }, version: 2 });
     const v1 = await call('pilot', '/v1/store/secrets?action=get', {
       path: 'tenants/acme/db/creds',
       version: 1,
     });
-    expect(v1.json).toEqual({ data: { username: 'admin', password: 'one' } });
+    expect(v1.json).toEqual({ data: { username: 'admin', password: 'one' }, version: 1 });
 
     const meta = await call('pilot', '/v1/store/secrets/metadata?action=get', {
       path: 'tenants/acme/db/creds',
@@ -154,7 +154,7 @@ describe('secrets over mTLS (§4, §6)', () => {
     expect([del.status, del.text]).toEqual([200, '{}']);
     // Deleting the current version makes the previous live one current (§6).
     const cur = await call('pilot', '/v1/store/secrets?action=get', { path });
-    expect(cur.json).toEqual({ data: { v: 'b' } });
+    expect(cur.json).toEqual({ data: { v: 'b' }, version: 2 });
     const gone = await call('pilot', '/v1/store/secrets?action=get', { path, version: 3 });
     expect([gone.status, gone.json]).toEqual([404, { data: null, err: 'api_not_found' }]);
     const und = await call('pilot', '/v1/store/secrets?action=undelete', { path, versions: [3] });
@@ -450,7 +450,7 @@ describe('operator, bootstrap, health and envelope rules over mTLS', () => {
     expect([put.status, put.body, put.type]).toEqual([200, '{}', 'application/json']);
     // Go encoding/json semantics: keys match case-insensitively.
     const get = await post('/v1/store/secrets?action=get', '{"PATH":"h1/x"}');
-    expect([get.status, JSON.parse(get.body)]).toEqual([200, { data: { k: 'v' } }]);
+    expect([get.status, JSON.parse(get.body)]).toEqual([200, { data: { k: 'v' }, version: 1 }]);
     const missing = await post('/v1/store/secrets?action=get', '{"path":"h1/none"}');
     expect([missing.status, JSON.parse(missing.body)]).toEqual([
       404,

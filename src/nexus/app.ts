@@ -55,6 +55,8 @@ import { OPERATOR_ROUTES } from './routes/operator.ts';
 import { POLICY_ROUTES } from './routes/policies.ts';
 import type { NexusRoute } from './routes/route.ts';
 import { SECRET_ROUTES } from './routes/secrets.ts';
+import { WATCH_ROUTES } from './routes/watch.ts';
+import type { WatchService } from './watch/stream.ts';
 
 /** Storage backends of `SPIKE_NEXUS_BACKEND_STORE` (docs/spike-api.md §10). */
 export type NexusBackend = 'sqlite' | 'memory' | 'lite' | 'postgres';
@@ -131,6 +133,8 @@ export interface NexusAppDeps {
   readonly mounts?: readonly NexusMount[];
   /** Export, import and snapshot (docs/backup.md); absent: those routes answer 400. */
   readonly backup?: NexusBackup;
+  /** Watch streams (docs/spike-api.md "Watch"); absent: the watch route answers 400. */
+  readonly watch?: WatchService;
 }
 
 /** The app `createNexusApp` returns; `handle(request)` serves one request. */
@@ -144,6 +148,7 @@ const ALL_ROUTES: readonly NexusRoute[] = [
   ...CIPHER_ROUTES,
   ...OPERATOR_ROUTES,
   ...BACKUP_ROUTES,
+  ...WATCH_ROUTES,
 ];
 const ROUTE_TABLE: ReadonlyMap<string, NexusRoute> = new Map(
   ALL_ROUTES.map((route) => [`${route.spec.path}?${route.spec.action}`, route]),

@@ -57,7 +57,9 @@ function loadServing() {
     import('../core/policy/engine.ts'),
     import('../core/spiffe/authorizer.ts'),
     import('../runtime/tls/server.ts'),
-  ]).then(([app, store, providers, engine, authorizer, tls]) => ({
+    import('./watch/stream.ts'),
+  ]).then(([app, store, providers, engine, authorizer, tls, watch]) => ({
+    ...watch,
     ...app,
     ...store,
     ...providers,
@@ -85,6 +87,7 @@ async function openNexusStore(
         backend: 'postgres',
         databaseUrl: config.databaseUrl!,
         maxVersions: config.maxSecretVersions,
+        watchRetentionMs: config.watchRetentionMs,
         skipSchemaCreation: config.dbSkipSchemaCreation,
       });
       log.info('database opened', { backend: 'postgres' });
@@ -98,7 +101,11 @@ async function openNexusStore(
     }
   }
   if (config.backend !== 'sqlite') {
-    return openStore({ backend: 'memory', maxVersions: config.maxSecretVersions });
+    return openStore({
+      backend: 'memory',
+      maxVersions: config.maxSecretVersions,
+      watchRetentionMs: config.watchRetentionMs,
+    });
   }
   const dir = config.dataDir!;
   const { makePrivateDir } = await import('../runtime/private-dir.ts');
@@ -116,6 +123,7 @@ async function openNexusStore(
       backend: 'sqlite',
       dataDir: dir,
       maxVersions: config.maxSecretVersions,
+      watchRetentionMs: config.watchRetentionMs,
       journalMode: config.dbJournalMode,
       busyTimeoutMs: config.dbBusyTimeoutMs,
       skipSchemaCreation: config.dbSkipSchemaCreation,
@@ -244,6 +252,25 @@ function backupOf(store: NexusStore, keys: RootKeyProvider): NexusBackup {
   return { ...store.backup(keys), snapshot: () => store.snapshot() };
 }
 
+/** Watch streams (docs/spike-api.md "Watch"); none for `lite`. */
+function startWatch(
+  { WatchService }: Serving,
+  config: NexusConfig,
+  store: NexusStore,
+  policyEngine: PolicyEngine,
+) {
+  // A policy event in the change log (any replica) drops the cache before watchers filter it.
+  store.changes.subscribe((events) => {
+    if (events.some((e) => e.kind === 'policy')) policyEngine.invalidate();
+  });
+  if (config.backend === 'lite') return undefined;
+  return new WatchService({
+    feed: store.changes,
+    heartbeatMs: config.watchHeartbeatMs,
+    maxStreams: config.watchMaxStreams,
+  });
+}
+
 /** The configuration, or exit with one line naming the bad variable; warnings are logged. */
 function loadConfig(): { config: NexusConfig; log: Logger } {
   let config: NexusConfig;
@@ -269,9 +296,11 @@ async function main(): Promise<void> {
   let lifecycle: KeyLifecycle | undefined;
   let audit: AuditSink | undefined;
   let jwtBundles: { close(): Promise<void> } | undefined;
+  let watchService: { close(): void } | undefined;
 
   const closeAll = async () => {
     await lifecycle?.stop().catch(() => undefined);
+    watchService?.close();
     await server?.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
     await source?.close().catch(() => undefined);
@@ -301,7 +330,6 @@ async function main(): Promise<void> {
     const custody = await startKeyCustody(serving, config, store, source, log);
     const { keys } = custody;
     lifecycle = custody.lifecycle;
-
     const auditSink = audit;
     // The transport's view of each request (assigned once it exists, before any request).
     let mtlsPeerOf: (request: Request) => string | undefined = () => undefined;
@@ -318,6 +346,8 @@ async function main(): Promise<void> {
     // Replicas over one PostgreSQL database: a policy written at another replica drops this
     // replica's cache within one poll (src/nexus/store/postgres.ts).
     store.watchPolicies(() => policyEngine.invalidate());
+    const watch = startWatch(serving, config, store, policyEngine);
+    watchService = watch;
     const app = createNexusApp({
       secrets: store.secrets(keys),
       policies,
@@ -332,6 +362,7 @@ async function main(): Promise<void> {
       rawPathOf: (request) => rawPathOf(request),
       ...(lifecycle === undefined ? {} : { operator: lifecycle.operator }),
       ...(config.backend === 'lite' ? {} : { backup: backupOf(store, keys) }),
+      ...(watch === undefined ? {} : { watch }),
       logger: log,
     });
     const vault = await vaultAppOf(config, store, keys, policyEngine, auditSink, log);

@@ -185,6 +185,11 @@ export interface PolicyEngine {
   delete(name: string): Promise<void>;
   /** Drops the cache; the next check reloads from the store (e.g. after the root key changes). */
   invalidate(): void;
+  /**
+   * True when some policy grants `wanted` to `callerId` on some path (superusers: always): who
+   * may open a watch stream, whose events are then checked one by one (docs/spike-api.md "Watch").
+   */
+  grantsSomewhere(callerId: string, wanted: Permission): Promise<boolean>;
 }
 
 /** Every stored policy compiled, by name; one whose pattern no longer compiles is left out. */
@@ -198,6 +203,22 @@ async function compileAll(store: PolicyStore): Promise<Map<string, CompiledPolic
     }
   }
   return next;
+}
+
+/** `PolicyEngine.grantsSomewhere` over the compiled policies. */
+function grantsAnywhere(
+  policies: Map<string, CompiledPolicy>,
+  trustRoots: TrustRoots,
+  callerId: string,
+  wanted: Permission,
+): boolean {
+  if (hasRole(callerId, 'superuser', trustRoots.superuser)) return true;
+  if (hasRole(callerId, 'lite-workload', trustRoots['lite-workload'])) return false;
+  for (const compiled of policies.values()) {
+    const grants = compiled.permissions.has('super') || compiled.permissions.has(wanted);
+    if (grants && compiled.spiffeId.test(callerId)) return true;
+  }
+  return false;
 }
 
 /**
@@ -307,6 +328,8 @@ export function createPolicyEngine(options: {
         verdicts.clear();
       });
     },
+
+    grantsSomewhere: async (id, wanted) => grantsAnywhere(await load(), trustRoots, id, wanted),
 
     invalidate() {
       epoch++;

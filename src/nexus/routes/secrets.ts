@@ -90,9 +90,21 @@ export const SECRET_ROUTES: readonly NexusRoute[] = [
       return ok();
     },
   }),
-  readRoute(NEXUS_ROUTES.secretGet, async (secrets, path, version) => ({
-    data: await secrets.get(path, version),
-  })),
+  defineRoute({
+    spec: NEXUS_ROUTES.secretGet,
+    decode: (ctx) => ctx.json(REQUEST.secretGet),
+    guard: (req) => ({ path: req.path, permission: 'read' }),
+    async handle(ctx, req) {
+      const path = ctx.secretPath(req.path);
+      // `ifNewerThan` 0 (or absent) asks nothing: every version is ≥ 1.
+      const since = req.ifNewerThan > 0 ? req.ifNewerThan : undefined;
+      const read = await ctx.deps.secrets.getVersioned(path, req.version, since);
+      if (read.data === undefined) {
+        return jsonResponse(200, { notModified: true, version: read.version });
+      }
+      return jsonResponse(200, { data: read.data, version: read.version });
+    },
+  }),
   ...versionRoutes,
   defineRoute({
     spec: NEXUS_ROUTES.secretPurge,

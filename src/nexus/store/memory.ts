@@ -18,6 +18,7 @@ import {
   type SecretRecord,
   type StoreBackend,
 } from './backend.ts';
+import { type ChangeEntry, type ChangeEvent, changeOf, policyChange } from './change-log.ts';
 import { KeyedLock } from './lock.ts';
 
 interface StoredVersion {
@@ -39,6 +40,43 @@ function snapshot(path: string, s: StoredSecret): SecretRecord {
 
 const KCV_KEY = 'kcv';
 
+/** The change log of the memory backend: appended as each change is applied (atomic). */
+function createMemoryChangeLog() {
+  let log: ChangeEvent[] = [];
+  let head = 0;
+  const listeners = new Set<() => void>();
+  return {
+    append(entry: ChangeEntry | undefined): void {
+      if (entry === undefined) return;
+      head++;
+      log.push({ ...entry, seq: head, time: Date.now() });
+      queueMicrotask(() => {
+        for (const listener of listeners) listener();
+      });
+    },
+    async read(after: number, limit: number): Promise<ChangeEvent[]> {
+      // Numbers are dense from the first kept entry, so the start is found by arithmetic.
+      const first = log[0]?.seq ?? head + 1;
+      const start = Math.max(0, after + 1 - first);
+      return log.slice(start, start + limit);
+    },
+    bounds: () => ({ head, first: log[0]?.seq }),
+    prune(time: number): void {
+      let drop = 0;
+      while (drop < log.length - 1 && log[drop]!.time < time) drop++;
+      if (drop > 0) log = log.slice(drop);
+    },
+    onCommit(listener: () => void): () => void {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    clear(): void {
+      listeners.clear();
+      log = [];
+    },
+  };
+}
+
 /** Creates an empty in-memory backend. */
 export function createMemoryBackend(): StoreBackend {
   const secrets = new Map<string, StoredSecret>();
@@ -46,6 +84,8 @@ export function createMemoryBackend(): StoreBackend {
   const lock = new KeyedLock();
   const settings = new Map<string, string>();
   let closed = false;
+  const changes = createMemoryChangeLog();
+  const append = changes.append;
 
   const checkOpen = () => {
     if (closed) throw new SpikeError('api_internal_error', 'storage failure');
@@ -53,7 +93,6 @@ export function createMemoryBackend(): StoreBackend {
 
   return {
     kind: 'memory',
-
     async readSecret(path, pick): Promise<SecretRead | undefined> {
       checkOpen();
       const s = secrets.get(path);
@@ -64,12 +103,10 @@ export function createMemoryBackend(): StoreBackend {
       const v = s.versions.get(version);
       return { record, data: v === undefined ? undefined : v.data };
     },
-
     async listSecretPaths() {
       checkOpen();
       return [...secrets.keys()].sort();
     },
-
     updateSecret<T>(path: string, plan: SecretPlan<T>): Promise<T> {
       return lock.run(path, async () => {
         checkOpen();
@@ -79,6 +116,7 @@ export function createMemoryBackend(): StoreBackend {
         );
         checkOpen();
         if (write === null) return result;
+        append(changeOf(path, write));
         if (write.head === null) {
           secrets.delete(path);
           return result;
@@ -104,57 +142,56 @@ export function createMemoryBackend(): StoreBackend {
         return result;
       });
     },
-
     async upsertPolicy(name, data, now) {
       checkOpen();
       const createdAt = policies.get(name)?.createdAt ?? now;
       policies.set(name, { name, data: data.slice(), createdAt, updatedAt: now });
+      append(policyChange(name));
       return { createdAt, updatedAt: now };
     },
-
     async readPolicy(name) {
       checkOpen();
       return policies.get(name);
     },
-
     async listPolicies() {
       checkOpen();
       return [...policies.values()].sort((a, b) =>
         a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
       );
     },
-
     async deletePolicy(name) {
       checkOpen();
-      return policies.delete(name);
+      const gone = policies.delete(name);
+      if (gone) append(policyChange(name));
+      return gone;
     },
-
+    readChanges: (after, limit) => changes.read(after, limit),
+    changeBounds: async () => changes.bounds(),
+    pruneChanges: async (time) => changes.prune(time),
+    onCommit: changes.onCommit,
     getKcv() {
       checkOpen();
       return settings.get(KCV_KEY);
     },
-
     setKcv(value) {
       checkOpen();
       settings.set(KCV_KEY, value);
     },
-
     getSetting(key) {
       checkOpen();
       if (key === KCV_KEY) throw new RangeError('the kcv has its own accessors');
       return settings.get(key);
     },
-
     setSetting(key, value) {
       checkOpen();
       if (key === KCV_KEY) throw new RangeError('the kcv has its own accessors');
       settings.set(key, value);
     },
-
     async close() {
       closed = true;
       secrets.clear();
       policies.clear();
+      changes.clear();
     },
   };
 }

@@ -1,37 +1,19 @@
 /**
  * The PostgreSQL backend (`SPIKE_NEXUS_BACKEND_STORE=postgres`, `SPIKE_NEXUS_DATABASE_URL`):
- * Drizzle over Bun's built-in SQL client (`drizzle-orm/bun-sql`), a connection pool shared by
- * every request, for several Nexus replicas over one database (docs/architecture.md
- * "PostgreSQL backend").
+ * Drizzle over Bun's SQL client (`drizzle-orm/bun-sql`), one pool, several replicas over one
+ * database (docs/architecture.md "PostgreSQL backend").
  *
- * Atomicity across replicas (docs/spike-api.md §6): a write of a path is one READ COMMITTED
- * transaction that locks the path's head row with `SELECT … FOR UPDATE`, reads its versions,
- * runs the plan (encryption included) and applies the write; a second writer of the path, at any
- * replica, waits on the row lock and then sees the first one's result. Two writers creating the
- * same new path collide on the primary key (23505); the loser re-plans against the winner's row,
- * as it does after a serialization failure (40001) or a deadlock (40P01). Version numbers come
- * from the locked head row, so no two replicas ever write the same version.
+ * A write of a path is one READ COMMITTED transaction that locks the path's head row
+ * (`SELECT … FOR UPDATE`), plans (encryption included) and applies the write; a writer at any
+ * replica waits on that lock and sees the first one's result, so no version number is ever
+ * written twice. A new-path collision (23505), serialization failure (40001) or deadlock (40P01)
+ * re-plans. Reads are one REPEATABLE READ, read-only transaction.
  *
- * Reads are one REPEATABLE READ, read-only transaction: the head, the version states and the
- * picked version's data form one snapshot.
- *
- * Settings (the key-check value, the Vault mount configuration) are plaintext rows of
- * `store_meta`, cached in the process: the port reads them synchronously. `refreshSettings`
- * (called under the bootstrap lock) reloads them; `setKcv` and `setSetting` write through and are
- * durable when the promise they return resolves.
- *
- * Policies carry a change counter (`store_meta` row `policy_epoch`), bumped in the transaction of
- * every policy write; `watchPolicies` polls it, so a replica drops its policy cache within one
- * poll interval of a change made at another replica. Settings have their own counter
- * (`settings_epoch`, bumped with every `setSetting`), polled by the same timer: a Vault mount
- * configuration written at one replica is read at every other within one poll (100 ms).
- *
- * The shard pusher (`claimShardPusher`): a lease row `shard_pusher` = `<holder> <expiry ms>`,
- * taken or renewed by one conditional upsert on the database clock, so that exactly one ready
- * replica sends shards to the Keepers (src/nexus/root-key/pusher.ts).
- *
- * Erasure: PostgreSQL keeps dead tuples until VACUUM; a destroy or purge is followed by a plain
- * `VACUUM` of the two secret tables, best effort (docs/architecture.md "PostgreSQL backend").
+ * Settings (key-check value, Vault mount configuration) are `store_meta` rows cached in the
+ * process; the counters `policy_epoch` and `settings_epoch`, bumped in the writing transaction,
+ * are polled (100 ms) so every replica follows policy and settings changes. The `shard_pusher`
+ * lease row picks the one replica that sends shards (src/nexus/root-key/pusher.ts). A destroy or
+ * purge is followed by a best-effort `VACUUM` of the secret tables.
  */
 import { SQL } from 'bun';
 import { and, asc, eq, sql } from 'drizzle-orm';
@@ -47,6 +29,7 @@ import type {
   SecretWrite,
   StoreBackend,
 } from './backend.ts';
+import { policyChange } from './change-log.ts';
 import { storageFailure } from './errors.ts';
 import {
   applyPgMigrations,
@@ -54,7 +37,17 @@ import {
   checkPgSchema,
   LOCK_CLASS,
 } from './postgres-migrate.ts';
-import { applyWrite, claimLease, releaseLease, type Tx } from './postgres-write.ts';
+import {
+  appendChange,
+  applyWrite,
+  changeBounds,
+  claimLease,
+  type Db,
+  pruneChanges,
+  readChanges,
+  releaseLease,
+  type Tx,
+} from './postgres-write.ts';
 
 export interface PostgresBackendOptions {
   /** `SPIKE_NEXUS_DATABASE_URL`: a libpq-style URL; `sslmode` and friends pass through. */
@@ -140,8 +133,6 @@ export async function openPostgresBackend(
   }
 }
 
-type Db = ReturnType<typeof drizzle>;
-
 class Postgres implements PostgresBackend {
   readonly kind = 'postgres' as const;
   readonly #client: SQL;
@@ -150,6 +141,7 @@ class Postgres implements PostgresBackend {
   #closed = false;
   #poller: ReturnType<typeof setInterval> | undefined;
   readonly #policyWatchers = new Set<() => void>();
+  readonly #listeners = new Set<() => void>();
 
   constructor(client: SQL) {
     this.#client = client;
@@ -226,6 +218,7 @@ class Postgres implements PostgresBackend {
           }
           return update.result;
         });
+        this.#committed();
         if (erased) await this.#vacuum();
         return result;
       } catch (error) {
@@ -258,8 +251,8 @@ class Postgres implements PostgresBackend {
       });
   }
 
-  upsertPolicy(name: string, data: Uint8Array, now: number) {
-    return guarded(() =>
+  async upsertPolicy(name: string, data: Uint8Array, now: number) {
+    const row = await guarded(() =>
       this.#db.transaction(async (tx) => {
         const [row] = await tx
           .insert(policies)
@@ -268,9 +261,12 @@ class Postgres implements PostgresBackend {
           .returning({ createdAt: policies.createdAt, updatedAt: policies.updatedAt });
         if (row === undefined) throw new Error('upsert returned nothing');
         await this.#bumpEpoch(tx, POLICY_EPOCH);
+        await appendChange(tx, policyChange(name));
         return row;
       }),
     );
+    this.#committed();
+    return row;
   }
 
   readPolicy(name: string): Promise<PolicyRow | undefined> {
@@ -286,17 +282,43 @@ class Postgres implements PostgresBackend {
     );
   }
 
-  deletePolicy(name: string): Promise<boolean> {
-    return guarded(() =>
+  async deletePolicy(name: string): Promise<boolean> {
+    const gone = await guarded(() =>
       this.#db.transaction(async (tx) => {
         const gone = await tx
           .delete(policies)
           .where(eq(policies.name, name))
           .returning({ name: policies.name });
-        if (gone.length > 0) await this.#bumpEpoch(tx, POLICY_EPOCH);
+        if (gone.length > 0) {
+          await this.#bumpEpoch(tx, POLICY_EPOCH);
+          await appendChange(tx, policyChange(name));
+        }
         return gone.length > 0;
       }),
     );
+    if (gone) this.#committed();
+    return gone;
+  }
+
+  readChanges(after: number, limit: number) {
+    return guarded(() => readChanges(this.#db, after, limit));
+  }
+
+  changeBounds() {
+    return guarded(() => changeBounds(this.#db));
+  }
+
+  pruneChanges(time: number) {
+    return guarded(() => pruneChanges(this.#db, time));
+  }
+
+  onCommit(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #committed(): void {
+    for (const listener of this.#listeners) listener();
   }
 
   #checkOpen(): void {
