@@ -46,6 +46,7 @@ import { cipherCalls, type NexusCaller, operatorCalls, policyCalls, secretCalls 
 import { errorForResponse, isSpikeApiError, SpikeApiError } from './errors.ts';
 import { resolveApiUrl, resolveRetry, resolveTimeout, retryDelay, sleep } from './options.ts';
 import type { ClientOptions, RetryOptions, SpikeClient } from './types.ts';
+import { watchChanges } from './watch.ts';
 import { type Json, readObject } from './wire.ts';
 
 export {
@@ -67,6 +68,7 @@ export type {
   SecretVersionInfo,
   SpikeClient,
 } from './types.ts';
+export type { WatchEvent, WatchEventKind, WatchOptions } from './watch.ts';
 
 const JSON_TYPE = CONTENT_TYPES.json;
 const OCTET_TYPE = CONTENT_TYPES.octet;
@@ -273,6 +275,14 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     ...policyCalls(caller),
     ...cipherCalls(caller),
     ...operatorCalls(caller),
+
+    watch: (prefix, opts) =>
+      watchChanges(
+        (path, body, headers, signal) =>
+          transport.openStream(path, { method: 'POST', headers, body, signal }),
+        prefix,
+        opts,
+      ),
 
     async close() {
       await transport.close();

@@ -7,6 +7,7 @@ import type { Policy, SecretMetadata, SecretVersionInfo } from '../core/ports.ts
 import type { RestoreStatus, ShardEnvelope } from '../core/shamir/shards.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
 import type { WorkloadLogger } from '../runtime/workload/client.ts';
+import type { WatchEvent, WatchOptions } from './watch.ts';
 
 /** Bounded retry with jittered exponential backoff. */
 export interface RetryOptions {
@@ -99,7 +100,15 @@ export interface SpikeClient {
   /** `GET /ready` (§12): true when Nexus holds its root key, false on 503. No retry. */
   ready(options?: CallOptions): Promise<boolean>;
 
-  /** Reads a secret; version 0 or absent = current. @throws `api_not_found` */
+  /**
+   * Reads a secret; version 0 or absent = current. With `ifNewerThan: N`, resolves to
+   * `undefined` when that version is N or older (Nexus answers `{"notModified":true}` and sends
+   * no data), and to `{ data }` otherwise. @throws `api_not_found`
+   */
+  getSecret(
+    path: string,
+    options: { version?: number; ifNewerThan: number } & CallOptions,
+  ): Promise<{ data: Record<string, string> } | undefined>;
   getSecret(
     path: string,
     options?: { version?: number } & CallOptions,
@@ -159,6 +168,13 @@ export interface SpikeClient {
    * @throws SpikeError `api_bad_request` (`invalid shard format`) before any call for a bad line
    */
   restore(shard: ShardEnvelope | string, options?: CallOptions): Promise<RestoreStatus>;
+
+  /**
+   * The change events under a path prefix (`''` = everything this identity may read), as an
+   * async iterator that resumes by itself across reconnections (src/sdk/watch.ts). Ends cleanly
+   * when `options.signal` aborts.
+   */
+  watch(prefix: string, options?: WatchOptions): AsyncGenerator<WatchEvent, void, undefined>;
 
   /** Closes the session and, if the client opened it, the Workload API source. */
   close(): Promise<void>;
