@@ -250,6 +250,9 @@ export async function* watchChanges(
         if (cursor !== undefined) headers['last-event-id'] = String(cursor);
         const body = JSON.stringify(cursor === undefined ? { prefix } : { prefix, after: cursor });
         response = await open(WATCH_PATH, body, headers, streamStop.signal);
+        // Not every transport stops a body read on abort (fetch in some runtimes): close it.
+        const opened = response;
+        streamStop.signal.addEventListener('abort', () => opened.close(), { once: true });
         if (response.status === EXPIRED_STATUS) {
           await readAll(response);
           cursor = undefined;
