@@ -86,7 +86,7 @@ describe('watch iterator', () => {
     const { seen, open } = serve((_, n) => {
       if (n === 0) return sse(event(1) + event(2));
       // The resumed stream repeats seq 2 (at-least-once server): the iterator drops it.
-      if (n === 1) return sse(event(2) + event(3) + ': heartbeat\n\n');
+      if (n === 1) return sse(`${event(2)}${event(3)}: heartbeat\n\n`);
       return sse(event(4) + event(5), true);
     });
     const events = await take(watchChanges(open, 'app/', fast), 5);
