@@ -276,10 +276,19 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     ...cipherCalls(caller),
     ...operatorCalls(caller),
 
+    // A watch stream outlives SVID rotations: on each one it is closed and resumed (from its
+    // cursor) on a new session that presents the new SVID.
     watch: (prefix, opts) =>
       watchChanges(
-        (path, body, headers, signal) =>
-          transport.openStream(path, { method: 'POST', headers, body, signal }),
+        async (path, body, headers, signal) => {
+          const res = await transport.openStream(path, { method: 'POST', headers, body, signal });
+          const off = source.onUpdate(() => res.close());
+          const close = () => {
+            off();
+            res.close();
+          };
+          return { ...res, close };
+        },
         prefix,
         opts,
       ),

@@ -69,6 +69,8 @@ export interface WatchOptions {
   readonly idleTimeoutMs?: number;
   /** Reconnection backoff: first delay and cap in milliseconds (default 250 ms → 10 s). */
   readonly reconnect?: { readonly initialMs: number; readonly maxMs: number };
+  /** Told each time a stream is established (200), before its first event: nothing is missed after it. */
+  readonly onOpen?: () => void;
   /** Told about each reconnection: the attempt number and what ended the previous stream. */
   readonly onReconnect?: (attempt: number, cause: unknown) => void;
 }
@@ -272,6 +274,7 @@ export async function* watchChanges(
           cause = error;
         } else {
           failures = 0;
+          options.onOpen?.();
           // Events parsed from the last chunk, handed out between reads.
           const ready: WatchEvent[] = [];
           const parser = createSseParser({
