@@ -74,3 +74,19 @@ export const storeMeta = sqliteTable('store_meta', {
   key: text('key').primaryKey().notNull(),
   value: text('value').notNull(),
 });
+
+/**
+ * The change log (issue 14, docs/spike-api.md "Watch"), added by migration 0003: one row per
+ * write, delete, undelete, destroy, purge or policy change, appended in the change's own
+ * transaction. Never a value: the path (or policy name), the version it touched, the kind and the
+ * time. `seq` is AUTOINCREMENT, so a number is never reused after the retention window prunes
+ * rows; one writer connection commits in `seq` order.
+ */
+export const changeLog = sqliteTable('change_log', {
+  seq: integer('seq').primaryKey({ autoIncrement: true }),
+  path: text('path').notNull(),
+  version: integer('version').notNull(),
+  /** `put` | `delete` | `undelete` | `destroy` | `purge` | `policy`. */
+  kind: text('kind').notNull(),
+  time: integer('time').notNull(),
+});

@@ -7,6 +7,7 @@
 import m0000 from './0000_init.sql' with { type: 'text' };
 import m0001 from './0001_kv2_room.sql' with { type: 'text' };
 import m0002 from './0002_kv2_oldest_version.sql' with { type: 'text' };
+import m0003 from './0003_change_log.sql' with { type: 'text' };
 
 /** One migration: its schema version (1-based), drizzle-kit tag and SQL text. */
 export interface Migration {
@@ -19,4 +20,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 1, tag: '0000_init', sql: m0000 },
   { version: 2, tag: '0001_kv2_room', sql: m0001 },
   { version: 3, tag: '0002_kv2_oldest_version', sql: m0002 },
+  { version: 4, tag: '0003_change_log', sql: m0003 },
 ];

@@ -71,3 +71,16 @@ export const storeMeta = pgTable('store_meta', {
   key: text('key').primaryKey().notNull(),
   value: text('value').notNull(),
 });
+
+/**
+ * The change log (schema/tables.ts `change_log`), added by PostgreSQL migration 0001. `seq` comes
+ * from the `change_seq` counter row of `store_meta`, taken last in the writing transaction, so
+ * numbers are gapless and commit in order across replicas (src/nexus/store/change-log-pg.ts).
+ */
+export const changeLog = pgTable('change_log', {
+  seq: bigint('seq', { mode: 'number' }).primaryKey().notNull(),
+  path: text('path').notNull(),
+  version: integer('version').notNull(),
+  kind: text('kind').notNull(),
+  time: millis('time').notNull(),
+});

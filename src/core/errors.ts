@@ -16,6 +16,7 @@ export type WireErrorCode =
   | 'state_not_ready'
   | 'state_already_initialized'
   | 'server_busy'
+  | 'watch_cursor_expired'
   | 'crypto_cipher_verification_failed';
 
 export type SpikeErrorCode =

@@ -75,6 +75,15 @@ export interface Secrets {
   put(path: string, values: Readonly<Record<string, string>>): Promise<{ version: number }>;
   /** Version 0 or absent = current. Missing path, version or non-live version → `api_not_found`. */
   get(path: string, version?: number): Promise<Record<string, string>>;
+  /**
+   * `get` with the version read. With `ifNewerThan`, a version ≤ it is answered without data
+   * (nothing decrypted): the conditional read of docs/spike-api.md "Watch".
+   */
+  getVersioned(
+    path: string,
+    version?: number,
+    ifNewerThan?: number,
+  ): Promise<{ version: number; data?: Record<string, string> }>;
   /** `[]` = current; `0` = current. Missing path → `api_not_found`. */
   delete(path: string, versions: readonly number[]): Promise<void>;
   /** Missing path, or nothing undeleted → `api_not_found`. */

@@ -53,6 +53,8 @@ import { OPERATOR_ROUTES } from './routes/operator.ts';
 import { POLICY_ROUTES } from './routes/policies.ts';
 import type { NexusRoute } from './routes/route.ts';
 import { SECRET_ROUTES } from './routes/secrets.ts';
+import { WATCH_ROUTES } from './routes/watch.ts';
+import type { WatchService } from './watch/stream.ts';
 
 /** Storage backends of `SPIKE_NEXUS_BACKEND_STORE` (docs/spike-api.md §10). */
 export type NexusBackend = 'sqlite' | 'memory' | 'lite' | 'postgres';
@@ -122,6 +124,8 @@ export interface NexusAppDeps {
   readonly rawPathOf?: (request: Request) => string | undefined;
   /** APIs served under path prefixes (see `NexusMount`); checked in order. */
   readonly mounts?: readonly NexusMount[];
+  /** Watch streams (docs/spike-api.md "Watch"); absent: the watch route answers 400. */
+  readonly watch?: WatchService;
 }
 
 /** The app `createNexusApp` returns; `handle(request)` serves one request. */
@@ -134,6 +138,7 @@ const ALL_ROUTES: readonly NexusRoute[] = [
   ...POLICY_ROUTES,
   ...CIPHER_ROUTES,
   ...OPERATOR_ROUTES,
+  ...WATCH_ROUTES,
 ];
 const ROUTE_TABLE: ReadonlyMap<string, NexusRoute> = new Map(
   ALL_ROUTES.map((route) => [`${route.spec.path}?${route.spec.action}`, route]),

@@ -101,6 +101,12 @@ export interface NexusConfig {
   readonly jwtAudience?: string;
   /** `SPIKE_NEXUS_JWT_MAX_TTL`: longest accepted JWT-SVID lifetime, default 5m, at most 1h. */
   readonly jwtMaxTtlMs: number;
+  /** `SPIKE_NEXUS_WATCH_RETENTION`: how long change-log events are kept, default 24h. */
+  readonly watchRetentionMs: number;
+  /** `SPIKE_NEXUS_WATCH_HEARTBEAT`: comment line on every watch stream, default 15s. */
+  readonly watchHeartbeatMs: number;
+  /** `SPIKE_NEXUS_WATCH_MAX_STREAMS`: watch streams open at once, default 4096. */
+  readonly watchMaxStreams: number;
   /** Fallbacks taken and ignored variables, one line each, for the caller to log. */
   readonly warnings: readonly string[];
 }
@@ -271,6 +277,15 @@ export function parseNexusConfig(env: Env): NexusConfig {
     ...(spiffeEndpointSocket === undefined ? {} : { spiffeEndpointSocket }),
     ...(jwtAudience === undefined ? {} : { jwtAudience }),
     jwtMaxTtlMs,
+    watchRetentionMs: Math.max(
+      1000,
+      durationVar(env, 'SPIKE_NEXUS_WATCH_RETENTION', '24h', warnings),
+    ),
+    watchHeartbeatMs: Math.max(
+      100,
+      durationVar(env, 'SPIKE_NEXUS_WATCH_HEARTBEAT', '15s', warnings),
+    ),
+    watchMaxStreams: integerVar(env, 'SPIKE_NEXUS_WATCH_MAX_STREAMS', 4096, 1, 1_000_000),
     warnings,
   };
 }

@@ -60,7 +60,9 @@ function loadServing() {
     import('../core/policy/engine.ts'),
     import('../core/spiffe/authorizer.ts'),
     import('../runtime/tls/server.ts'),
-  ]).then(([app, store, providers, engine, authorizer, tls]) => ({
+    import('./watch/stream.ts'),
+  ]).then(([app, store, providers, engine, authorizer, tls, watch]) => ({
+    ...watch,
     ...app,
     ...store,
     ...providers,
@@ -88,6 +90,7 @@ async function openNexusStore(
         backend: 'postgres',
         databaseUrl: config.databaseUrl!,
         maxVersions: config.maxSecretVersions,
+        watchRetentionMs: config.watchRetentionMs,
         skipSchemaCreation: config.dbSkipSchemaCreation,
       });
       log.info('database opened', { backend: 'postgres' });
@@ -101,7 +104,11 @@ async function openNexusStore(
     }
   }
   if (config.backend !== 'sqlite') {
-    return openStore({ backend: 'memory', maxVersions: config.maxSecretVersions });
+    return openStore({
+      backend: 'memory',
+      maxVersions: config.maxSecretVersions,
+      watchRetentionMs: config.watchRetentionMs,
+    });
   }
   const dir = config.dataDir!;
   const { makePrivateDir } = await import('../runtime/private-dir.ts');
@@ -119,6 +126,7 @@ async function openNexusStore(
       backend: 'sqlite',
       dataDir: dir,
       maxVersions: config.maxSecretVersions,
+      watchRetentionMs: config.watchRetentionMs,
       journalMode: config.dbJournalMode,
       busyTimeoutMs: config.dbBusyTimeoutMs,
       skipSchemaCreation: config.dbSkipSchemaCreation,
@@ -296,10 +304,12 @@ async function main(): Promise<void> {
   let lifecycle: KeyLifecycle | undefined;
   let audit: AuditSink | undefined;
   let jwtBundles: { close(): Promise<void> } | undefined;
+  let watchService: { close(): void } | undefined;
 
   const closeAll = async () => {
     await lifecycle?.stop().catch(() => undefined);
     await healthServer?.close();
+    watchService?.close();
     await server?.close().catch(() => undefined);
     await store?.close().catch(() => undefined);
     await source?.close().catch(() => undefined);
@@ -325,7 +335,8 @@ async function main(): Promise<void> {
       ownIdWithRole(source, 'nexus', config.trustRoots.nexus),
       loadServing(),
     ]);
-    const { createNexusApp, createPolicyEngine, authorizeAny, createMtlsServer } = serving;
+    const { createNexusApp, createPolicyEngine, authorizeAny, createMtlsServer, WatchService } =
+      serving;
     logSvidRotations(source, log);
 
     store = await openNexusStore(serving, config, log);
@@ -350,6 +361,19 @@ async function main(): Promise<void> {
     // Replicas over one PostgreSQL database: a policy written at another replica drops this
     // replica's cache within one poll (src/nexus/store/postgres.ts).
     store.watchPolicies(() => policyEngine.invalidate());
+    // A policy event in the change log (any replica) drops the cache before watchers filter it.
+    store.changes.subscribe((events) => {
+      if (events.some((e) => e.kind === 'policy')) policyEngine.invalidate();
+    });
+    const watch =
+      config.backend === 'lite'
+        ? undefined
+        : new WatchService({
+            feed: store.changes,
+            heartbeatMs: config.watchHeartbeatMs,
+            maxStreams: config.watchMaxStreams,
+          });
+    watchService = watch;
     const app = createNexusApp({
       secrets: store.secrets(keys),
       policies,
@@ -363,6 +387,7 @@ async function main(): Promise<void> {
       peerOf: (request) => peerOf(request),
       rawPathOf: (request) => rawPathOf(request),
       ...(lifecycle === undefined ? {} : { operator: lifecycle.operator }),
+      ...(watch === undefined ? {} : { watch }),
       logger: log,
     });
     const vault = await vaultAppOf(config, store, keys, policyEngine, auditSink, log);

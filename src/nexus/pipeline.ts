@@ -177,6 +177,10 @@ export function createGate(
       if (!hasRole(id, guard.role, deps.trustRoots[guard.role])) throw unauthorized();
       return;
     }
+    if ('somewhere' in guard) {
+      if (!(await engine.grantsSomewhere(id, guard.somewhere))) throw unauthorized();
+      return;
+    }
     if (!(await engine.checkAccess(id, guard.path, [guard.permission]))) {
       // Auditors need to see which path was refused; record it when it is a well-formed path
       // (never arbitrary input), although validation proper comes after authorisation (§3).

@@ -20,6 +20,7 @@ import { type DevIssuer, startDevIssuer } from '../../src/dev/issuer.ts';
 import { createNexusApp } from '../../src/nexus/app.ts';
 import { MutableRootKeyProvider } from '../../src/nexus/root-key/providers.ts';
 import { type NexusStore, openStore } from '../../src/nexus/store/index.ts';
+import { WatchService } from '../../src/nexus/watch/stream.ts';
 import { createMtlsServer, type MtlsServer } from '../../src/runtime/tls/server.ts';
 import { createX509Source } from '../../src/runtime/workload/client.ts';
 
@@ -45,6 +46,10 @@ export interface NexusHarnessOptions {
   readonly extraWorkloads?: Record<string, string>;
   /** The root key to install (a copy is taken); default a fresh random one. */
   readonly rootKey?: Uint8Array;
+  /** Watch heartbeat interval (ms); default 15 s. */
+  readonly watchHeartbeatMs?: number;
+  /** Change-log retention (ms); default 24 h. */
+  readonly watchRetentionMs?: number;
 }
 
 export interface NexusHarness {
@@ -78,7 +83,9 @@ export async function startNexusHarness(options: NexusHarnessOptions = {}): Prom
   let server: MtlsServer | undefined;
   try {
     store = await openStore(
-      backend === 'sqlite' ? { backend, dataDir: dir } : { backend: 'memory' },
+      backend === 'sqlite'
+        ? { backend, dataDir: dir, watchRetentionMs: options.watchRetentionMs ?? 86_400_000 }
+        : { backend: 'memory', watchRetentionMs: options.watchRetentionMs ?? 86_400_000 },
     );
     const keys = new MutableRootKeyProvider();
     const rootKey = options.rootKey ? options.rootKey.slice() : generateRootKey();
@@ -89,6 +96,11 @@ export async function startNexusHarness(options: NexusHarnessOptions = {}): Prom
 
     source = createX509Source({ address: issuer.addressFor('nexus'), logger: SILENT });
     const audit: string[] = [];
+    const watch = new WatchService({
+      feed: store.changes,
+      heartbeatMs: options.watchHeartbeatMs ?? 15_000,
+      maxStreams: 4096,
+    });
     const mtls: MtlsServer = createMtlsServer({
       source,
       authorizer: authorizeAny(),
@@ -104,6 +116,7 @@ export async function startNexusHarness(options: NexusHarnessOptions = {}): Prom
       maxCipherBytes: 65536,
       audit: (line) => audit.push(line),
       peerOf: (request) => mtls.peerOf(request),
+      watch,
     });
     server = mtls;
     const { port } = await mtls.listen(0, '127.0.0.1');
@@ -122,6 +135,7 @@ export async function startNexusHarness(options: NexusHarnessOptions = {}): Prom
         SPIKE_NEXUS_API_URL: url,
       }),
       async stop() {
+        watch.close();
         await mtls.close();
         await openedSource.close();
         await openedStore.close();

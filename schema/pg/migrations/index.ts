@@ -5,5 +5,9 @@
  */
 import type { Migration } from '../../migrations/index.ts';
 import m0000 from './0000_init.sql' with { type: 'text' };
+import m0001 from './0001_change_log.sql' with { type: 'text' };
 
-export const PG_MIGRATIONS: readonly Migration[] = [{ version: 1, tag: '0000_init', sql: m0000 }];
+export const PG_MIGRATIONS: readonly Migration[] = [
+  { version: 1, tag: '0000_init', sql: m0000 },
+  { version: 2, tag: '0001_change_log', sql: m0001 },
+];

@@ -73,6 +73,14 @@ export const ERROR_TABLE: Readonly<Record<SpikeErrorCode, ErrorRow>> = Object.fr
     client: 'server_busy',
     message: 'the SPIKE server is at its connection limit',
   },
+  // A watch cursor older than the change log's retention window (docs/spike-api.md "Watch"):
+  // the client re-reads what it watches and reconnects without a cursor.
+  watch_cursor_expired: {
+    status: 410,
+    err: 'watch_cursor_expired',
+    client: 'watch_cursor_expired',
+    message: 'the watch cursor is older than the change log keeps',
+  },
   state_already_initialized: {
     status: 409,
     err: 'state_already_initialized',

@@ -41,6 +41,7 @@ export const NEXUS_PATHS = Object.freeze({
   recover: '/v1/operator/recover',
   restore: '/v1/operator/restore',
   verify: '/v1/bootstrap/verify',
+  watch: '/v1/store/watch',
 } as const);
 
 /** The `POST` paths of a Keeper (§9 "Keeper routes"). */
@@ -111,6 +112,8 @@ export const NEXUS_ROUTES = Object.freeze({
     ZERO.metadata,
     MetadataResponse,
   ),
+  // [Ours, docs/spike-api.md "Watch"]: a Server-Sent Events stream, not a JSON answer.
+  watch: route(P.watch, '', 'watch', 'watch', ZERO.empty, EmptyResponse),
   policyPut: route(P.policy, '', 'create', 'policyPut', ZERO.empty, PolicyPutResponse),
   policyGet: route(P.policy, 'get', 'read', 'policyId', ZERO.policyGet, PolicyGetResponse),
   policyDelete: route(P.policy, 'delete', 'delete', 'policyId', ZERO.empty, EmptyResponse),

@@ -21,7 +21,8 @@ import { GO_ZERO_TIME } from '../../core/log.ts';
 export const REQUEST = Object.freeze({
   none: {},
   secretPut: { path: 'string', values: 'stringMap' },
-  secretGet: { path: 'string', version: 'int' },
+  // `ifNewerThan` [Ours, docs/spike-api.md "Watch"]: answer `notModified` unless newer.
+  secretGet: { path: 'string', version: 'int', ifNewerThan: 'int' },
   secretVersions: { path: 'string', versions: 'intSlice' },
   secretPath: { path: 'string' },
   policyPut: {
@@ -43,6 +44,8 @@ export const REQUEST = Object.freeze({
   },
   envelope: { version: 'int', index: 'int', generation: 'string', kcv: 'string', shard: 'string' },
   verify: { nonce: 'bytes', ciphertext: 'bytes' },
+  // [Ours, docs/spike-api.md "Watch"]; `after` 0 = from the head (as absent).
+  watch: { prefix: 'string', after: 'int' },
 } as const satisfies Record<string, GoJsonSchema>);
 
 /** The name of a request struct. */
@@ -90,6 +93,9 @@ const Err = Type.Optional(Type.String());
 export const EmptyResponse = Type.Object({ err: Err });
 export const SecretGetResponse = Type.Object({
   data: Nullable(Type.Record(Type.String(), Type.String())),
+  // [Ours, docs/spike-api.md "Watch"]: the version read; `notModified` answers `ifNewerThan`.
+  version: Type.Optional(Type.Integer()),
+  notModified: Type.Optional(Type.Boolean()),
   err: Err,
 });
 export const SecretListResponse = Type.Object({

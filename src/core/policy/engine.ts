@@ -185,6 +185,11 @@ export interface PolicyEngine {
   delete(name: string): Promise<void>;
   /** Drops the cache; the next check reloads from the store (e.g. after the root key changes). */
   invalidate(): void;
+  /**
+   * True when some policy grants `wanted` to `callerId` on some path (superusers: always): who
+   * may open a watch stream, whose events are then checked one by one (docs/spike-api.md "Watch").
+   */
+  grantsSomewhere(callerId: string, wanted: Permission): Promise<boolean>;
 }
 
 /** Every stored policy compiled, by name; one whose pattern no longer compiles is left out. */
@@ -306,6 +311,16 @@ export function createPolicyEngine(options: {
         byCaller.clear();
         verdicts.clear();
       });
+    },
+
+    async grantsSomewhere(callerId, wanted) {
+      if (hasRole(callerId, 'superuser', trustRoots.superuser)) return true;
+      if (hasRole(callerId, 'lite-workload', trustRoots['lite-workload'])) return false;
+      for (const compiled of (await load()).values()) {
+        const grants = compiled.permissions.has('super') || compiled.permissions.has(wanted);
+        if (grants && compiled.spiffeId.test(callerId)) return true;
+      }
+      return false;
     },
 
     invalidate() {

@@ -19,7 +19,9 @@ import type { NexusAppDeps } from '../app.ts';
 /** The check a caller must pass before `handle` runs. */
 export type Guard =
   | { readonly path: string; readonly permission: Permission }
-  | { readonly role: SpikeRole };
+  | { readonly role: SpikeRole }
+  /** A permission on some path (watch: its events are then checked one by one). */
+  | { readonly somewhere: Permission };
 
 /** What a route sees of the request it serves. */
 export interface RouteContext {

@@ -77,8 +77,14 @@ export const SECRET_ROUTES: readonly NexusRoute[] = [
     decode: (ctx) => ctx.json(REQUEST.secretGet),
     guard: (req) => ({ path: req.path, permission: 'read' }),
     async handle(ctx, req) {
-      const data = await ctx.deps.secrets.get(ctx.secretPath(req.path), req.version);
-      return jsonResponse(200, { data });
+      const path = ctx.secretPath(req.path);
+      // `ifNewerThan` 0 (or absent) asks nothing: every version is ≥ 1.
+      const since = req.ifNewerThan > 0 ? req.ifNewerThan : undefined;
+      const read = await ctx.deps.secrets.getVersioned(path, req.version, since);
+      if (read.data === undefined) {
+        return jsonResponse(200, { notModified: true, version: read.version });
+      }
+      return jsonResponse(200, { data: read.data, version: read.version });
     },
   }),
   ...versionRoutes,

@@ -12,6 +12,7 @@
  * 'storage failure')` with no values in message or cause (errors.ts).
  */
 import type { VersionState } from '../../core/kv/semantics.ts';
+import type { ChangeBounds, ChangeEvent } from './change-log.ts';
 
 /** The per-path record, without version data. */
 export interface SecretHead {
@@ -177,6 +178,18 @@ export interface StoreBackend {
   getSetting(key: string): string | undefined;
   /** Stores a plaintext store setting, durable as `setKcv`. Never pass anything secret. */
   setSetting(key: string, value: string): void | Promise<void>;
+
+  /**
+   * The change log (./change-log.ts): up to `limit` entries numbered above `after`, ascending.
+   * Every write above appends its entry in its own transaction.
+   */
+  readChanges(after: number, limit: number): Promise<ChangeEvent[]>;
+  /** The log's bounds: the last number assigned and the oldest entry kept. */
+  changeBounds(): Promise<ChangeBounds>;
+  /** Removes the entries appended before `time` (epoch ms), keeping the last one (the head). */
+  pruneChanges(time: number): Promise<void>;
+  /** Calls `listener` after every commit that appended entries; returns the unsubscriber. */
+  onCommit(listener: () => void): () => void;
 
   /** Releases the database; later calls fail. */
   close(): Promise<void>;

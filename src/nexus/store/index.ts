@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { DEFAULT_MAX_VERSIONS } from '../../core/kv/semantics.ts';
 import type { EpochClock, PolicyStore, RootKeyProvider, Secrets } from '../../core/ports.ts';
 import { DATABASE_FILE } from '../data-dir.ts';
+import { ChangeFeed } from '../watch/feed.ts';
 import type { StoreBackend } from './backend.ts';
 import { createMemoryBackend } from './memory.ts';
 import { createPolicyStore } from './policies.ts';
@@ -51,6 +52,10 @@ export interface OpenStoreOptions {
   readonly skipSchemaCreation?: boolean;
   /** PostgreSQL only: `SPIKE_NEXUS_DATABASE_URL`; required for `postgres`. */
   readonly databaseUrl?: string;
+  /** `SPIKE_NEXUS_WATCH_RETENTION` (ms): how long change-log entries are kept; default 24h. */
+  readonly watchRetentionMs?: number;
+  /** PostgreSQL: how often the change log is polled for other replicas' commits; 100 ms. */
+  readonly watchPollMs?: number;
 }
 
 export interface NexusStore {
@@ -77,6 +82,8 @@ export interface NexusStore {
    * single-process backends). Returns the function that stops watching.
    */
   watchPolicies(onChange: () => void): () => void;
+  /** The change feed over the store's change log (src/nexus/watch/feed.ts), started. */
+  readonly changes: ChangeFeed;
   /** Closes the database. */
   close(): Promise<void>;
 }
@@ -121,6 +128,17 @@ export async function openStore(options: OpenStoreOptions): Promise<NexusStore> 
     throw new TypeError('unknown store backend');
   }
   const mount = createMountConfigStore(backend);
+  const changes = new ChangeFeed(backend, {
+    retentionMs: options.watchRetentionMs ?? 24 * 3600_000,
+    ...(shared === undefined ? {} : { pollMs: options.watchPollMs ?? 100 }),
+  });
+  try {
+    await changes.start();
+  } catch (error) {
+    changes.close();
+    await backend.close();
+    throw error;
+  }
   return {
     kind: options.backend,
     file,
@@ -134,6 +152,10 @@ export async function openStore(options: OpenStoreOptions): Promise<NexusStore> 
     },
     withBootstrapLock: (fn) => (shared === undefined ? fn() : shared.withBootstrapLock(fn)),
     watchPolicies: (onChange) => shared?.watchPolicies(onChange) ?? (() => {}),
-    close: () => backend.close(),
+    changes,
+    close: () => {
+      changes.close();
+      return backend.close();
+    },
   };
 }

@@ -18,6 +18,7 @@ import {
   type SecretRecord,
   type StoreBackend,
 } from './backend.ts';
+import { type ChangeEntry, type ChangeEvent, changeOf, policyChange } from './change-log.ts';
 import { KeyedLock } from './lock.ts';
 
 interface StoredVersion {
@@ -46,6 +47,18 @@ export function createMemoryBackend(): StoreBackend {
   const lock = new KeyedLock();
   const settings = new Map<string, string>();
   let closed = false;
+  // The change log: appended as each change is applied (one synchronous step, so atomic).
+  let log: ChangeEvent[] = [];
+  let head = 0;
+  const listeners = new Set<() => void>();
+  const append = (entry: ChangeEntry | undefined) => {
+    if (entry === undefined) return;
+    head++;
+    log.push({ ...entry, seq: head, time: Date.now() });
+    queueMicrotask(() => {
+      for (const listener of listeners) listener();
+    });
+  };
 
   const checkOpen = () => {
     if (closed) throw new SpikeError('api_internal_error', 'storage failure');
@@ -79,6 +92,7 @@ export function createMemoryBackend(): StoreBackend {
         );
         checkOpen();
         if (write === null) return result;
+        append(changeOf(path, write));
         if (write.head === null) {
           secrets.delete(path);
           return result;
@@ -109,6 +123,7 @@ export function createMemoryBackend(): StoreBackend {
       checkOpen();
       const createdAt = policies.get(name)?.createdAt ?? now;
       policies.set(name, { name, data: data.slice(), createdAt, updatedAt: now });
+      append(policyChange(name));
       return { createdAt, updatedAt: now };
     },
 
@@ -126,7 +141,34 @@ export function createMemoryBackend(): StoreBackend {
 
     async deletePolicy(name) {
       checkOpen();
-      return policies.delete(name);
+      const gone = policies.delete(name);
+      if (gone) append(policyChange(name));
+      return gone;
+    },
+
+    async readChanges(after, limit) {
+      checkOpen();
+      // Numbers are dense from the first kept entry, so the start is found by arithmetic.
+      const first = log[0]?.seq ?? head + 1;
+      const start = Math.max(0, after + 1 - first);
+      return log.slice(start, start + limit);
+    },
+
+    async changeBounds() {
+      checkOpen();
+      return { head, first: log[0]?.seq };
+    },
+
+    async pruneChanges(time) {
+      checkOpen();
+      let drop = 0;
+      while (drop < log.length - 1 && log[drop]!.time < time) drop++;
+      if (drop > 0) log = log.slice(drop);
+    },
+
+    onCommit(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
     },
 
     getKcv() {
@@ -155,6 +197,8 @@ export function createMemoryBackend(): StoreBackend {
       closed = true;
       secrets.clear();
       policies.clear();
+      listeners.clear();
+      log = [];
     },
   };
 }

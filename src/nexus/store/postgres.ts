@@ -33,17 +33,15 @@ import { drizzle } from 'drizzle-orm/bun-sql';
 import { policies, secrets, secretVersions, storeMeta } from '../../../schema/pg/tables.ts';
 import { isSpikeError, SpikeError } from '../../core/errors.ts';
 import type { VersionState } from '../../core/kv/semantics.ts';
-import {
-  EMPTY_VAULT_HEAD,
-  mergeVaultHead,
-  type PolicyRow,
-  type SecretPlan,
-  type SecretRead,
-  type SecretRecord,
-  type SecretWrite,
-  type StoreBackend,
-  setsVaultHead,
+import type {
+  PolicyRow,
+  SecretPlan,
+  SecretRead,
+  SecretRecord,
+  SecretWrite,
+  StoreBackend,
 } from './backend.ts';
+import { policyChange } from './change-log.ts';
 import { storageFailure } from './errors.ts';
 import {
   applyPgMigrations,
@@ -51,6 +49,15 @@ import {
   checkPgSchema,
   LOCK_CLASS,
 } from './postgres-migrate.ts';
+import {
+  appendChange,
+  applyWrite,
+  changeBounds,
+  type Db,
+  pruneChanges,
+  readChanges,
+  type Tx,
+} from './postgres-write.ts';
 
 export interface PostgresBackendOptions {
   /** `SPIKE_NEXUS_DATABASE_URL`: a libpq-style URL; `sslmode` and friends pass through. */
@@ -124,9 +131,6 @@ export async function openPostgresBackend(
   }
 }
 
-type Db = ReturnType<typeof drizzle>;
-type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
-
 class Postgres implements PostgresBackend {
   readonly kind = 'postgres' as const;
   readonly #client: SQL;
@@ -134,6 +138,7 @@ class Postgres implements PostgresBackend {
   #settings = new Map<string, string>();
   #closed = false;
   readonly #watchers = new Set<ReturnType<typeof setInterval>>();
+  readonly #listeners = new Set<() => void>();
 
   constructor(client: SQL) {
     this.#client = client;
@@ -205,11 +210,12 @@ class Postgres implements PostgresBackend {
             throw error;
           }
           if (update.write !== null) {
-            await this.#apply(tx, path, record, update.write);
+            await applyWrite(tx, path, record, update.write);
             erased = isErasure(update.write);
           }
           return update.result;
         });
+        this.#committed();
         if (erased) await this.#vacuum();
         return result;
       } catch (error) {
@@ -220,69 +226,6 @@ class Postgres implements PostgresBackend {
         }
         await Bun.sleep(Math.floor(Math.random() * 5 * attempt));
       }
-    }
-  }
-
-  async #apply(
-    tx: Tx,
-    path: string,
-    record: SecretRecord | undefined,
-    write: SecretWrite,
-  ): Promise<void> {
-    if (write.head === null) {
-      await tx.delete(secretVersions).where(eq(secretVersions.path, path));
-      await tx.delete(secrets).where(eq(secrets.path, path));
-      return;
-    }
-    const { createdAt, updatedAt, latestVersion } = write.head;
-    if (record === undefined) {
-      await tx.insert(secrets).values({
-        path,
-        createdAt,
-        updatedAt,
-        latestVersion,
-        revision: 1,
-        ...mergeVaultHead(EMPTY_VAULT_HEAD, write.head),
-      });
-    } else {
-      await tx
-        .update(secrets)
-        .set({
-          createdAt,
-          updatedAt,
-          latestVersion,
-          revision: record.head.revision + 1,
-          ...(setsVaultHead(write.head) ? mergeVaultHead(record.head, write.head) : {}),
-        })
-        .where(eq(secrets.path, path));
-    }
-    const insert = write.insert ?? [];
-    if (insert.length > 0) {
-      await tx.insert(secretVersions).values(
-        insert.map(({ state, data }) => ({
-          path,
-          version: state.version,
-          data,
-          createdAt: state.createdAt,
-          deletedAt: state.deletedAt,
-          destroyed: state.destroyed,
-        })),
-      );
-    }
-    for (const state of write.update ?? []) {
-      await tx
-        .update(secretVersions)
-        .set(
-          state.destroyed
-            ? { deletedAt: state.deletedAt, destroyed: true, data: null }
-            : { deletedAt: state.deletedAt },
-        )
-        .where(and(eq(secretVersions.path, path), eq(secretVersions.version, state.version)));
-    }
-    for (const version of write.remove ?? []) {
-      await tx
-        .delete(secretVersions)
-        .where(and(eq(secretVersions.path, path), eq(secretVersions.version, version)));
     }
   }
 
@@ -305,8 +248,8 @@ class Postgres implements PostgresBackend {
       });
   }
 
-  upsertPolicy(name: string, data: Uint8Array, now: number) {
-    return guarded(() =>
+  async upsertPolicy(name: string, data: Uint8Array, now: number) {
+    const row = await guarded(() =>
       this.#db.transaction(async (tx) => {
         const [row] = await tx
           .insert(policies)
@@ -315,9 +258,12 @@ class Postgres implements PostgresBackend {
           .returning({ createdAt: policies.createdAt, updatedAt: policies.updatedAt });
         if (row === undefined) throw new Error('upsert returned nothing');
         await this.#bumpPolicyEpoch(tx);
+        await appendChange(tx, policyChange(name));
         return row;
       }),
     );
+    this.#committed();
+    return row;
   }
 
   readPolicy(name: string): Promise<PolicyRow | undefined> {
@@ -333,17 +279,43 @@ class Postgres implements PostgresBackend {
     );
   }
 
-  deletePolicy(name: string): Promise<boolean> {
-    return guarded(() =>
+  async deletePolicy(name: string): Promise<boolean> {
+    const gone = await guarded(() =>
       this.#db.transaction(async (tx) => {
         const gone = await tx
           .delete(policies)
           .where(eq(policies.name, name))
           .returning({ name: policies.name });
-        if (gone.length > 0) await this.#bumpPolicyEpoch(tx);
+        if (gone.length > 0) {
+          await this.#bumpPolicyEpoch(tx);
+          await appendChange(tx, policyChange(name));
+        }
         return gone.length > 0;
       }),
     );
+    if (gone) this.#committed();
+    return gone;
+  }
+
+  readChanges(after: number, limit: number) {
+    return guarded(() => readChanges(this.#db, after, limit));
+  }
+
+  changeBounds() {
+    return guarded(() => changeBounds(this.#db));
+  }
+
+  pruneChanges(time: number) {
+    return guarded(() => pruneChanges(this.#db, time));
+  }
+
+  onCommit(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #committed(): void {
+    for (const listener of this.#listeners) listener();
   }
 
   #checkOpen(): void {

@@ -146,25 +146,32 @@ export function createSecrets(
   const maxFor = (record: SecretRecord | undefined) =>
     maxVersionsOf(record, options.mount(), options.maxVersions);
 
+  async function readVersion(path: string, version?: number, ifNewerThan?: number) {
+    const key = storageKey(keys);
+    const now = clock();
+    const pick = (record: SecretRecord) =>
+      selectReadVersion(record.versions, version, now)?.version;
+    const read = await backend.readSecret(path, pick);
+    if (read === undefined) throw notFound();
+    const chosen = pick(read.record);
+    if (chosen === undefined || read.data === undefined || read.data === null) throw notFound();
+    if (ifNewerThan !== undefined && chosen <= ifNewerThan) return { version: chosen };
+    const plaintext = await open(key, read.data, secretAad(path, chosen));
+    try {
+      return { version: chosen, data: decodeValues(plaintext) };
+    } finally {
+      zero(plaintext);
+    }
+  }
+
   return {
     put: (path, values) => putVersion(backend, keys, options, path, values),
 
     async get(path, version) {
-      const key = storageKey(keys);
-      const now = clock();
-      const pick = (record: SecretRecord) =>
-        selectReadVersion(record.versions, version, now)?.version;
-      const read = await backend.readSecret(path, pick);
-      if (read === undefined) throw notFound();
-      const chosen = pick(read.record);
-      if (chosen === undefined || read.data === undefined || read.data === null) throw notFound();
-      const plaintext = await open(key, read.data, secretAad(path, chosen));
-      try {
-        return decodeValues(plaintext);
-      } finally {
-        zero(plaintext);
-      }
+      return (await readVersion(path, version, undefined)).data!;
     },
+
+    getVersioned: readVersion,
 
     async delete(path, versions) {
       storageKey(keys);

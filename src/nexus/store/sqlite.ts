@@ -41,11 +41,13 @@ import {
   type StoreBackend,
   setsVaultHead,
 } from './backend.ts';
+import { changeOf, policyChange } from './change-log.ts';
 import { guard, storageFailure } from './errors.ts';
 import { busyError, GroupCommit, isBusy } from './group-commit.ts';
 import { KeyedLock } from './lock.ts';
 import { applyMigrations, checkSchema } from './migrate.ts';
 import { HEAD_ROW, prepareQueries } from './queries.ts';
+import { SqliteChanges } from './sqlite-changes.ts';
 
 /** Journal modes that keep commits durable; `MEMORY` and `OFF` would break invariant 3. */
 export type JournalMode = 'WAL' | 'DELETE' | 'TRUNCATE' | 'PERSIST';
@@ -193,6 +195,7 @@ class SqliteBackend implements StoreBackend {
   readonly #group: GroupCommit;
   readonly #busyTimeoutMs: number;
   readonly #busyBudgetMs: number;
+  readonly #changes: SqliteChanges;
 
   constructor(client: Database, busyTimeoutMs: number) {
     this.#client = client;
@@ -202,6 +205,7 @@ class SqliteBackend implements StoreBackend {
     // From here on the connection never waits on a lock (./group-commit.ts).
     client.run('PRAGMA busy_timeout = 0');
     this.#q = prepareQueries(drizzle({ client }));
+    this.#changes = new SqliteChanges(client);
 
     this.#readTx = client.transaction(
       (path: string, pick?: (record: SecretRecord) => number | undefined) => {
@@ -229,6 +233,8 @@ class SqliteBackend implements StoreBackend {
     const q = this.#q;
     const row = q.revision.get({ path });
     if ((row?.revision ?? 0) !== expected) return false;
+    const change = changeOf(path, write);
+    if (change !== undefined) this.#changes.append(change);
     if (write.head === null) {
       q.deleteAllVersions.run({ path });
       q.deleteHead.run({ path });
@@ -346,7 +352,10 @@ class SqliteBackend implements StoreBackend {
           () => this.#apply(path, expected, write),
           erases(write),
         );
-        if (applied) return result;
+        if (applied) {
+          this.#changes.committed();
+          return result;
+        }
         if (attempt >= MAX_ATTEMPTS) {
           throw new SpikeError('api_internal_error', 'storage conflict');
         }
@@ -355,11 +364,14 @@ class SqliteBackend implements StoreBackend {
   }
 
   async upsertPolicy(name: string, data: Uint8Array, now: number) {
-    return this.#group.run(() => {
-      const row = this.#q.upsertPolicy.get({ name, data, now });
-      if (row === undefined) throw new Error('upsert returned nothing');
-      return row;
+    const row = await this.#group.run(() => {
+      const upserted = this.#q.upsertPolicy.get({ name, data, now });
+      if (upserted === undefined) throw new Error('upsert returned nothing');
+      this.#changes.append(policyChange(name));
+      return upserted;
     });
+    this.#changes.committed();
+    return row;
   }
 
   async readPolicy(name: string): Promise<PolicyRow | undefined> {
@@ -371,7 +383,29 @@ class SqliteBackend implements StoreBackend {
   }
 
   async deletePolicy(name: string): Promise<boolean> {
-    return this.#group.run(() => this.#q.deletePolicy.all({ name }).length > 0);
+    const gone = await this.#group.run(() => {
+      const found = this.#q.deletePolicy.all({ name }).length > 0;
+      if (found) this.#changes.append(policyChange(name));
+      return found;
+    });
+    if (gone) this.#changes.committed();
+    return gone;
+  }
+
+  readChanges(after: number, limit: number) {
+    return this.#read(() => this.#changes.read(after, limit));
+  }
+
+  changeBounds() {
+    return this.#read(() => this.#changes.bounds());
+  }
+
+  async pruneChanges(time: number): Promise<void> {
+    await this.#group.run(() => this.#changes.prune(time));
+  }
+
+  onCommit(listener: () => void): () => void {
+    return this.#changes.onCommit(listener);
   }
 
   getKcv(): string | undefined {
@@ -402,6 +436,7 @@ class SqliteBackend implements StoreBackend {
         (query as unknown as { stmt?: { finalize(): void } }).stmt?.finalize();
       }
       for (const statement of this.#group.statements()) statement.finalize();
+      for (const statement of this.#changes.statements()) statement.finalize();
       this.#client.close(true);
     });
   }

@@ -219,13 +219,15 @@ function nodeHeadersOf(response: Response): Record<string, string | string[]> {
  * Web `Response` → node response: the body is read as bytes (`arrayBuffer()`, which the runtime
  * answers at once for a string, byte or JSON body) and written with one `end()`, with its
  * `Content-Length`: one DATA frame with END_STREAM on HTTP/2, no chunked encoding on HTTP/1.1.
- * Streamed response bodies are therefore collected before they are sent (no SPIKE route streams
- * a response; a runaway stream is cut by the request timeout).
+ * Streamed response bodies are therefore collected before they are sent, except Server-Sent
+ * Events (`text/event-stream`, the watch route): those are written chunk by chunk as they come
+ * (`streamResponse`), after `onStream` took them off the request timeout.
  */
 export async function writeResponse(
   req: NodeRequest,
   res: NodeResponse,
   response: Response,
+  onStream?: () => void,
 ): Promise<void> {
   const headers = nodeHeadersOf(response);
   const status = response.status;
@@ -237,11 +239,61 @@ export async function writeResponse(
     await response.body?.cancel();
     return;
   }
+  if (response.body !== null && isEventStream(response)) {
+    onStream?.();
+    await streamResponse(res, status, headers, response.body);
+    return;
+  }
   const bytes = await response.bytes();
   if (res.destroyed) return;
   if (bodyAllowed(status)) headers['content-length'] = String(bytes.byteLength);
   res.writeHead(status, headers);
   res.end(bytes);
+}
+
+function isEventStream(response: Response): boolean {
+  return response.headers.get('content-type')?.startsWith('text/event-stream') === true;
+}
+
+/**
+ * A long-lived body: each chunk is written as it arrives (one DATA frame on HTTP/2, one chunk of
+ * the chunked encoding on HTTP/1.1), waiting for `drain` when the client reads slowly; the
+ * body is cancelled when the client goes away.
+ */
+async function streamResponse(
+  res: NodeResponse,
+  status: number,
+  headers: Record<string, string | string[]>,
+  body: ReadableStream<Uint8Array>,
+): Promise<void> {
+  const reader = body.getReader();
+  const stop = () => {
+    reader.cancel().catch(() => undefined);
+  };
+  res.once('close', stop);
+  try {
+    res.writeHead(status, headers);
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done || res.destroyed) break;
+      if (!res.write(value)) {
+        await new Promise<void>((resolve) => {
+          const go = () => {
+            res.off('drain', go);
+            res.off('close', go);
+            resolve();
+          };
+          res.once('drain', go);
+          res.once('close', go);
+        });
+      }
+    }
+    if (!res.destroyed) res.end();
+  } catch {
+    res.destroy();
+  } finally {
+    res.off('close', stop);
+  }
 }
 
 /** Statuses that may carry a body and a `Content-Length` (not 1xx, 204, 304). */

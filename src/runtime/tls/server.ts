@@ -18,7 +18,8 @@
  *   withdrawn the server fails closed: new connections are destroyed before the handshake and
  *   requests on open connections are refused, until a new SVID arrives.
  * - Request bodies are never buffered beyond 64 KiB here (bridge.ts), so callers can cap them;
- *   response bodies are sent whole, in one write (bridge.ts `writeResponse`).
+ *   response bodies are sent whole, in one write (bridge.ts `writeResponse`), except event
+ *   streams, written as they come and exempt from the request timeout.
  * - Bounded connections (issue 11 finding 3): at most `maxConnections` connections are served;
  *   a few more are let through the handshake only to be told 503 `{"err":"server_busy"}`, any
  *   beyond those are closed at once. HTTP/2 allows `maxConcurrentStreams` streams per
@@ -290,8 +291,10 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       }
       res.destroy();
     };
+    // A streamed answer (Server-Sent Events) lives as long as its client: no request timeout.
+    const streaming = () => inFlight.delete(pending);
     const run = (body: WebBody) => {
-      serve(req, res, head, peer, abort.signal, body).then(
+      serve(req, res, head, peer, abort.signal, body, streaming).then(
         () => {
           done = true;
         },
@@ -326,6 +329,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
     peer: string,
     signal: AbortSignal,
     body: WebBody,
+    streaming: () => void,
   ) => {
     const request = toWebRequest(req, head.pairs, signal, body);
     if (request === undefined) {
@@ -340,7 +344,7 @@ export function createMtlsServer(options: MtlsServerOptions): MtlsServer {
       report(error);
       response = new Response(null, { status: 500 });
     }
-    await writeResponse(req, res, response);
+    await writeResponse(req, res, response, streaming);
     // A body the handler did not read (e.g. over a size cap) is not drained: drop the stream.
     if (!req.complete) req.destroy();
   };
