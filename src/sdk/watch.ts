@@ -29,12 +29,13 @@
  * dead connection and replaced.
  */
 import { CONTENT_TYPES, REASON_HEADER } from '../api/v1/http.ts';
+import { NEXUS_PATHS } from '../api/v1/routes.ts';
 import { backoffDelay } from '../core/backoff.ts';
 import { createSseParser } from '../core/sse.ts';
 import { errorForResponse, malformedResponse } from './errors.ts';
 
 /** The path of the watch route (the wire contract of issue 14). */
-const WATCH_PATH = '/v1/store/watch';
+const WATCH_PATH = NEXUS_PATHS.watch;
 const EVENT_STREAM = 'text/event-stream';
 
 /** What changed. `reset`: events were lost (cursor expired); re-read everything watched. */
