@@ -35,7 +35,7 @@ export async function readSnapshot(
 }
 
 /** The longest common prefix of `paths` (the one watch stream covers them all). */
-export function commonPrefix(paths: readonly string[]): string {
+function commonPrefix(paths: readonly string[]): string {
   if (paths.length === 0) return '';
   let prefix = paths[0] as string;
   for (const p of paths) {

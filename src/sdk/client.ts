@@ -39,6 +39,7 @@ import { CONTENT_TYPES, REASON_HEADER } from '../api/v1/http.ts';
 import { PROBE_PATHS } from '../api/v1/routes.ts';
 import { isSpikeError, SpikeError } from '../core/errors.ts';
 import { authorizeMatching } from '../core/spiffe/authorizer.ts';
+import type { X509Source } from '../core/spiffe/types.ts';
 import { hasRole, parseTrustRoots } from '../core/spike/roles.ts';
 import { createMtlsClient, type MtlsClient, type MtlsResponse } from '../runtime/tls/client.ts';
 import { createX509Source } from '../runtime/workload/client.ts';
@@ -46,7 +47,7 @@ import { cipherCalls, type NexusCaller, operatorCalls, policyCalls, secretCalls 
 import { errorForResponse, isSpikeApiError, SpikeApiError } from './errors.ts';
 import { resolveApiUrl, resolveRetry, resolveTimeout, retryDelay, sleep } from './options.ts';
 import type { ClientOptions, RetryOptions, SpikeClient } from './types.ts';
-import { watchChanges } from './watch.ts';
+import { type OpenWatchStream, watchChanges } from './watch.ts';
 import { type Json, readObject } from './wire.ts';
 
 export {
@@ -156,6 +157,23 @@ async function sendWithRetry(
     }
     return response;
   }
+}
+
+/**
+ * How the watch iterator (./watch.ts) opens a stream over the mTLS session. A watch stream
+ * outlives SVID rotations: on each one it is closed and resumed (from its cursor) on a new
+ * session that presents the new SVID.
+ */
+function watchOpener(transport: MtlsClient, source: X509Source): OpenWatchStream {
+  return async (path, body, headers, signal) => {
+    const res = await transport.openStream(path, { method: 'POST', headers, body, signal });
+    const off = source.onUpdate(() => res.close());
+    const close = () => {
+      off();
+      res.close();
+    };
+    return { ...res, close };
+  };
 }
 
 /**
@@ -276,22 +294,7 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     ...cipherCalls(caller),
     ...operatorCalls(caller),
 
-    // A watch stream outlives SVID rotations: on each one it is closed and resumed (from its
-    // cursor) on a new session that presents the new SVID.
-    watch: (prefix, opts) =>
-      watchChanges(
-        async (path, body, headers, signal) => {
-          const res = await transport.openStream(path, { method: 'POST', headers, body, signal });
-          const off = source.onUpdate(() => res.close());
-          const close = () => {
-            off();
-            res.close();
-          };
-          return { ...res, close };
-        },
-        prefix,
-        opts,
-      ),
+    watch: (prefix, opts) => watchChanges(watchOpener(transport, source), prefix, opts),
 
     async close() {
       await transport.close();

@@ -40,6 +40,93 @@ function failure(message: string, cause?: unknown): SpikeError {
   return new SpikeError('net_peer_connection', message, cause === undefined ? {} : { cause });
 }
 
+function requestHeaders(path: string, init: StreamRequestInit): http2.OutgoingHttpHeaders {
+  const headers: http2.OutgoingHttpHeaders = {
+    ...Object.fromEntries(
+      Object.entries(init.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const),
+    ),
+    ':method': init.method ?? 'GET',
+    ':path': path,
+  };
+  if (init.body !== undefined && headers['content-length'] === undefined) {
+    headers['content-length'] =
+      typeof init.body === 'string' ? Buffer.byteLength(init.body) : init.body.byteLength;
+  }
+  return headers;
+}
+
+function headersOf(h: http2.IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(h)) {
+    if (name.startsWith(':') || value === undefined) continue;
+    out[name] = Array.isArray(value) ? value.join(', ') : String(value);
+  }
+  return out;
+}
+
+/** The body of one stream as a queue: chunks pushed by the stream's events, read by one reader. */
+interface BodyQueue {
+  push(chunk: Uint8Array): void;
+  /** No more chunks; with an error, the reader throws it after the queued chunks. */
+  end(error?: SpikeError): void;
+  /** Cancels: the reader ends at once (no throw). */
+  cancel(): void;
+  readonly cancelled: () => boolean;
+  readonly ended: () => boolean;
+  iterate(onDone: () => void): AsyncGenerator<Uint8Array>;
+}
+
+function createBodyQueue(): BodyQueue {
+  const queue: Uint8Array[] = [];
+  let waiter: (() => void) | undefined;
+  let ended = false;
+  let cancelled = false;
+  let error: SpikeError | undefined;
+  const wake = () => {
+    const w = waiter;
+    waiter = undefined;
+    w?.();
+  };
+  return {
+    push(chunk) {
+      if (cancelled) return;
+      queue.push(chunk);
+      wake();
+    },
+    end(failure) {
+      if (!ended && !cancelled) error ??= failure;
+      ended = true;
+      wake();
+    },
+    cancel() {
+      cancelled = true;
+      ended = true;
+      wake();
+    },
+    cancelled: () => cancelled,
+    ended: () => ended,
+    async *iterate(onDone) {
+      try {
+        for (;;) {
+          const chunk = queue.shift();
+          if (chunk !== undefined) {
+            yield chunk;
+            continue;
+          }
+          if (cancelled) return;
+          if (error !== undefined) throw error;
+          if (ended) return;
+          await new Promise<void>((r) => {
+            waiter = r;
+          });
+        }
+      } finally {
+        onDone();
+      }
+    },
+  };
+}
+
 /**
  * Sends one request on `h2` and resolves with its answer once the response headers arrived
  * (before `deadline`, a `Date.now()` value).
@@ -58,43 +145,19 @@ export function openStreamOn(
       reject(signal.reason);
       return;
     }
-    const headers: http2.OutgoingHttpHeaders = {
-      ...Object.fromEntries(
-        Object.entries(init.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const),
-      ),
-      ':method': init.method ?? 'GET',
-      ':path': path,
-    };
-    if (init.body !== undefined && headers['content-length'] === undefined) {
-      headers['content-length'] =
-        typeof init.body === 'string' ? Buffer.byteLength(init.body) : init.body.byteLength;
-    }
     let stream: http2.ClientHttp2Stream;
     try {
-      stream = h2.request(headers, { endStream: init.body === undefined });
+      stream = h2.request(requestHeaders(path, init), { endStream: init.body === undefined });
     } catch (error) {
       reject(failure('request not sent', error));
       return;
     }
-
-    // Chunks not yet read, and the reader waiting for one.
-    const queue: Uint8Array[] = [];
-    let waiter: { resolve: () => void } | undefined;
-    let ended = false;
-    let error: SpikeError | undefined;
+    const body = createBodyQueue();
     let answered = false;
-    let cancelled = false;
-    const wake = () => {
-      const w = waiter;
-      waiter = undefined;
-      w?.resolve();
-    };
     const cancel = () => {
-      if (cancelled) return;
-      cancelled = true;
-      ended = true;
+      if (body.cancelled()) return;
+      body.cancel();
       if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
-      wake();
     };
     const timer = setTimeout(
       () => {
@@ -113,32 +176,19 @@ export function openStreamOn(
     stream.on('response', (h) => {
       answered = true;
       clearTimeout(timer);
-      const responseHeaders: Record<string, string> = {};
-      for (const [name, value] of Object.entries(h)) {
-        if (name.startsWith(':') || value === undefined) continue;
-        responseHeaders[name] = Array.isArray(value) ? value.join(', ') : String(value);
-      }
       resolve({
         status: Number(h[':status']),
-        headers: responseHeaders,
-        body: { [Symbol.asyncIterator]: iterate },
+        headers: headersOf(h),
+        body: { [Symbol.asyncIterator]: () => body.iterate(cancel) },
         close: cancel,
       });
     });
-    stream.on('data', (chunk: Uint8Array) => {
-      if (cancelled) return;
-      queue.push(new Uint8Array(chunk));
-      wake();
-    });
-    stream.on('end', () => {
-      ended = true;
-      wake();
-    });
+    stream.on('data', (chunk: Uint8Array) => body.push(new Uint8Array(chunk)));
+    stream.on('end', () => body.end());
     stream.on('error', (cause: unknown) => {
-      if (!cancelled) error ??= failure('stream failed', cause);
-      if (!answered) reject(error ?? failure('stream failed', cause));
-      ended = true;
-      wake();
+      const error = failure('stream failed', cause);
+      if (!answered) reject(error);
+      body.end(error);
     });
     stream.on('close', () => {
       clearTimeout(timer);
@@ -146,34 +196,13 @@ export function openStreamOn(
       if (!answered) {
         answered = true;
         reject(
-          cancelled ? (signal?.reason ?? failure('stream cancelled')) : failure('stream closed'),
+          body.cancelled()
+            ? (signal?.reason ?? failure('stream cancelled'))
+            : failure('stream closed'),
         );
-      } else if (!ended && !cancelled) {
-        error ??= failure('stream closed before its end');
       }
-      ended = true;
-      wake();
+      body.end(body.ended() ? undefined : failure('stream closed before its end'));
     });
     if (init.body !== undefined) stream.end(init.body);
-
-    async function* iterate(): AsyncGenerator<Uint8Array> {
-      try {
-        for (;;) {
-          const chunk = queue.shift();
-          if (chunk !== undefined) {
-            yield chunk;
-            continue;
-          }
-          if (cancelled) return;
-          if (error !== undefined) throw error;
-          if (ended) return;
-          await new Promise<void>((r) => {
-            waiter = { resolve: r };
-          });
-        }
-      } finally {
-        cancel();
-      }
-    }
   });
 }
