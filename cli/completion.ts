@@ -2,7 +2,7 @@
  * Shell completion scripts for `spike` (bash, zsh, fish), generated from the command tree
  * (cli/tree.ts) each time `spike completion <shell>` runs, so they cannot drift from the commands
  * they complete: command names (with descriptions in zsh and fish), each command's options, the
- * values of `-f/--format` and of `completion`, file names for file options, and command names
+ * values of `-f/--format`, of options with `choices` (`run --signal`) and of `completion`, file names for file options, and command names
  * after `spike help`.
  */
 import { type AnyCommand, aliasesOf, argsOf, resolveValue, walkTree } from './tree.ts';
@@ -61,8 +61,16 @@ async function collect(): Promise<CommandInfo[]> {
         continue;
       }
       const hint = (arg as { valueHint?: string }).valueHint;
+      // `choices` (e.g. the signals of `spike run --signal`) are completed as fixed words.
+      const choices = (arg as { choices?: readonly string[] }).choices;
       const values =
-        arg.name === 'format' ? FORMATS : hint === 'file' ? ('files' as const) : undefined;
+        arg.name === 'format'
+          ? FORMATS
+          : hint === 'file'
+            ? ('files' as const)
+            : choices !== undefined
+              ? choices
+              : undefined;
       options.push({
         long: arg.name,
         shorts: aliasesOf(arg).filter((a) => a.length === 1),

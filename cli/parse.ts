@@ -8,7 +8,7 @@
  *
  * What it accepts: `--name value`, `--name=value`, `-x value`, `-x=value`, `-xvalue`, boolean
  * flags without a value (`--yes`, `-y`), `--help`/`-h` anywhere before `--`, and `--` to end the
- * options. An option's value may start with `-` (`--version -1` gets the version's own message).
+ * options. An option marked `repeatable` may be given several times (its values form a list). An option's value may start with `-` (`--version -1` gets the version's own message).
  *
  * Error messages never repeat an option's value, nor a word holding `=` (a rejected key=value
  * argument may be a secret).
@@ -17,6 +17,7 @@ import {
   type AnyCommand,
   aliasesOf,
   argsOf,
+  isRepeatable,
   isRequired,
   isVariadic,
   type NamedArg,
@@ -26,7 +27,7 @@ import {
 } from './tree.ts';
 
 /** The arguments a command's `run` receives: options and positionals by name, `_` all words. */
-type ParsedArgs = { _: string[] } & Record<string, string | boolean | undefined>;
+type ParsedArgs = { _: string[] } & Record<string, string | string[] | boolean | undefined>;
 
 /** What a command line asks for. */
 export type CommandLine =
@@ -156,7 +157,7 @@ function readWords(words: readonly string[], defs: readonly NamedArg[]): ParsedA
   }
   const isOption = (word: string) => byName.has(optionName(word)) || HELP_FLAGS.has(word);
 
-  const values: Record<string, string | boolean> = {};
+  const values: Record<string, string | string[] | boolean> = {};
   const positionals: string[] = [];
   let options = true;
   for (let i = 0; i < words.length; i++) {
@@ -182,7 +183,9 @@ function readWords(words: readonly string[], defs: readonly NamedArg[]): ParsedA
     const def = byName.get(key);
     if (def === undefined) return unknownOption(key, defs);
     const label = spellings(def);
-    if (Object.hasOwn(values, def.name)) return `Option ${label} is given more than once.`;
+    if (Object.hasOwn(values, def.name) && !isRepeatable(def)) {
+      return `Option ${label} is given more than once.`;
+    }
     if (def.type === 'boolean') {
       if (inline !== undefined) return `Option ${label} takes no value.`;
       values[def.name] = true;
@@ -196,7 +199,9 @@ function readWords(words: readonly string[], defs: readonly NamedArg[]): ParsedA
       inline = next;
       i++;
     }
-    values[def.name] = inline;
+    // A repeatable option (`spike run --env A=a --env B=b`) collects its values in order.
+    if (isRepeatable(def)) values[def.name] = [...((values[def.name] as string[]) ?? []), inline];
+    else values[def.name] = inline;
   }
 
   const args = { _: positionals } as ParsedArgs;

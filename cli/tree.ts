@@ -18,6 +18,8 @@ const COMMANDS: Record<string, () => Promise<AnyCommand>> = {
   cipher: () => import('./commands/cipher.ts').then((m) => m.default),
   operator: () => import('./commands/operator.ts').then((m) => m.default),
   status: () => import('./commands/status.ts').then((m) => m.default),
+  run: () => import('./commands/run.ts').then((m) => m.default),
+  agent: () => import('./commands/agent.ts').then((m) => m.default),
   help: () => import('./commands/help.ts').then((m) => m.default),
   completion: () => import('./commands/completion.ts').then((m) => m.default),
 };
@@ -86,6 +88,11 @@ export function aliasesOf(arg: ArgDef): string[] {
 /** True for a positional that takes every remaining word (`secret put`'s pairs). */
 export function isVariadic(arg: ArgDef): boolean {
   return (arg as { variadic?: boolean }).variadic === true;
+}
+
+/** True for an option that may be given several times (`spike run --env`): a list of values. */
+export function isRepeatable(arg: ArgDef): boolean {
+  return (arg as { repeatable?: boolean }).repeatable === true;
 }
 
 /** True for a positional the command cannot run without. */

@@ -35,5 +35,8 @@ export {
   type SecretMetadata,
   type SecretVersionInfo,
   type SpikeClient,
+  type WatchEvent,
+  type WatchEventKind,
+  type WatchOptions,
 } from './sdk/client.ts';
 export { SpikeApiError } from './sdk/errors.ts';

@@ -66,6 +66,7 @@ const TABLE: Record<string, string[]> = {
   'secret destroy': ['tenants/acme/db'],
   'secret purge': ['tenants/acme/db'],
   'secret metadata get': ['tenants/acme/db'],
+  'secret watch': ['tenants/acme/'],
   'policy create': [],
   'policy apply': [],
   'policy list': [],
@@ -79,6 +80,8 @@ const TABLE: Record<string, string[]> = {
   'operator import': ['spike.age'],
   'operator snapshot': [],
   status: [],
+  run: ['true'],
+  agent: [],
   help: [],
   completion: ['bash'],
 };

@@ -3,7 +3,8 @@
  * subcommand needs the superuser role. Upstream's commands keep their flags and output strings:
  * `put`, `get`, `list`, `delete`, `undelete`, `metadata get`; `destroy` and `purge` are ours
  * (§6) and, being irreversible, ask for confirmation on a terminal unless `--yes` is given (and
- * without a terminal refuse, exit 2). `delete` of more than one version asks too.
+ * without a terminal refuse, exit 2). `delete` of more than one version asks too. `watch`
+ * (cli/secret-watch.ts) is ours too: it prints change events.
  */
 import { defineCommand } from 'citty';
 import YAML from 'yaml';
@@ -13,6 +14,7 @@ import { checkSecretPath, parsePairs, parseVersion, parseVersions } from '../arg
 import { commandMeta } from '../help.ts';
 import { fail, formatArg, parseFormat, printValue, writeOut } from '../output.ts';
 import { confirmed, requireConfirmation } from '../prompt.ts';
+import { watchCommand } from '../secret-watch.ts';
 import { api, failApi, withClient } from '../session.ts';
 
 const versionArg = {
@@ -320,6 +322,7 @@ const secretCommand = defineCommand({
     destroy,
     purge,
     metadata,
+    watch: watchCommand,
   },
 });
 

@@ -63,20 +63,27 @@ type SecretCalls = Pick<
 /** The secret calls (§4 "Secrets"). */
 export function secretCalls({ call }: NexusCaller): SecretCalls {
   return {
-    async getSecret(path, opts = {}) {
+    getSecret: (async (
+      path: string,
+      opts: { version?: number; ifNewerThan?: number } & CallOptions = {},
+    ) => {
       checkString(path, 'path');
       checkVersion(opts.version);
+      checkVersion(opts.ifNewerThan);
       const res = await call(
         TARGET.secretGet,
         {
           path,
           ...(opts.version === undefined ? {} : { version: opts.version }),
+          ...(opts.ifNewerThan === undefined ? {} : { ifNewerThan: opts.ifNewerThan }),
         },
         true,
         opts.signal,
       );
+      // The conditional read (issue 14): not newer than the caller's version, no data sent.
+      if (opts.ifNewerThan !== undefined && res.notModified === true) return undefined;
       return { data: stringMap(res.data, 'secret data') };
-    },
+    }) as SpikeClient['getSecret'],
 
     async putSecret(path, values, opts = {}) {
       checkString(path, 'path');

@@ -39,6 +39,7 @@ import { CONTENT_TYPES, REASON_HEADER } from '../api/v1/http.ts';
 import { PROBE_PATHS } from '../api/v1/routes.ts';
 import { isSpikeError, SpikeError } from '../core/errors.ts';
 import { authorizeMatching } from '../core/spiffe/authorizer.ts';
+import type { X509Source } from '../core/spiffe/types.ts';
 import { hasRole, parseTrustRoots } from '../core/spike/roles.ts';
 import { createMtlsClient, type MtlsClient, type MtlsResponse } from '../runtime/tls/client.ts';
 import { createX509Source } from '../runtime/workload/client.ts';
@@ -47,6 +48,7 @@ import { cipherCalls, type NexusCaller, operatorCalls, policyCalls, secretCalls 
 import { errorForResponse, isSpikeApiError, SpikeApiError } from './errors.ts';
 import { resolveApiUrl, resolveRetry, resolveTimeout, retryDelay, sleep } from './options.ts';
 import type { ClientOptions, RetryOptions, SpikeClient } from './types.ts';
+import { type OpenWatchStream, watchChanges } from './watch.ts';
 import { type Json, readObject } from './wire.ts';
 
 export {
@@ -69,6 +71,7 @@ export type {
   SecretVersionInfo,
   SpikeClient,
 } from './types.ts';
+export type { WatchEvent, WatchEventKind, WatchOptions } from './watch.ts';
 
 const JSON_TYPE = CONTENT_TYPES.json;
 /** The response cap of export and snapshot answers (the default cap is 16 MiB). */
@@ -180,6 +183,23 @@ function createBulkExchange(
     close: async () => {
       await bulk?.close();
     },
+  };
+}
+
+/**
+ * How the watch iterator (./watch.ts) opens a stream over the mTLS session. A watch stream
+ * outlives SVID rotations: on each one it is closed and resumed (from its cursor) on a new
+ * session that presents the new SVID.
+ */
+function watchOpener(transport: MtlsClient, source: X509Source): OpenWatchStream {
+  return async (path, body, headers, signal) => {
+    const res = await transport.openStream(path, { method: 'POST', headers, body, signal });
+    const off = source.onUpdate(() => res.close());
+    const close = () => {
+      off();
+      res.close();
+    };
+    return { ...res, close };
   };
 }
 
@@ -303,6 +323,8 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     ...cipherCalls(caller),
     ...operatorCalls(caller),
     ...backupCalls(caller),
+
+    watch: (prefix, opts) => watchChanges(watchOpener(transport, source), prefix, opts),
 
     async close() {
       await transport.close();

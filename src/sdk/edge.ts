@@ -27,6 +27,7 @@ import { cipherCalls, type NexusCaller, operatorCalls, policyCalls, secretCalls 
 import { errorForResponse, SpikeApiError } from './errors.ts';
 import { resolveRetry, retryDelay, sleep } from './options.ts';
 import type { RetryOptions, SpikeClient } from './types.ts';
+import { fromFetchResponse, watchChanges } from './watch.ts';
 import { type Json, readObject } from './wire.ts';
 
 /** Options of {@link createEdgeClient}. */
@@ -178,6 +179,22 @@ export function createEdgeClient(options: EdgeClientOptions): SpikeEdgeClient {
     ...cipherCalls(caller),
     ...operatorCalls(caller),
     ...backupCalls(caller),
+    // The watch stream over `fetch`: no timeout once the answer started (./watch.ts).
+    watch: (prefix, opts) =>
+      watchChanges(
+        async (path, body, headers, signal) => {
+          const token = await options.token();
+          const response = await doFetch(`${origin}${path}`, {
+            method: 'POST',
+            headers: { ...headers, authorization: `Bearer ${token}` },
+            body,
+            signal,
+          });
+          return fromFetchResponse(response);
+        },
+        prefix,
+        opts,
+      ),
   };
 }
 

@@ -8,6 +8,7 @@ import type { RestoreStatus } from '../core/shamir/restore-collector.ts';
 import type { ShardEnvelope } from '../core/shamir/shards.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
 import type { WorkloadLogger } from '../runtime/workload/client.ts';
+import type { WatchEvent, WatchOptions } from './watch.ts';
 
 /** Bounded retry with jittered exponential backoff. */
 export interface RetryOptions {
@@ -100,7 +101,15 @@ export interface SpikeClient {
   /** `GET /ready` (§12): true when Nexus holds its root key, false on 503. No retry. */
   ready(options?: CallOptions): Promise<boolean>;
 
-  /** Reads a secret; version 0 or absent = current. @throws `api_not_found` */
+  /**
+   * Reads a secret; version 0 or absent = current. With `ifNewerThan: N`, resolves to
+   * `undefined` when that version is N or older (Nexus answers `{"notModified":true}` and sends
+   * no data), and to `{ data }` otherwise. @throws `api_not_found`
+   */
+  getSecret(
+    path: string,
+    options: { version?: number; ifNewerThan: number } & CallOptions,
+  ): Promise<{ data: Record<string, string> } | undefined>;
   getSecret(
     path: string,
     options?: { version?: number } & CallOptions,
@@ -184,6 +193,13 @@ export interface SpikeClient {
   ): Promise<ImportSummary>;
   /** An online image of the SQLite database (superuser; docs/backup.md §4). */
   snapshot(options?: CallOptions): Promise<Uint8Array>;
+
+  /**
+   * The change events under a path prefix (`''` = everything this identity may read), as an
+   * async iterator that resumes by itself across reconnections (src/sdk/watch.ts). Ends cleanly
+   * when `options.signal` aborts.
+   */
+  watch(prefix: string, options?: WatchOptions): AsyncGenerator<WatchEvent, void, undefined>;
 
   /** Closes the session and, if the client opened it, the Workload API source. */
   close(): Promise<void>;

@@ -23,6 +23,7 @@ import type { Authorizer } from '../../core/spiffe/authorizer.ts';
 import type { X509Context, X509Source } from '../../core/spiffe/types.ts';
 import { inspectLeafCertificate } from '../../core/spiffe/x509svid.ts';
 import { contextFingerprint, peerChainOf, tlsMaterialOf, verifyPeer } from './material.ts';
+import { type MtlsStreamResponse, openStreamOn, type StreamRequestInit } from './stream.ts';
 
 export interface MtlsClientOptions {
   /** Our own identity (presented as client certificate) and the trust bundles. */
@@ -60,6 +61,11 @@ export interface MtlsClient {
    *   verification error (`svid_invalid`, `svid_untrusted`, `svid_unauthorized`).
    */
   request(path: string, init?: MtlsRequestInit): Promise<MtlsResponse>;
+  /**
+   * Sends one request and streams its answer (./stream.ts): only the wait for the headers has
+   * the timeout. No retry.
+   */
+  openStream(path: string, init?: StreamRequestInit): Promise<MtlsStreamResponse>;
   /** Closes the session and stops following the source. */
   close(): Promise<void>;
   /**
@@ -397,6 +403,14 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
           if (closed || attempt >= 2 || Date.now() >= deadline) throw error.error;
         }
       }
+    },
+
+    async openStream(path, init = {}) {
+      if (!path.startsWith('/')) throw new TypeError('path must start with /');
+      init.signal?.throwIfAborted();
+      const deadline = Date.now() + timeoutMs;
+      const s = await withDeadline(obtain(), deadline);
+      return openStreamOn(s.h2, path, init, deadline);
     },
 
     async close() {
