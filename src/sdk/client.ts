@@ -27,11 +27,14 @@
  * Failures are `SpikeError`s (a `SpikeApiError` with the HTTP status when Nexus answered; see
  * ./errors.ts). "Not found" is never `null`: `getSecret` and friends throw `api_not_found`.
  *
- * Retries: `503 state_not_ready` (Nexus refuses before doing anything) and connection failures
- * are retried with jittered exponential backoff, `retry.attempts` tries in all (default 5,
- * 200 ms doubling to at most 3 s). A connection failure after the request may have reached Nexus
- * is retried only for calls that are safe to repeat: never for `putSecret` (it would write a
- * second version), `undeleteSecret`, `purgeSecret`, `deletePolicy` or `restore`. 4xx answers
+ * Retries and failover (docs/spike-api.md §10 "Several Nexus URLs"): `apiUrl` (or
+ * `SPIKE_NEXUS_API_URL`) may name several replicas. A call goes to the URL that answered last;
+ * a connection failure or a `503` (Nexus refused before doing anything) moves it to the next URL
+ * at once, and after a round over every URL the jittered exponential backoff waits
+ * (`retry.attempts` rounds in all, default 5, 200 ms doubling to at most 3 s). A connection
+ * failure after the request may have reached Nexus is retried only for calls that are safe to
+ * repeat: never for `putSecret` (it would write a second version), `undeleteSecret`,
+ * `purgeSecret`, `deletePolicy` or `restore`; those reject with `maybeApplied: true`. 4xx answers
  * and other statuses are never retried.
  */
 import { httpErrorOf } from '../api/v1/errors.ts';
@@ -40,12 +43,24 @@ import { PROBE_PATHS } from '../api/v1/routes.ts';
 import { isSpikeError, SpikeError } from '../core/errors.ts';
 import { authorizeMatching } from '../core/spiffe/authorizer.ts';
 import { hasRole, parseTrustRoots } from '../core/spike/roles.ts';
-import { createMtlsClient, type MtlsClient, type MtlsResponse } from '../runtime/tls/client.ts';
+import {
+  createMtlsClient,
+  type MtlsClient,
+  type MtlsResponse,
+  neverSentError,
+} from '../runtime/tls/client.ts';
 import { createX509Source } from '../runtime/workload/client.ts';
 import { cipherCalls, type NexusCaller, operatorCalls, policyCalls, secretCalls } from './calls.ts';
 import { errorForResponse, isSpikeApiError, SpikeApiError } from './errors.ts';
-import { resolveApiUrl, resolveRetry, resolveTimeout, retryDelay, sleep } from './options.ts';
-import type { ClientOptions, RetryOptions, SpikeClient } from './types.ts';
+import {
+  type Replicas,
+  resolveApiUrls,
+  resolveRetry,
+  resolveTimeout,
+  sendWithFailover,
+  type TryFailure,
+} from './options.ts';
+import type { ClientOptions, ReplicaStatus, SpikeClient } from './types.ts';
 import { type Json, readObject } from './wire.ts';
 
 export {
@@ -62,6 +77,7 @@ export type {
   Policy,
   PolicyInput,
   PolicyListItem,
+  ReplicaStatus,
   RetryOptions,
   SecretMetadata,
   SecretVersionInfo,
@@ -84,6 +100,7 @@ const CONNECT_ERRNOS = new Set([
 ]);
 
 function neverSent(error: unknown): boolean {
+  if (neverSentError(error)) return true;
   const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;
   return typeof cause?.code === 'string' && CONNECT_ERRNOS.has(cause.code);
 }
@@ -113,46 +130,34 @@ function answerError(response: MtlsResponse): SpikeApiError {
   );
 }
 
-/** One request to send: `repeatable` = safe to send again after a failure that may have reached Nexus. */
-interface Outgoing {
-  readonly path: string;
-  readonly body: Uint8Array | string;
-  readonly contentType: string;
-  readonly repeatable: boolean;
-  readonly signal?: AbortSignal;
+/** A failed try, judged for the failover loop (./options.ts). */
+function judge(error: unknown): TryFailure {
+  const failure = transportError(error);
+  return {
+    error: failure,
+    connection: failure.code === 'net_peer_connection',
+    neverSent: neverSent(error),
+  };
 }
 
-/** Sends one request with the retry policy; returns the answer of the last try (any status). */
-async function sendWithRetry(
+/** `GET /ready` at one URL, as a replica's status (never throws but for an abort). */
+async function probe(
   transport: MtlsClient,
-  retry: RetryOptions,
-  { path, body, contentType, repeatable, signal }: Outgoing,
-): Promise<MtlsResponse> {
-  for (let attempt = 1; ; attempt++) {
-    signal?.throwIfAborted();
-    const last = attempt >= retry.attempts;
-    let response: MtlsResponse;
-    try {
-      response = await transport.request(path, {
-        method: 'POST',
-        headers: { 'content-type': contentType, accept: `${JSON_TYPE}, ${OCTET_TYPE}` },
-        body,
-        ...(signal === undefined ? {} : { signal }),
-      });
-    } catch (error) {
-      // Aborted: no retry, the caller gets the signal's reason as it is.
-      if (signal?.aborted) throw signal.reason;
-      const failure = transportError(error);
-      const retryable = failure.code === 'net_peer_connection' && (repeatable || neverSent(error));
-      if (last || !retryable) throw failure;
-      await sleep(retryDelay(retry, attempt), signal);
-      continue;
-    }
-    if (response.status === NOT_READY_STATUS && !last) {
-      await sleep(retryDelay(retry, attempt), signal);
-      continue;
-    }
-    return response;
+  url: string,
+  signal: AbortSignal | undefined,
+): Promise<ReplicaStatus> {
+  try {
+    const response = await transport.request(PROBE_PATHS.ready, {
+      method: 'GET',
+      ...(signal === undefined ? {} : { signal }),
+    });
+    const ready = response.status === 200;
+    const state = ready ? 'ready' : response.status === NOT_READY_STATUS ? 'not_ready' : 'error';
+    return { url, reachable: true, ready, state, status: response.status };
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    const failure = transportError(error);
+    return { url, reachable: false, ready: false, state: 'unreachable', error: failure.code };
   }
 }
 
@@ -165,7 +170,7 @@ async function sendWithRetry(
  *   carrying `grpcCode` / `errno`) when no SVID arrives.
  */
 export async function createClient(options: ClientOptions = {}): Promise<SpikeClient> {
-  const apiUrl = resolveApiUrl(options.apiUrl);
+  const apiUrls = resolveApiUrls(options.apiUrl);
   const timeoutMs = resolveTimeout(options.timeoutMs);
   const retry = resolveRetry(options.retry);
   const nexusDomains =
@@ -186,23 +191,42 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     throw error;
   }
 
-  const transport: MtlsClient = createMtlsClient({
-    source,
-    baseUrl: apiUrl,
-    timeoutMs,
-    authorizer: authorizeMatching(
-      (id) => hasRole(id.toString(), 'nexus', nexusDomains),
-      `a SPIKE Nexus ID (/spike/nexus) in ${nexusDomains.join(', ')}`,
-    ),
-  });
+  const authorizer = authorizeMatching(
+    (id) => hasRole(id.toString(), 'nexus', nexusDomains),
+    `a SPIKE Nexus ID (/spike/nexus) in ${nexusDomains.join(', ')}`,
+  );
+  // One pooled session per replica, opened on first use.
+  const transports = new Map<string, MtlsClient>();
+  const transportFor = (url: string): MtlsClient => {
+    let transport = transports.get(url);
+    if (transport === undefined) {
+      transport = createMtlsClient({ source, baseUrl: url, timeoutMs, authorizer });
+      transports.set(url, transport);
+    }
+    return transport;
+  };
+  const replicas: Replicas = { urls: apiUrls, preferred: 0 };
 
   const send = (
     path: string,
     body: Uint8Array | string,
-    type: string,
+    contentType: string,
     repeatable: boolean,
     signal: AbortSignal | undefined,
-  ) => sendWithRetry(transport, retry, { path, body, contentType: type, repeatable, signal });
+  ) =>
+    sendWithFailover(replicas, {
+      retry,
+      repeatable,
+      signal,
+      judge,
+      send: (url) =>
+        transportFor(url).request(path, {
+          method: 'POST',
+          headers: { 'content-type': contentType, accept: `${JSON_TYPE}, ${OCTET_TYPE}` },
+          body,
+          ...(signal === undefined ? {} : { signal }),
+        }),
+    });
 
   /** `send`, with any answer but 200 thrown as its error. */
   async function sendOk(
@@ -238,7 +262,10 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
   const caller: NexusCaller = { call, stream };
 
   return {
-    apiUrl,
+    get apiUrl() {
+      return apiUrls[replicas.preferred]!;
+    },
+    apiUrls,
 
     whoami() {
       const svid = source.current()?.svids[0];
@@ -254,19 +281,35 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     },
 
     async ready(opts = {}) {
-      let response: MtlsResponse;
-      try {
-        response = await transport.request(PROBE_PATHS.ready, {
-          method: 'GET',
-          ...(opts.signal === undefined ? {} : { signal: opts.signal }),
-        });
-      } catch (error) {
-        if (opts.signal?.aborted) throw opts.signal.reason;
-        throw transportError(error);
+      // One try per replica, from the preferred one: any ready replica makes the service ready.
+      let notReady = false;
+      let failure: unknown;
+      for (let k = 0; k < apiUrls.length; k++) {
+        const index = (replicas.preferred + k) % apiUrls.length;
+        let response: MtlsResponse;
+        try {
+          response = await transportFor(apiUrls[index]!).request(PROBE_PATHS.ready, {
+            method: 'GET',
+            ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+          });
+        } catch (error) {
+          if (opts.signal?.aborted) throw opts.signal.reason;
+          failure ??= transportError(error);
+          continue;
+        }
+        if (response.status === 200) {
+          replicas.preferred = index;
+          return true;
+        }
+        if (response.status !== NOT_READY_STATUS) throw answerError(response);
+        notReady = true;
       }
-      if (response.status === 200) return true;
-      if (response.status === NOT_READY_STATUS) return false;
-      throw answerError(response);
+      if (notReady) return false;
+      throw failure;
+    },
+
+    async replicaStatus(opts = {}) {
+      return Promise.all(apiUrls.map((url) => probe(transportFor(url), url, opts.signal)));
     },
 
     ...secretCalls(caller),
@@ -275,7 +318,7 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     ...operatorCalls(caller),
 
     async close() {
-      await transport.close();
+      await Promise.all([...transports.values()].map((t) => t.close()));
       if (owned) await source.close();
     },
   };
