@@ -157,7 +157,14 @@ async function probe(
   } catch (error) {
     if (signal?.aborted) throw signal.reason;
     const failure = transportError(error);
-    return { url, reachable: false, ready: false, state: 'unreachable', error: failure.code };
+    return {
+      url,
+      reachable: false,
+      ready: false,
+      state: 'unreachable',
+      error: failure.code,
+      message: failure.message,
+    };
   }
 }
 

@@ -107,6 +107,8 @@ export interface ReplicaStatus {
   readonly status?: number;
   /** Why it was not reached: `net_peer_connection`, or an identity code such as `svid_unauthorized`. */
   readonly error?: string;
+  /** The error's message (fixed text), when not reached. */
+  readonly message?: string;
 }
 
 /** A SPIKE Nexus client. Not thread-bound; calls may run concurrently on the one session. */
