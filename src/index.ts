@@ -29,6 +29,7 @@ export {
   type Policy,
   type PolicyInput,
   type PolicyListItem,
+  type ReplicaStatus,
   type RetryOptions,
   type SecretMetadata,
   type SecretVersionInfo,

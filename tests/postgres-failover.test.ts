@@ -5,7 +5,7 @@
  * mixed read/write load. One replica is SIGKILLed mid-load. Then: every acknowledged write is
  * readable with its value, no read of an acknowledged write failed or differed, and the only
  * errors any client saw are writes in flight on the killed replica, reported `maybeApplied`
- * (docs/spike-api.md §10 "Several Nexus URLs": never resent, the caller must read back).
+ * (docs/spike-api.md §10.2: never resent, the caller must read back).
  * Skipped without the variable.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';

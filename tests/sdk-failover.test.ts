@@ -7,9 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
 import { authorizeAny } from '../src/core/spiffe/authorizer.ts';
 import type { X509Source } from '../src/core/spiffe/types.ts';
+import { createClient, type SpikeApiError, type SpikeClient } from '../src/index.ts';
 import { createMtlsServer, type MtlsServer } from '../src/runtime/tls/server.ts';
 import { createX509Source } from '../src/runtime/workload/client.ts';
-import { createClient, type SpikeApiError, type SpikeClient } from '../src/sdk/client.ts';
 import { resolveApiUrls } from '../src/sdk/options.ts';
 import { type NexusHarness, startNexusHarness } from './support/nexus-harness.ts';
 import { freePort } from './support/process.ts';

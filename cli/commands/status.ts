@@ -4,7 +4,7 @@
  * SPIKE role is needed.
  *
  * With several Nexus URLs (`SPIKE_NEXUS_API_URL=https://a:8553,https://b:8553`, docs/spike-api.md
- * §10 "Several Nexus URLs") every replica is asked at once and listed (URL, reachable, state);
+ * §10.2) every replica is asked at once and listed (URL, reachable, state);
  * the service is ready when one replica is.
  *
  * What it cannot say: the API exposes neither the storage backend nor the Keepers (how many are

@@ -27,7 +27,7 @@
  * Failures are `SpikeError`s (a `SpikeApiError` with the HTTP status when Nexus answered; see
  * ./errors.ts). "Not found" is never `null`: `getSecret` and friends throw `api_not_found`.
  *
- * Retries and failover (docs/spike-api.md §10 "Several Nexus URLs"): `apiUrl` (or
+ * Retries and failover (docs/spike-api.md §10.2): `apiUrl` (or
  * `SPIKE_NEXUS_API_URL`) may name several replicas. A call goes to the URL that answered last;
  * a connection failure or a `503` (Nexus refused before doing anything) moves it to the next URL
  * at once, and after a round over every URL the jittered exponential backoff waits
@@ -168,6 +168,46 @@ async function probe(
   }
 }
 
+function nexusAuthorizer(domains: readonly string[]) {
+  return authorizeMatching(
+    (id) => hasRole(id.toString(), 'nexus', domains),
+    `a SPIKE Nexus ID (/spike/nexus) in ${domains.join(', ')}`,
+  );
+}
+
+/** `ready()`: one try per replica, from the preferred one; any ready replica makes it true. */
+async function readyAny(
+  replicas: Replicas,
+  transportFor: (url: string) => MtlsClient,
+  signal: AbortSignal | undefined,
+): Promise<boolean> {
+  const urls = replicas.urls;
+  let notReady = false;
+  let failure: unknown;
+  for (let k = 0; k < urls.length; k++) {
+    const index = (replicas.preferred + k) % urls.length;
+    let response: MtlsResponse;
+    try {
+      response = await transportFor(urls[index]!).request(PROBE_PATHS.ready, {
+        method: 'GET',
+        ...(signal === undefined ? {} : { signal }),
+      });
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      failure ??= transportError(error);
+      continue;
+    }
+    if (response.status === 200) {
+      replicas.preferred = index;
+      return true;
+    }
+    if (response.status !== NOT_READY_STATUS) throw answerError(response);
+    notReady = true;
+  }
+  if (notReady) return false;
+  throw failure;
+}
+
 /**
  * Creates a client (see the module header). Waits for the first X.509-SVID, so identity problems
  * surface here rather than on the first call; no connection to Nexus is made until a call.
@@ -180,8 +220,6 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
   const apiUrls = resolveApiUrls(options.apiUrl);
   const timeoutMs = resolveTimeout(options.timeoutMs);
   const retry = resolveRetry(options.retry);
-  const nexusDomains =
-    options.nexusTrustDomains ?? parseTrustRoots(process.env.SPIKE_TRUST_ROOT_NEXUS);
 
   const owned = options.source === undefined;
   const source =
@@ -198,20 +236,15 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     throw error;
   }
 
-  const authorizer = authorizeMatching(
-    (id) => hasRole(id.toString(), 'nexus', nexusDomains),
-    `a SPIKE Nexus ID (/spike/nexus) in ${nexusDomains.join(', ')}`,
+  const authorizer = nexusAuthorizer(
+    options.nexusTrustDomains ?? parseTrustRoots(process.env.SPIKE_TRUST_ROOT_NEXUS),
   );
-  // One pooled session per replica, opened on first use.
-  const transports = new Map<string, MtlsClient>();
-  const transportFor = (url: string): MtlsClient => {
-    let transport = transports.get(url);
-    if (transport === undefined) {
-      transport = createMtlsClient({ source, baseUrl: url, timeoutMs, authorizer });
-      transports.set(url, transport);
-    }
-    return transport;
-  };
+  const transports = new Map<string, MtlsClient>(); // one session per replica, on first use
+  const transportFor = (url: string): MtlsClient =>
+    transports.get(url) ??
+    transports
+      .set(url, createMtlsClient({ source, baseUrl: url, timeoutMs, authorizer }))
+      .get(url)!;
   const replicas: Replicas = { urls: apiUrls, preferred: 0 };
 
   const send = (
@@ -287,37 +320,10 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
       };
     },
 
-    async ready(opts = {}) {
-      // One try per replica, from the preferred one: any ready replica makes the service ready.
-      let notReady = false;
-      let failure: unknown;
-      for (let k = 0; k < apiUrls.length; k++) {
-        const index = (replicas.preferred + k) % apiUrls.length;
-        let response: MtlsResponse;
-        try {
-          response = await transportFor(apiUrls[index]!).request(PROBE_PATHS.ready, {
-            method: 'GET',
-            ...(opts.signal === undefined ? {} : { signal: opts.signal }),
-          });
-        } catch (error) {
-          if (opts.signal?.aborted) throw opts.signal.reason;
-          failure ??= transportError(error);
-          continue;
-        }
-        if (response.status === 200) {
-          replicas.preferred = index;
-          return true;
-        }
-        if (response.status !== NOT_READY_STATUS) throw answerError(response);
-        notReady = true;
-      }
-      if (notReady) return false;
-      throw failure;
-    },
+    ready: (opts = {}) => readyAny(replicas, transportFor, opts.signal),
 
-    async replicaStatus(opts = {}) {
-      return Promise.all(apiUrls.map((url) => probe(transportFor(url), url, opts.signal)));
-    },
+    replicaStatus: (opts = {}) =>
+      Promise.all(apiUrls.map((url) => probe(transportFor(url), url, opts.signal))),
 
     ...secretCalls(caller),
     ...policyCalls(caller),

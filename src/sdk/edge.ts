@@ -14,7 +14,7 @@
  * Same method names, request bodies, answer readers and error codes as the mTLS client
  * (./calls.ts, ./wire.ts, ./errors.ts are shared): `api_not_found`, `access_unauthorized`, … as
  * `SpikeApiError`; an unreachable Nexus is `net_peer_connection`. Retries and failover across
- * several `apiUrl`s are the mTLS client's (docs/spike-api.md §10 "Several Nexus URLs"; a refused
+ * several `apiUrl`s are the mTLS client's (docs/spike-api.md §10.2; a refused
  * connection is the only failure known not to have reached Nexus); every call takes an
  * `AbortSignal`. The server's certificate is checked by the runtime's `fetch`
  * against the runtime's trust store (a `fetch` that takes a CA, e.g. Bun's or Deno's

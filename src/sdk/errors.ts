@@ -34,7 +34,7 @@ export class SpikeApiError extends SpikeError {
   /**
    * True when no answer arrived but the request may have reached Nexus (the connection dropped
    * or timed out after it was sent): a write may have been applied. Such a write is never sent
-   * again by the SDK (docs/spike-api.md §10 "Several Nexus URLs"); read back to find out.
+   * again by the SDK (docs/spike-api.md §10.2); read back to find out.
    */
   readonly maybeApplied: boolean;
 

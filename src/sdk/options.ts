@@ -2,7 +2,7 @@
  * How the SDK resolves its settings (docs/spike-api.md §10): the Nexus URLs, the per-call timeout
  * and the retry policy, from explicit options first and the environment second; and the one
  * request loop both clients share (./client.ts over mTLS, ./edge.ts over `fetch`): retries with
- * backoff and failover across the URLs (§10 "Several Nexus URLs").
+ * backoff and failover across the URLs (§10.2).
  */
 import { httpErrorOf } from '../api/v1/errors.ts';
 import { backoffDelay } from '../core/backoff.ts';
@@ -91,13 +91,13 @@ export function resolveRetry(option: ClientOptions['retry']): RetryOptions {
 }
 
 /** Delay before try `attempt + 1`: the core backoff with "equal jitter" (½ to 1 ×). */
-export function retryDelay(retry: RetryOptions, attempt: number): number {
+function retryDelay(retry: RetryOptions, attempt: number): number {
   if (retry.initialMs === 0) return 0;
   return backoffDelay(attempt - 1, { initialMs: retry.initialMs, maxMs: retry.maxMs, jitter: 0.5 });
 }
 
 /** Waits `ms` between retries, or rejects with the signal's reason as soon as it aborts. */
-export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (signal?.aborted) {
       reject(signal.reason);
@@ -155,7 +155,7 @@ function maybeApplied(error: SpikeApiError): SpikeApiError {
 }
 
 /**
- * Sends one call with the retry policy (docs/spike-api.md §10 "Several Nexus URLs"): up to
+ * Sends one call with the retry policy (docs/spike-api.md §10.2): up to
  * `retry.attempts` rounds; a round tries every URL once, starting at the one that answered last;
  * a connection failure or a 503 moves on to the next URL at once, and the core backoff waits
  * between rounds. Any other answer (2xx, 4xx, 5xx but 503) ends the call and makes its URL the

@@ -24,7 +24,7 @@ export interface ClientOptions {
   readonly socket?: string;
   /**
    * Nexus URL (`https://host:port`), or several replicas (an array, or one comma-separated
-   * string) to fail over between (docs/spike-api.md §10 "Several Nexus URLs"); default
+   * string) to fail over between (docs/spike-api.md §10.2); default
    * `SPIKE_NEXUS_API_URL`, else `https://localhost:8553`.
    */
   readonly apiUrl?: string | readonly string[];

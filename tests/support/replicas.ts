@@ -40,7 +40,7 @@ export interface ReplicaOptions {
   readonly logLevel?: string;
 }
 
-export interface Replica {
+interface Replica {
   readonly name: string;
   readonly url: string;
   readonly healthPort: number;
@@ -163,7 +163,7 @@ export async function startReplicas(options: ReplicaOptions): Promise<ReplicaSet
 }
 
 /** One failed call of a load worker. */
-export interface LoadError {
+interface LoadError {
   readonly op: 'put' | 'get' | 'metadata';
   readonly code: string;
   readonly status: number | undefined;
