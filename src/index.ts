@@ -31,6 +31,7 @@ export {
   type Policy,
   type PolicyInput,
   type PolicyListItem,
+  type ReplicaStatus,
   type RetryOptions,
   type SecretMetadata,
   type SecretVersionInfo,

@@ -650,9 +650,40 @@ describe('spike status and connection failures', () => {
     ]);
     expectOk(human);
     expect(human.stdout).toBe('SPIKE Nexus is ready.\n');
-    expect(JSON.parse(json.stdout)).toEqual({ nexus: nexus.url, reachable: true, ready: true });
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      nexus: nexus.url,
+      reachable: true,
+      ready: true,
+    });
+    expect(JSON.parse(json.stdout).replicas).toEqual([
+      { url: nexus.url, reachable: true, ready: true, state: 'ready', status: 200 },
+    ]);
     // Any identity may ask.
-    expect(YAML.parse(yaml.stdout)).toEqual({ nexus: nexus.url, reachable: true, ready: true });
+    expect(YAML.parse(yaml.stdout)).toMatchObject({
+      nexus: nexus.url,
+      reachable: true,
+      ready: true,
+    });
+  });
+
+  it('status and commands with several Nexus URLs: each replica listed, the live one used', async () => {
+    const env = { SPIKE_NEXUS_API_URL: `https://127.0.0.1:1, ${nexus.url}` };
+    const [human, json, list] = await Promise.all([
+      spike(['status'], { env }),
+      spike(['status', '-f', 'json'], { env }),
+      spike(['secret', 'list'], { env }),
+    ]);
+    expectOk(human);
+    expect(human.stdout).toBe(
+      `SPIKE Nexus is ready. 1 of 2 replicas ready:\n  https://127.0.0.1:1  unreachable (net_peer_connection)\n  ${nexus.url}  ready\n`,
+    );
+    const report = JSON.parse(json.stdout);
+    expect([json.code, report.nexus, report.ready]).toEqual([0, nexus.url, true]);
+    expect(report.replicas.map((r: { url: string; state: string }) => [r.url, r.state])).toEqual([
+      ['https://127.0.0.1:1', 'unreachable'],
+      [nexus.url, 'ready'],
+    ]);
+    expect(list.code).toBe(0);
   });
 
   it('Nexus down: exit 3 with "Failed to connect"; no socket: exit 1', async () => {

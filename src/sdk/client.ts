@@ -27,11 +27,14 @@
  * Failures are `SpikeError`s (a `SpikeApiError` with the HTTP status when Nexus answered; see
  * ./errors.ts). "Not found" is never `null`: `getSecret` and friends throw `api_not_found`.
  *
- * Retries: `503 state_not_ready` (Nexus refuses before doing anything) and connection failures
- * are retried with jittered exponential backoff, `retry.attempts` tries in all (default 5,
- * 200 ms doubling to at most 3 s). A connection failure after the request may have reached Nexus
- * is retried only for calls that are safe to repeat: never for `putSecret` (it would write a
- * second version), `undeleteSecret`, `purgeSecret`, `deletePolicy` or `restore`. 4xx answers
+ * Retries and failover (docs/spike-api.md §10.2): `apiUrl` (or
+ * `SPIKE_NEXUS_API_URL`) may name several replicas. A call goes to the URL that answered last;
+ * a connection failure or a `503` (Nexus refused before doing anything) moves it to the next URL
+ * at once, and after a round over every URL the jittered exponential backoff waits
+ * (`retry.attempts` rounds in all, default 5, 200 ms doubling to at most 3 s). A connection
+ * failure after the request may have reached Nexus is retried only for calls that are safe to
+ * repeat: never for `putSecret` (it would write a second version), `undeleteSecret`,
+ * `purgeSecret`, `deletePolicy` or `restore`; those reject with `maybeApplied: true`. 4xx answers
  * and other statuses are never retried.
  */
 import { httpErrorOf } from '../api/v1/errors.ts';
@@ -41,13 +44,25 @@ import { isSpikeError, SpikeError } from '../core/errors.ts';
 import { authorizeMatching } from '../core/spiffe/authorizer.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
 import { hasRole, parseTrustRoots } from '../core/spike/roles.ts';
-import { createMtlsClient, type MtlsClient, type MtlsResponse } from '../runtime/tls/client.ts';
+import {
+  createMtlsClient,
+  type MtlsClient,
+  type MtlsResponse,
+  neverSentError,
+} from '../runtime/tls/client.ts';
 import { createX509Source } from '../runtime/workload/client.ts';
 import { backupCalls } from './backup-calls.ts';
 import { cipherCalls, type NexusCaller, operatorCalls, policyCalls, secretCalls } from './calls.ts';
 import { errorForResponse, isSpikeApiError, SpikeApiError } from './errors.ts';
-import { resolveApiUrl, resolveRetry, resolveTimeout, retryDelay, sleep } from './options.ts';
-import type { ClientOptions, RetryOptions, SpikeClient } from './types.ts';
+import {
+  type Replicas,
+  resolveApiUrls,
+  resolveRetry,
+  resolveTimeout,
+  sendWithFailover,
+  type TryFailure,
+} from './options.ts';
+import type { ClientOptions, ReplicaStatus, RetryOptions, SpikeClient } from './types.ts';
 import { type OpenWatchStream, watchChanges } from './watch.ts';
 import { type Json, readObject } from './wire.ts';
 
@@ -66,6 +81,7 @@ export type {
   Policy,
   PolicyInput,
   PolicyListItem,
+  ReplicaStatus,
   RetryOptions,
   SecretMetadata,
   SecretVersionInfo,
@@ -91,6 +107,7 @@ const CONNECT_ERRNOS = new Set([
 ]);
 
 function neverSent(error: unknown): boolean {
+  if (neverSentError(error)) return true;
   const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;
   return typeof cause?.code === 'string' && CONNECT_ERRNOS.has(cause.code);
 }
@@ -120,47 +137,82 @@ function answerError(response: MtlsResponse): SpikeApiError {
   );
 }
 
-/** One request to send: `repeatable` = safe to send again after a failure that may have reached Nexus. */
-interface Outgoing {
-  readonly path: string;
-  readonly body: Uint8Array | string;
-  readonly contentType: string;
-  readonly repeatable: boolean;
-  readonly signal?: AbortSignal;
+/** A failed try, judged for the failover loop (./options.ts). */
+function judge(error: unknown): TryFailure {
+  const failure = transportError(error);
+  return {
+    error: failure,
+    connection: failure.code === 'net_peer_connection',
+    neverSent: neverSent(error),
+  };
 }
 
-/** Sends one request with the retry policy; returns the answer of the last try (any status). */
-async function sendWithRetry(
+/** `GET /ready` at one URL, as a replica's status (never throws but for an abort). */
+async function probe(
   transport: MtlsClient,
-  retry: RetryOptions,
-  { path, body, contentType, repeatable, signal }: Outgoing,
-): Promise<MtlsResponse> {
-  for (let attempt = 1; ; attempt++) {
-    signal?.throwIfAborted();
-    const last = attempt >= retry.attempts;
+  url: string,
+  signal: AbortSignal | undefined,
+): Promise<ReplicaStatus> {
+  try {
+    const response = await transport.request(PROBE_PATHS.ready, {
+      method: 'GET',
+      ...(signal === undefined ? {} : { signal }),
+    });
+    const ready = response.status === 200;
+    const state = ready ? 'ready' : response.status === NOT_READY_STATUS ? 'not_ready' : 'error';
+    return { url, reachable: true, ready, state, status: response.status };
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    const failure = transportError(error);
+    return {
+      url,
+      reachable: false,
+      ready: false,
+      state: 'unreachable',
+      error: failure.code,
+      message: failure.message,
+    };
+  }
+}
+
+function nexusAuthorizer(domains: readonly string[]) {
+  return authorizeMatching(
+    (id) => hasRole(id.toString(), 'nexus', domains),
+    `a SPIKE Nexus ID (/spike/nexus) in ${domains.join(', ')}`,
+  );
+}
+
+/** `ready()`: one try per replica, from the preferred one; any ready replica makes it true. */
+async function readyAny(
+  replicas: Replicas,
+  transportFor: (url: string) => MtlsClient,
+  signal: AbortSignal | undefined,
+): Promise<boolean> {
+  const urls = replicas.urls;
+  let notReady = false;
+  let failure: unknown;
+  for (let k = 0; k < urls.length; k++) {
+    const index = (replicas.preferred + k) % urls.length;
     let response: MtlsResponse;
     try {
-      response = await transport.request(path, {
-        method: 'POST',
-        headers: { 'content-type': contentType, accept: `${JSON_TYPE}, ${OCTET_TYPE}` },
-        body,
+      response = await transportFor(urls[index]!).request(PROBE_PATHS.ready, {
+        method: 'GET',
         ...(signal === undefined ? {} : { signal }),
       });
     } catch (error) {
-      // Aborted: no retry, the caller gets the signal's reason as it is.
       if (signal?.aborted) throw signal.reason;
-      const failure = transportError(error);
-      const retryable = failure.code === 'net_peer_connection' && (repeatable || neverSent(error));
-      if (last || !retryable) throw failure;
-      await sleep(retryDelay(retry, attempt), signal);
+      failure ??= transportError(error);
       continue;
     }
-    if (response.status === NOT_READY_STATUS && !last) {
-      await sleep(retryDelay(retry, attempt), signal);
-      continue;
+    if (response.status === 200) {
+      replicas.preferred = index;
+      return true;
     }
-    return response;
+    if (response.status !== NOT_READY_STATUS) throw answerError(response);
+    notReady = true;
   }
+  if (notReady) return false;
+  throw failure;
 }
 
 /**
@@ -168,20 +220,33 @@ async function sendWithRetry(
  * they get their own connection with a larger one, opened on first use.
  */
 function createBulkExchange(
-  options: Parameters<typeof createMtlsClient>[0],
+  replicas: Replicas,
+  open: (url: string) => MtlsClient,
   retry: RetryOptions,
 ): Pick<NexusCaller, 'exchange'> & { close(): Promise<void> } {
-  let bulk: MtlsClient | undefined;
+  const clients = new Map<string, MtlsClient>(); // one per replica, on first use
+  const clientFor = (url: string): MtlsClient =>
+    clients.get(url) ?? clients.set(url, open(url)).get(url)!;
   return {
     async exchange(path, body, repeatable, signal) {
-      bulk ??= createMtlsClient({ ...options, maxResponseBytes: BULK_RESPONSE_BYTES });
-      const outgoing = { path, body, contentType: JSON_TYPE, repeatable, signal };
-      const response = await sendWithRetry(bulk, retry, outgoing);
+      const response = await sendWithFailover(replicas, {
+        retry,
+        repeatable,
+        signal,
+        judge,
+        send: (url) =>
+          clientFor(url).request(path, {
+            method: 'POST',
+            headers: { 'content-type': JSON_TYPE, accept: `${JSON_TYPE}, ${OCTET_TYPE}` },
+            body,
+            ...(signal === undefined ? {} : { signal }),
+          }),
+      });
       if (response.status !== 200) throw answerError(response);
       return response.body;
     },
     close: async () => {
-      await bulk?.close();
+      await Promise.all([...clients.values()].map((c) => c.close()));
     },
   };
 }
@@ -191,9 +256,19 @@ function createBulkExchange(
  * outlives SVID rotations: on each one it is closed and resumed (from its cursor) on a new
  * session that presents the new SVID.
  */
-function watchOpener(transport: MtlsClient, source: X509Source): OpenWatchStream {
+function watchOpener(
+  transport: () => MtlsClient,
+  source: X509Source,
+  onOpenFailure: () => void,
+): OpenWatchStream {
   return async (path, body, headers, signal) => {
-    const res = await transport.openStream(path, { method: 'POST', headers, body, signal });
+    let res: Awaited<ReturnType<MtlsClient['openStream']>>;
+    try {
+      res = await transport().openStream(path, { method: 'POST', headers, body, signal });
+    } catch (error) {
+      if (!signal?.aborted) onOpenFailure();
+      throw error;
+    }
     const off = source.onUpdate(() => res.close());
     const close = () => {
       off();
@@ -212,11 +287,9 @@ function watchOpener(transport: MtlsClient, source: X509Source): OpenWatchStream
  *   carrying `grpcCode` / `errno`) when no SVID arrives.
  */
 export async function createClient(options: ClientOptions = {}): Promise<SpikeClient> {
-  const apiUrl = resolveApiUrl(options.apiUrl);
+  const apiUrls = resolveApiUrls(options.apiUrl);
   const timeoutMs = resolveTimeout(options.timeoutMs);
   const retry = resolveRetry(options.retry);
-  const nexusDomains =
-    options.nexusTrustDomains ?? parseTrustRoots(process.env.SPIKE_TRUST_ROOT_NEXUS);
 
   const owned = options.source === undefined;
   const source =
@@ -233,24 +306,49 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     throw error;
   }
 
-  const transportOptions = {
-    source,
-    baseUrl: apiUrl,
-    timeoutMs,
-    authorizer: authorizeMatching(
-      (id) => hasRole(id.toString(), 'nexus', nexusDomains),
-      `a SPIKE Nexus ID (/spike/nexus) in ${nexusDomains.join(', ')}`,
-    ),
-  };
-  const transport: MtlsClient = createMtlsClient(transportOptions);
+  const authorizer = nexusAuthorizer(
+    options.nexusTrustDomains ?? parseTrustRoots(process.env.SPIKE_TRUST_ROOT_NEXUS),
+  );
+  const transports = new Map<string, MtlsClient>(); // one session per replica, on first use
+  const transportFor = (url: string): MtlsClient =>
+    transports.get(url) ??
+    transports
+      .set(url, createMtlsClient({ source, baseUrl: url, timeoutMs, authorizer }))
+      .get(url)!;
+  const replicas: Replicas = { urls: apiUrls, preferred: 0 };
+  const bulk = createBulkExchange(
+    replicas,
+    (url) =>
+      createMtlsClient({
+        source,
+        baseUrl: url,
+        timeoutMs,
+        authorizer,
+        maxResponseBytes: BULK_RESPONSE_BYTES,
+      }),
+    retry,
+  );
 
   const send = (
     path: string,
     body: Uint8Array | string,
-    type: string,
+    contentType: string,
     repeatable: boolean,
     signal: AbortSignal | undefined,
-  ) => sendWithRetry(transport, retry, { path, body, contentType: type, repeatable, signal });
+  ) =>
+    sendWithFailover(replicas, {
+      retry,
+      repeatable,
+      signal,
+      judge,
+      send: (url) =>
+        transportFor(url).request(path, {
+          method: 'POST',
+          headers: { 'content-type': contentType, accept: `${JSON_TYPE}, ${OCTET_TYPE}` },
+          body,
+          ...(signal === undefined ? {} : { signal }),
+        }),
+    });
 
   /** `send`, with any answer but 200 thrown as its error. */
   async function sendOk(
@@ -283,11 +381,13 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     return (await sendOk(path, input, OCTET_TYPE, true, signal)).body;
   }
 
-  const bulk = createBulkExchange(transportOptions, retry);
   const caller: NexusCaller = { call, stream, exchange: bulk.exchange };
 
   return {
-    apiUrl,
+    get apiUrl() {
+      return apiUrls[replicas.preferred]!;
+    },
+    apiUrls,
 
     whoami() {
       const svid = source.current()?.svids[0];
@@ -302,21 +402,10 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
       };
     },
 
-    async ready(opts = {}) {
-      let response: MtlsResponse;
-      try {
-        response = await transport.request(PROBE_PATHS.ready, {
-          method: 'GET',
-          ...(opts.signal === undefined ? {} : { signal: opts.signal }),
-        });
-      } catch (error) {
-        if (opts.signal?.aborted) throw opts.signal.reason;
-        throw transportError(error);
-      }
-      if (response.status === 200) return true;
-      if (response.status === NOT_READY_STATUS) return false;
-      throw answerError(response);
-    },
+    ready: (opts = {}) => readyAny(replicas, transportFor, opts.signal),
+
+    replicaStatus: (opts = {}) =>
+      Promise.all(apiUrls.map((url) => probe(transportFor(url), url, opts.signal))),
 
     ...secretCalls(caller),
     ...policyCalls(caller),
@@ -324,10 +413,22 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     ...operatorCalls(caller),
     ...backupCalls(caller),
 
-    watch: (prefix, opts) => watchChanges(watchOpener(transport, source), prefix, opts),
+    watch: (prefix, opts) =>
+      watchChanges(
+        watchOpener(
+          () => transportFor(apiUrls[replicas.preferred]!),
+          source,
+          () => {
+            // A stream that could not open moves the next resume to the next replica.
+            replicas.preferred = (replicas.preferred + 1) % apiUrls.length;
+          },
+        ),
+        prefix,
+        opts,
+      ),
 
     async close() {
-      await transport.close();
+      await Promise.all([...transports.values()].map((t) => t.close()));
       await bulk.close();
       if (owned) await source.close();
     },

@@ -31,16 +31,23 @@ export class SpikeApiError extends SpikeError {
    * not a valid RE2 expression`); `undefined` when Nexus gave none.
    */
   readonly reason: string | undefined;
+  /**
+   * True when no answer arrived but the request may have reached Nexus (the connection dropped
+   * or timed out after it was sent): a write may have been applied. Such a write is never sent
+   * again by the SDK (docs/spike-api.md §10.2); read back to find out.
+   */
+  readonly maybeApplied: boolean;
 
   constructor(
     code: SpikeErrorCode,
     message: string,
     status: number | undefined,
-    options?: { cause?: unknown; reason?: string },
+    options?: { cause?: unknown; reason?: string; maybeApplied?: boolean },
   ) {
     super(code, message, options);
     this.status = status;
     this.reason = options?.reason;
+    this.maybeApplied = options?.maybeApplied === true;
   }
 }
 

@@ -24,8 +24,12 @@ export interface RetryOptions {
 export interface ClientOptions {
   /** Workload API address (`unix:///path` or `tcp://IP:port`); default `SPIFFE_ENDPOINT_SOCKET`. */
   readonly socket?: string;
-  /** Nexus URL (`https://host:port`); default `SPIKE_NEXUS_API_URL`, else `https://localhost:8553`. */
-  readonly apiUrl?: string;
+  /**
+   * Nexus URL (`https://host:port`), or several replicas (an array, or one comma-separated
+   * string) to fail over between (docs/spike-api.md §10.2); default
+   * `SPIKE_NEXUS_API_URL`, else `https://localhost:8553`.
+   */
+  readonly apiUrl?: string | readonly string[];
   /** Per call, retries excluded; default `SPIKE_HTTP_CLIENT_TIMEOUT` (a Go duration), else 60 s. */
   readonly timeoutMs?: number;
   /** How long to wait for the first SVID; default `SPIKE_SPIFFE_SOURCE_TIMEOUT`, else 30 s. */
@@ -92,14 +96,38 @@ export interface CipherOptions {
   readonly context?: Uint8Array;
 }
 
+/** What `replicaStatus` reports of one Nexus URL (`GET /ready`, docs/spike-api.md §12). */
+export interface ReplicaStatus {
+  readonly url: string;
+  /** An answer arrived (over a verified mTLS connection). */
+  readonly reachable: boolean;
+  /** The answer was 200: this replica holds the root key. */
+  readonly ready: boolean;
+  /** `ready`, `not_ready` (503), `error` (another status) or `unreachable`. */
+  readonly state: 'ready' | 'not_ready' | 'error' | 'unreachable';
+  /** The HTTP status, when an answer arrived. */
+  readonly status?: number;
+  /** Why it was not reached: `net_peer_connection`, or an identity code such as `svid_unauthorized`. */
+  readonly error?: string;
+  /** The error's message (fixed text), when not reached. */
+  readonly message?: string;
+}
+
 /** A SPIKE Nexus client. Not thread-bound; calls may run concurrently on the one session. */
 export interface SpikeClient {
-  /** The Nexus URL this client talks to. */
+  /** The Nexus URL this client talks to now: the replica that answered last (else the first). */
   readonly apiUrl: string;
+  /** Every Nexus URL of this client, in the configured order. */
+  readonly apiUrls: readonly string[];
   /** Our own current SVID. @throws SpikeError `svid_invalid` when the SVIDs were withdrawn. */
   whoami(): ClientIdentity;
-  /** `GET /ready` (§12): true when Nexus holds its root key, false on 503. No retry. */
+  /**
+   * `GET /ready` (§12), one try per replica: true when one holds its root key, false when none
+   * does but one answered 503. No retry. @throws `net_peer_connection` when none answered
+   */
   ready(options?: CallOptions): Promise<boolean>;
+  /** `GET /ready` at every replica at once, in the configured order. No retry; never throws. */
+  replicaStatus(options?: CallOptions): Promise<ReplicaStatus[]>;
 
   /**
    * Reads a secret; version 0 or absent = current. With `ifNewerThan: N`, resolves to

@@ -93,7 +93,7 @@ export interface ClusterOptions {
 }
 
 /** One managed process: same command, environment and ports on every start. */
-interface ManagedProcess {
+export interface ManagedProcess {
   readonly name: string;
   /** Current process id, `undefined` when not running. */
   pid(): number | undefined;
@@ -153,7 +153,7 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-function managed(
+export function managed(
   name: string,
   cmd: string[],
   env: Record<string, string>,

@@ -118,6 +118,23 @@ class NotSent {
   }
 }
 
+/** Errors of requests that never left this process (see {@link neverSentError}). */
+const unsent = new WeakSet<object>();
+
+/**
+ * True when `error` came from a `request` that provably never reached the server: the
+ * connection or its verification failed before the request was written, or every stream was
+ * refused. Such a request is safe to send again, to this server or another.
+ */
+export function neverSentError(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && unsent.has(error);
+}
+
+function markUnsent(error: unknown): unknown {
+  if (typeof error === 'object' && error !== null) unsent.add(error);
+  return error;
+}
+
 function connectionError(message: string, cause?: unknown): SpikeError {
   // Identity failures keep their own code so callers can tell "wrong server" from "no server".
   if (isSpikeError(cause)) return cause;
@@ -394,13 +411,18 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
       // retried on a fresh session, a few times at most; anything else is reported as is.
       for (let attempt = 0; ; attempt++) {
         init.signal?.throwIfAborted();
-        const s = await withDeadline(obtain(), deadline);
+        let s: Session;
+        try {
+          s = await withDeadline(obtain(), deadline);
+        } catch (error) {
+          throw markUnsent(error);
+        }
         try {
           return await sendRequest(s, path, init, deadline, maxResponseBytes);
         } catch (error) {
           if (!(error instanceof NotSent)) throw error;
           retire(s);
-          if (closed || attempt >= 2 || Date.now() >= deadline) throw error.error;
+          if (closed || attempt >= 2 || Date.now() >= deadline) throw markUnsent(error.error);
         }
       }
     },
