@@ -269,7 +269,7 @@ describe('the app on the get path', () => {
     for (let i = 0; i < 3; i++) expect((await f.get()).status).toBe(401);
     id = 'spiffe://spike.ist/spike/pilot/role/superuser';
     for (let i = 0; i < 3; i++) {
-      expect(await f.get()).toEqual({ status: 200, text: '{"data":{"user":"u"}}' });
+      expect(await f.get()).toEqual({ status: 200, text: '{"data":{"user":"u"},"version":1}' });
     }
     const trails = f.audit.map((line) => JSON.parse(line).trail as string);
     for (const trail of trails) expect(trail).toMatch(/^[0-9a-f]{32}$/);

@@ -254,6 +254,7 @@ describe('processing order (§3)', () => {
       (await f.post('/v1/store/secrets?x=1&action=get&action=list', { path: 'a' })).json,
     ).toEqual({
       data: { k: 'v' },
+      version: 1,
     });
   });
 
@@ -347,6 +348,7 @@ describe('request JSON (Go encoding/json semantics)', () => {
         .json,
     ).toEqual({
       data: { user: 'u', pass: 'p' },
+      version: 1,
     });
     expect(
       (await f.post('/v1/store/secrets?action=get', '{"path":"nope","Path":"app/db"}')).status,
@@ -424,15 +426,16 @@ describe('secrets (§4, §6)', () => {
     await f.post('/v1/store/secrets', { path: 'a/first', values: {} });
 
     expect((await f.post('/v1/store/secrets?action=get', { path: 'app/db' })).text).toBe(
-      '{"data":{"user":"admin","pass":"v2"}}',
+      '{"data":{"user":"admin","pass":"v2"},"version":2}',
     );
     expect(
       (await f.post('/v1/store/secrets?action=get', { path: 'app/db', version: 1 })).json,
     ).toEqual({
       data: { user: 'admin', pass: 's3cr3t' },
+      version: 1,
     });
     expect((await f.post('/v1/store/secrets?action=get', { path: 'a/first' })).text).toBe(
-      '{"data":{}}',
+      '{"data":{},"version":1}',
     );
     expect((await f.post('/v1/store/secrets?action=list', {})).text).toBe(
       '{"keys":["a/first","app/db"]}',
@@ -474,6 +477,7 @@ describe('secrets (§4, §6)', () => {
     ).toBe(200);
     expect((await f.post('/v1/store/secrets?action=get', { path: 'app/db' })).json).toEqual({
       data: { user: 'admin', pass: 'v2' },
+      version: 2,
     });
     expect(
       (await f.post('/v1/store/secrets?action=destroy', { path: 'app/db', versions: [2] })).text,

@@ -287,6 +287,19 @@ function loadConfig(): { config: NexusConfig; log: Logger } {
   return { config, log };
 }
 
+/** The transport's timeouts, limits and error log, from the configuration. */
+function transportSettings(config: NexusConfig, log: Logger) {
+  return {
+    timeouts: {
+      headerMs: config.readHeaderTimeoutMs,
+      requestMs: config.requestTimeoutMs,
+      idleMs: config.idleTimeoutMs,
+    },
+    limits: config.serverLimits,
+    onError: (error: unknown) => log.warn('transport error', { error: describeError(error) }),
+  };
+}
+
 async function main(): Promise<void> {
   const { config, log } = loadConfig();
 
@@ -380,13 +393,7 @@ async function main(): Promise<void> {
         jwtAuth,
         mtlsPeerOf: (r) => mtlsPeerOf(r),
       }),
-      timeouts: {
-        headerMs: config.readHeaderTimeoutMs,
-        requestMs: config.requestTimeoutMs,
-        idleMs: config.idleTimeoutMs,
-      },
-      limits: config.serverLimits,
-      onError: (error) => log.warn('transport error', { error: describeError(error) }),
+      ...transportSettings(config, log),
     });
     server = mtls;
     mtlsPeerOf = (request) => mtls.peerOf(request);

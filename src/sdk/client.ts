@@ -44,12 +44,8 @@ import { isSpikeError, SpikeError } from '../core/errors.ts';
 import { authorizeMatching } from '../core/spiffe/authorizer.ts';
 import type { X509Source } from '../core/spiffe/types.ts';
 import { hasRole, parseTrustRoots } from '../core/spike/roles.ts';
-import {
-  createMtlsClient,
-  type MtlsClient,
-  type MtlsResponse,
-  neverSentError,
-} from '../runtime/tls/client.ts';
+import { createMtlsClient, type MtlsClient, type MtlsResponse } from '../runtime/tls/client.ts';
+import { neverSentError } from '../runtime/tls/client-errors.ts';
 import { createX509Source } from '../runtime/workload/client.ts';
 import { backupCalls } from './backup-calls.ts';
 import { cipherCalls, type NexusCaller, operatorCalls, policyCalls, secretCalls } from './calls.ts';
@@ -278,57 +274,12 @@ function watchOpener(
   };
 }
 
-/**
- * Creates a client (see the module header). Waits for the first X.509-SVID, so identity problems
- * surface here rather than on the first call; no connection to Nexus is made until a call.
- *
- * @throws SpikeError `config_invalid` for a bad `SPIKE_NEXUS_API_URL` or trust root;
- *   `spiffe_invalid_address`; the Workload API errors of `createX509Source` (`workload_api_*`,
- *   carrying `grpcCode` / `errno`) when no SVID arrives.
- */
-export async function createClient(options: ClientOptions = {}): Promise<SpikeClient> {
-  const apiUrls = resolveApiUrls(options.apiUrl);
-  const timeoutMs = resolveTimeout(options.timeoutMs);
-  const retry = resolveRetry(options.retry);
-
-  const owned = options.source === undefined;
-  const source =
-    options.source ??
-    createX509Source({
-      address: options.socket,
-      timeoutMs: options.sourceTimeoutMs,
-      logger: options.logger,
-    });
-  try {
-    await source.ready();
-  } catch (error) {
-    if (owned) await source.close();
-    throw error;
-  }
-
-  const authorizer = nexusAuthorizer(
-    options.nexusTrustDomains ?? parseTrustRoots(process.env.SPIKE_TRUST_ROOT_NEXUS),
-  );
-  const transports = new Map<string, MtlsClient>(); // one session per replica, on first use
-  const transportFor = (url: string): MtlsClient =>
-    transports.get(url) ??
-    transports
-      .set(url, createMtlsClient({ source, baseUrl: url, timeoutMs, authorizer }))
-      .get(url)!;
-  const replicas: Replicas = { urls: apiUrls, preferred: 0 };
-  const bulk = createBulkExchange(
-    replicas,
-    (url) =>
-      createMtlsClient({
-        source,
-        baseUrl: url,
-        timeoutMs,
-        authorizer,
-        maxResponseBytes: BULK_RESPONSE_BYTES,
-      }),
-    retry,
-  );
-
+/** The JSON and octet-stream calls over the replicas, failing over between them (./options.ts). */
+function replicaCaller(
+  replicas: Replicas,
+  transportFor: (url: string) => MtlsClient,
+  retry: RetryOptions,
+): Pick<NexusCaller, 'call' | 'stream'> {
   const send = (
     path: string,
     body: Uint8Array | string,
@@ -381,7 +332,64 @@ export async function createClient(options: ClientOptions = {}): Promise<SpikeCl
     return (await sendOk(path, input, OCTET_TYPE, true, signal)).body;
   }
 
-  const caller: NexusCaller = { call, stream, exchange: bulk.exchange };
+  return { call, stream };
+}
+
+/**
+ * Creates a client (see the module header). Waits for the first X.509-SVID, so identity problems
+ * surface here rather than on the first call; no connection to Nexus is made until a call.
+ *
+ * @throws SpikeError `config_invalid` for a bad `SPIKE_NEXUS_API_URL` or trust root;
+ *   `spiffe_invalid_address`; the Workload API errors of `createX509Source` (`workload_api_*`,
+ *   carrying `grpcCode` / `errno`) when no SVID arrives.
+ */
+export async function createClient(options: ClientOptions = {}): Promise<SpikeClient> {
+  const apiUrls = resolveApiUrls(options.apiUrl);
+  const timeoutMs = resolveTimeout(options.timeoutMs);
+  const retry = resolveRetry(options.retry);
+
+  const owned = options.source === undefined;
+  const source =
+    options.source ??
+    createX509Source({
+      address: options.socket,
+      timeoutMs: options.sourceTimeoutMs,
+      logger: options.logger,
+    });
+  try {
+    await source.ready();
+  } catch (error) {
+    if (owned) await source.close();
+    throw error;
+  }
+
+  const authorizer = nexusAuthorizer(
+    options.nexusTrustDomains ?? parseTrustRoots(process.env.SPIKE_TRUST_ROOT_NEXUS),
+  );
+  const transports = new Map<string, MtlsClient>(); // one session per replica, on first use
+  const transportFor = (url: string): MtlsClient =>
+    transports.get(url) ??
+    transports
+      .set(url, createMtlsClient({ source, baseUrl: url, timeoutMs, authorizer }))
+      .get(url)!;
+  const replicas: Replicas = { urls: apiUrls, preferred: 0 };
+  const bulk = createBulkExchange(
+    replicas,
+    (url) =>
+      createMtlsClient({
+        source,
+        baseUrl: url,
+        timeoutMs,
+        authorizer,
+        maxResponseBytes: BULK_RESPONSE_BYTES,
+      }),
+    retry,
+  );
+
+  const caller: NexusCaller = {
+    ...replicaCaller(replicas, transportFor, retry),
+    exchange: bulk.exchange,
+  };
 
   return {
     get apiUrl() {

@@ -18,10 +18,11 @@
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { concatBytes } from '../../core/bytes.ts';
-import { isSpikeError, SpikeError } from '../../core/errors.ts';
+import { SpikeError } from '../../core/errors.ts';
 import type { Authorizer } from '../../core/spiffe/authorizer.ts';
 import type { X509Context, X509Source } from '../../core/spiffe/types.ts';
 import { inspectLeafCertificate } from '../../core/spiffe/x509svid.ts';
+import { connectionError, currentContext, markUnsent, withDeadline } from './client-errors.ts';
 import { contextFingerprint, peerChainOf, tlsMaterialOf, verifyPeer } from './material.ts';
 import { type MtlsStreamResponse, openStreamOn, type StreamRequestInit } from './stream.ts';
 
@@ -116,29 +117,6 @@ class NotSent {
   constructor(error: SpikeError) {
     this.error = error;
   }
-}
-
-/** Errors of requests that never left this process (see {@link neverSentError}). */
-const unsent = new WeakSet<object>();
-
-/**
- * True when `error` came from a `request` that provably never reached the server: the
- * connection or its verification failed before the request was written, or every stream was
- * refused. Such a request is safe to send again, to this server or another.
- */
-export function neverSentError(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && unsent.has(error);
-}
-
-function markUnsent(error: unknown): unknown {
-  if (typeof error === 'object' && error !== null) unsent.add(error);
-  return error;
-}
-
-function connectionError(message: string, cause?: unknown): SpikeError {
-  // Identity failures keep their own code so callers can tell "wrong server" from "no server".
-  if (isSpikeError(cause)) return cause;
-  return new SpikeError('net_peer_connection', message, { cause });
 }
 
 /**
@@ -313,16 +291,6 @@ function sendRequest(
   });
 }
 
-/** Our current SVID, waiting for the first one. */
-async function currentContext(source: X509Source): Promise<X509Context> {
-  const now = source.current();
-  if (now !== undefined) return now;
-  await source.ready();
-  const after = source.current();
-  if (after === undefined) throw new SpikeError('svid_invalid', 'no X.509-SVID available');
-  return after;
-}
-
 /**
  * Creates an mTLS client for one server (docs/spiffe.md §5, docs/spike-api.md §2). No connection is made
  * until the first request.
@@ -404,28 +372,8 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
   };
 
   return {
-    async request(path, init = {}) {
-      if (!path.startsWith('/')) throw new TypeError('path must start with /');
-      const deadline = Date.now() + timeoutMs;
-      // A request the server provably never processed (session closing, stream refused) is
-      // retried on a fresh session, a few times at most; anything else is reported as is.
-      for (let attempt = 0; ; attempt++) {
-        init.signal?.throwIfAborted();
-        let s: Session;
-        try {
-          s = await withDeadline(obtain(), deadline);
-        } catch (error) {
-          throw markUnsent(error);
-        }
-        try {
-          return await sendRequest(s, path, init, deadline, maxResponseBytes);
-        } catch (error) {
-          if (!(error instanceof NotSent)) throw error;
-          retire(s);
-          if (closed || attempt >= 2 || Date.now() >= deadline) throw markUnsent(error.error);
-        }
-      }
-    },
+    request: (path, init = {}) =>
+      requestOn({ obtain, retire, closed: () => closed }, path, init, timeoutMs, maxResponseBytes),
 
     async openStream(path, init = {}) {
       if (!path.startsWith('/')) throw new TypeError('path must start with /');
@@ -457,21 +405,40 @@ export function createMtlsClient(options: MtlsClientOptions): MtlsClient {
   };
 }
 
-function withDeadline<T>(promise: Promise<T>, deadline: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new SpikeError('net_peer_connection', 'connection timed out')),
-      Math.max(1, deadline - Date.now()),
-    );
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
+/** The session operations `requestOn` needs from {@link createMtlsClient}'s closure. */
+interface SessionPool {
+  obtain(): Promise<Session>;
+  retire(s: Session): void;
+  closed(): boolean;
+}
+
+/**
+ * One request: a request the server provably never processed (session closing, stream refused)
+ * is retried on a fresh session, a few times at most; anything else is reported as is.
+ */
+async function requestOn(
+  pool: SessionPool,
+  path: string,
+  init: MtlsRequestInit,
+  timeoutMs: number,
+  maxResponseBytes: number,
+): Promise<MtlsResponse> {
+  if (!path.startsWith('/')) throw new TypeError('path must start with /');
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 0; ; attempt++) {
+    init.signal?.throwIfAborted();
+    let s: Session;
+    try {
+      s = await withDeadline(pool.obtain(), deadline);
+    } catch (error) {
+      throw markUnsent(error);
+    }
+    try {
+      return await sendRequest(s, path, init, deadline, maxResponseBytes);
+    } catch (error) {
+      if (!(error instanceof NotSent)) throw error;
+      pool.retire(s);
+      if (pool.closed() || attempt >= 2 || Date.now() >= deadline) throw markUnsent(error.error);
+    }
+  }
 }
