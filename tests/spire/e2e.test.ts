@@ -238,7 +238,7 @@ describe('SPIKE under a real SPIRE Server and Agent', () => {
 
     const seen = await probe({ path: SECRET_PATH });
     expect(seen.status).toBe(200);
-    expect(seen.json).toEqual({ data: { pass: 'first-value', user: 'app' } });
+    expect(seen.json).toEqual({ data: { pass: 'first-value', user: 'app' }, version: 1 });
   }, 60_000);
 
   it('Nexus SIGKILL: the restarted Nexus recovers its root key from the Keepers by itself', async () => {
@@ -293,7 +293,8 @@ describe('SPIKE under a real SPIRE Server and Agent', () => {
         try {
           const r = await probe({ path: SECRET_PATH });
           driverRequests++;
-          if (r.status !== 200 || !Bun.deepEquals(r.json, { data: expected })) {
+          // The wire answer carries the version read beside the data (docs/spike-api.md §4).
+          if (r.status !== 200 || !Bun.deepEquals((r.json as { data?: unknown })?.data, expected)) {
             failures.push(`driver: status ${r.status}`);
           }
           // '' = the client dropped its session right after the answer (its own SVID rotated):
